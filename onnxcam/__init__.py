@@ -1,0 +1,7 @@
+"""onnxcam: explain exported CNN models from the .onnx file alone."""
+from .errors import OnnxCamError
+from .explainer import Explainer, Result
+from .preprocess import PreprocessSpec, load_images
+
+__version__ = "0.1.0"
+__all__ = ["Explainer", "Result", "OnnxCamError", "PreprocessSpec", "load_images", "__version__"]

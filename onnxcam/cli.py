@@ -1,0 +1,227 @@
+"""Command line: `onnxcam demo`, `onnxcam layers MODEL`, `onnxcam explain MODEL IMG...`.
+
+Every OnnxCamError is printed as one line on stderr with exit code 2; nothing is overwritten
+unless --overwrite is given.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import bundled, methods
+from .errors import OnnxCamError
+from .explainer import Explainer, Result
+from .output import check_targets, fresh_folder, safe_name, write_json, write_npz, write_png
+from .postprocess import overlay
+from .preprocess import load_images, read_json
+from .methods.scorecam import softmax
+
+
+def _add_preprocess_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("preprocessing (default: the model's manifest/sidecar, else ImageNet)")
+    g.add_argument("--preprocess", metavar="JSON", help="a JSON file with the fields below")
+    g.add_argument("--size", type=int, nargs=2, metavar=("H", "W"))
+    g.add_argument("--mean", type=float, nargs="+")
+    g.add_argument("--std", type=float, nargs="+")
+    g.add_argument("--scale", type=float, help="multiplies 0..255 pixels before mean/std (default 1/255)")
+    g.add_argument("--channel-order", choices=["RGB", "BGR"])
+    g.add_argument("--layout", choices=["NCHW", "NHWC"])
+    g.add_argument("--resize", choices=["stretch", "center_crop"])
+
+
+def _add_engine_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("engine")
+    g.add_argument("--providers", nargs="+", help="onnxruntime providers (default: CUDA if usable, else CPU)")
+    g.add_argument("--score", choices=["logits", "output"], default="logits",
+                   help="explain the pre-softmax logits (default) or the exported output")
+    g.add_argument("--max-batch", type=int, default=64)
+    g.add_argument("--memory-budget-mb", type=float, default=1024)
+
+
+def _spec_overrides(args) -> dict:
+    spec = read_json(Path(args.preprocess)) if args.preprocess else {}
+    flags = {"size": args.size, "mean": args.mean, "std": args.std, "scale": args.scale,
+             "channel_order": args.channel_order, "layout": args.layout, "resize": args.resize}
+    return spec | {k: v for k, v in flags.items() if v is not None}
+
+
+def _explainer(model, args, preprocess=None) -> Explainer:
+    return Explainer(model, providers=args.providers, preprocess=preprocess, score=args.score,
+                     memory_budget_mb=args.memory_budget_mb, max_batch=args.max_batch,
+                     progress=not getattr(args, "json", False) and sys.stderr.isatty())
+
+
+def _label(ex: Explainer, k: int) -> str:
+    return ex.labels[k] if ex.labels else str(k)
+
+
+def top_classes(ex: Explainer, scores: np.ndarray, k: int = 5) -> list[list[dict]]:
+    probs = softmax(scores) if ex.model.final_activation != "Sigmoid" else 1 / (1 + np.exp(-scores))
+    out = []
+    for row_p, row_s in zip(probs, scores):
+        idx = np.argsort(-row_s)[:k]
+        out.append([{"class": int(i), "name": _label(ex, int(i)), "score": float(row_s[i]),
+                     "probability": float(row_p[i])} for i in idx])
+    return out
+
+
+def write_results(ex: Explainer, res: Result, images: list[Path], views, out: Path,
+                  overwrite: bool) -> list[Path]:
+    """Overlays per image and layer, plus one .npz per image with raw and normalized maps."""
+    plan = []
+    for i, img in enumerate(images):
+        stem = f"{i:02d}_{safe_name(img.stem)}" if len(images) > 1 else safe_name(img.stem)
+        for layer in res.layers:
+            plan.append((out / f"{stem}_{res.method}_{safe_name(layer)}.png", i, layer))
+        plan.append((out / f"{stem}_{res.method}.npz", i, None))
+    check_targets([p for p, _, _ in plan], overwrite)
+    for path, i, layer in plan:
+        if layer is None:
+            arrays = {"logits": res.logits[i], "target": np.int64(res.target[i])}
+            for j, name in enumerate(res.layers):
+                arrays[f"raw_{j}"] = res.raw[name][i]
+                arrays[f"map_{j}"] = res.maps[name][i]
+            arrays["layers"] = np.array(res.layers)
+            write_npz(path, arrays)
+        else:
+            write_png(path, overlay(views[i], res.maps[layer][i]))
+    return [p for p, _, _ in plan]
+
+
+def cmd_layers(args) -> int:
+    ex = _explainer(args.model, args)
+    auto = ex.model.auto_layer
+    if args.json:
+        print(json.dumps([{"name": l.name, "op": l.op, "shape": list(l.shape), "depth": l.depth,
+                           "layout": l.layout, "preferred": l.preferred, "auto": l == auto}
+                          for l in ex.layers], indent=2))
+        return 0
+    width = max((len(l.name) for l in ex.layers), default=4)
+    print(f"{'name':<{width}}  {'op':<18} {'C x h x w':<16} depth")
+    for l in ex.layers:
+        if not l.preferred and not args.all:
+            continue
+        mark = "  <- auto" if l == auto else ""
+        print(f"{l.name:<{width}}  {l.op:<18} {'x'.join(map(str, l.shape)):<16} {l.depth}{mark}")
+    for note in ex.model.notes:
+        print(f"# {note}")
+    return 0
+
+
+def run_explain(ex: Explainer, images: list[Path], method: str, layers, target, out: Path,
+                overwrite: bool, options: dict) -> tuple[Result, list[Path], list]:
+    x, views = load_images(images, ex.preprocess, return_views=True)
+    res = ex.explain(x, method=method, layers=layers, target=target, **options)
+    files = write_results(ex, res, images, views, out, overwrite)
+    return res, files, top_classes(ex, res.logits)
+
+
+def _summary(ex: Explainer, res: Result, images, files, tops) -> dict:
+    return {"method": res.method, "provider": res.provider, "layers": res.layers,
+            "images": [{"path": str(p), "target": int(t), "target_name": _label(ex, int(t)), "top5": top}
+                       for p, t, top in zip(images, res.target, tops)],
+            "files": [str(f) for f in files], "notes": res.notes}
+
+
+def cmd_explain(args) -> int:
+    ex = _explainer(args.model, args, preprocess=_spec_overrides(args) or None)
+    images = [Path(p) for p in args.images]
+    target = None if args.target in (None, "top1") else _parse_target(args.target)
+    options = {"top_k": args.top_k} if args.top_k else {}
+    res, files, tops = run_explain(ex, images, args.method, args.layer, target, Path(args.out),
+                                   args.overwrite, options)
+    summary = _summary(ex, res, images, files, tops)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary, Path(args.out))
+    return 0
+
+
+def _parse_target(text: str):
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise OnnxCamError(f"--target takes top1, a class index, or one index per image separated "
+                           f"by commas; got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    print(f"method {summary['method']} on {summary['provider']}, layers: {', '.join(summary['layers'])}")
+    for img in summary["images"]:
+        print(f"{img['path']}: explaining class {img['target']} ({img['target_name']})")
+        for t in img["top5"]:
+            print(f"   {t['class']:>5}  {t['probability']:6.3f}  {t['name']}")
+    print(f"wrote {len(summary['files'])} files to {out}")
+
+
+def cmd_demo(args) -> int:
+    model = bundled.require(bundled.MODEL)
+    image = bundled.require(bundled.DEMO_IMAGE)
+    out = Path(args.out) if args.out else fresh_folder(Path("onnxcam-demo"))
+    ex = _explainer(model, args)
+    print(f"model: {model} ({ex.model.num_classes} classes, auto layer {ex.model.auto_layer.name})")
+    files, summaries = [], []
+    for method in ("scorecam", "eigencam"):
+        res, written, tops = run_explain(ex, [image], method, "auto", None, out, args.overwrite, {})
+        files += written
+        summaries.append(_summary(ex, res, [image], written, tops))
+    first = summaries[0]["images"][0]
+    print(f"image: {image}  (provider {summaries[0]['provider']})")
+    for t in first["top5"]:
+        print(f"   {t['class']:>5}  {t['probability']:6.3f}  {t['name']}")
+    for f in files:
+        print(f"wrote {f}")
+    print(f"output folder: {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="onnxcam", description="Explain ONNX CNN classifiers.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    d = sub.add_parser("demo", help="explain the bundled EfficientNet-Lite0 on a bundled photo")
+    d.add_argument("--out", help="output folder (default: a new ./onnxcam-demo[-N])")
+    d.add_argument("--overwrite", action="store_true")
+    _add_engine_flags(d)
+    d.set_defaults(func=cmd_demo)
+
+    l = sub.add_parser("layers", help="print the layer catalog of a model")
+    l.add_argument("model")
+    l.add_argument("--all", action="store_true", help="also list tensors that feed an activation")
+    l.add_argument("--json", action="store_true")
+    _add_engine_flags(l)
+    l.set_defaults(func=cmd_layers)
+
+    e = sub.add_parser("explain", help="explain images with one method")
+    e.add_argument("model")
+    e.add_argument("images", nargs="+")
+    e.add_argument("--method", default="scorecam", choices=sorted(methods.REGISTRY))
+    e.add_argument("--layer", nargs="+", default=["auto"], help="auto, all, or layer names")
+    e.add_argument("--target", help="top1 (default), a class index, or one per image: 3,7,1")
+    e.add_argument("--top-k", type=int, help="Score-CAM: keep the k channels of largest spatial variance")
+    e.add_argument("--out", required=True)
+    e.add_argument("--overwrite", action="store_true")
+    e.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    _add_preprocess_flags(e)
+    _add_engine_flags(e)
+    e.set_defaults(func=cmd_explain)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except OnnxCamError as exc:
+        print(f"onnxcam: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

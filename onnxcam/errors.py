@@ -1,0 +1,10 @@
+"""The one exception users see.
+
+Every failure a user can cause (bad file, bad layer name, bad target, bad image) is raised as
+`OnnxCamError` with one line that says what went wrong and how to fix it, so the CLI can print it
+without a traceback from deep inside onnx or onnxruntime.
+"""
+
+
+class OnnxCamError(Exception):
+    """A user-facing error: one line, what happened and how to fix it."""

@@ -1,0 +1,168 @@
+"""`Explainer`: the Python API. Loads a model once, caches explain graphs, runs methods."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import engine, intake, methods, postprocess
+from .errors import OnnxCamError
+from .graph.expose import SCORES, forward_graph
+from .graph.masking import IMAGE, MAPS, masked_scores_graph
+from .preprocess import PreprocessSpec, find_sidecar, read_json, read_labels, spec_from_dict
+from .progress import Progress
+
+
+@dataclass
+class Result:
+    """Maps in [0, 1] at input resolution, raw maps at feature resolution, scores and targets."""
+    method: str
+    maps: dict[str, np.ndarray]
+    raw: dict[str, np.ndarray]
+    logits: np.ndarray
+    target: np.ndarray
+    provider: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.maps)
+
+
+class Explainer:
+    """Explain one ONNX classifier.
+
+    model: path to a .onnx file or an onnx.ModelProto. providers: None picks CUDA when usable,
+    else CPU. preprocess: a PreprocessSpec, a dict, or None (manifest/sidecar next to the model,
+    else ImageNet defaults at the model's input size). score: "logits" explains the input of a
+    final Softmax/Sigmoid, "output" the exported output. memory_budget_mb / max_batch bound the
+    batches sent to onnxruntime.
+    """
+
+    def __init__(self, model, providers=None, preprocess=None, score: str = "logits",
+                 memory_budget_mb: float = engine.DEFAULT_BUDGET_MB,
+                 max_batch: int = engine.DEFAULT_MAX_BATCH, threads: int | None = None,
+                 progress: bool = False):
+        self.model = intake.load(model, score=score)
+        self.providers = engine.choose_providers(providers)
+        self.sessions = engine.SessionCache(self.providers, threads)
+        self.memory_budget_mb = memory_budget_mb
+        self.max_batch = max_batch
+        self.progress = progress
+        sidecar = find_sidecar(model) if isinstance(model, (str, Path)) else None
+        self.sidecar = read_json(sidecar) if sidecar else {}
+        self.labels = self._read_labels(sidecar)
+        self.preprocess = self._resolve_spec(preprocess)
+
+    # ----- what the model offers
+    @property
+    def layers(self):
+        return self.model.layers
+
+    @property
+    def provider(self) -> str:
+        """The execution provider actually used (onnxruntime-gpu may fall back to CPU)."""
+        sess, _ = self._forward_session(())
+        return sess.provider
+
+    def _read_labels(self, sidecar: Path | None) -> list[str] | None:
+        name = self.sidecar.get("labels")
+        if not name or sidecar is None:
+            return None
+        labels = read_labels(sidecar.parent / name)
+        if len(labels) != self.model.num_classes:
+            raise OnnxCamError(f"label file {name} has {len(labels)} names for {self.model.num_classes} classes")
+        return labels
+
+    def _resolve_spec(self, preprocess) -> PreprocessSpec:
+        c, h, w = self.model.image_shape
+        base = spec_from_dict(self.sidecar, PreprocessSpec(size=(h, w), layout=self.model.layout))
+        if isinstance(preprocess, PreprocessSpec):
+            spec = preprocess
+        elif isinstance(preprocess, dict):
+            spec = spec_from_dict(preprocess, base)
+        else:
+            spec = base
+        if tuple(spec.size) != (h, w) or spec.layout != self.model.layout:
+            raise OnnxCamError(f"preprocessing gives {spec.layout} {tuple(spec.size)} images but the model "
+                               f"takes {self.model.layout} {(h, w)}; fix the size/layout")
+        return spec
+
+    # ----- engine access shared by methods
+    def _batch(self, graph) -> int:
+        return engine.batch_size(graph, self.memory_budget_mb, self.max_batch, self.model.batchable)
+
+    def _forward_session(self, layer_names: tuple[str, ...]):
+        return self.sessions.get(("forward", layer_names),
+                                 lambda: forward_graph(self.model.proto, self.model.score_name,
+                                                       list(layer_names)))
+
+    def check_input(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        c, h, w = self.model.image_shape
+        want = (c, h, w) if self.model.layout == "NCHW" else (h, w, c)
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or tuple(x.shape[1:]) != want:
+            raise OnnxCamError(f"input batch has shape {tuple(x.shape)}, the model wants [N, {', '.join(map(str, want))}] "
+                               f"({self.model.layout}); use onnxcam.load_images(paths, ex.preprocess)")
+        if not np.all(np.isfinite(x)):
+            raise OnnxCamError("input batch contains NaN or infinite values")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def forward(self, x, layers=()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Scores [N, K] and activations {layer: [N, C, h, w]} (NCHW) from batched runs."""
+        x = self.check_input(x)
+        names = tuple(layer.name if hasattr(layer, "name") else layer for layer in layers)
+        sess, carried = self._forward_session(names)
+        step = self._batch(self.sessions.graph(("forward", names)))
+        outs = [sess.run({self.model.input_name: x[i:i + step]}) for i in range(0, len(x), step)]
+        scores = np.concatenate([o[SCORES] for o in outs])
+        acts = {}
+        for layer in self.model.resolve_layers(list(names)) if names else []:
+            a = np.concatenate([o[carried[layer.name]] for o in outs])
+            acts[layer.name] = a.transpose(0, 3, 1, 2) if layer.layout == "NHWC" else a
+        return scores, acts
+
+    def masked_scores(self, image: np.ndarray, maps: np.ndarray, align_corners: bool,
+                      eps: float) -> np.ndarray:
+        """Scores [M, K] of one image multiplied by each upsampled, min-max normalized map [M,1,h,w]."""
+        key = ("masked", align_corners, eps)
+        m = self.model
+        sess, _ = self.sessions.get(key, lambda: (masked_scores_graph(
+            m.proto, m.input_name, m.layout, m.image_shape[1:], m.score_name, align_corners, eps), None))
+        step = self._batch(self.sessions.graph(key))
+        image_on_device = sess.to_device(np.ascontiguousarray(image, np.float32))
+        maps = np.ascontiguousarray(maps, np.float32)
+        out = []
+        bar = Progress(len(maps), "Score-CAM forwards", enabled=self.progress)
+        for i in range(0, len(maps), step):
+            out.append(sess.run({IMAGE: image_on_device, MAPS: maps[i:i + step]})[SCORES])
+            bar.update(min(step, len(maps) - i))
+        bar.close()
+        return np.concatenate(out) if out else np.zeros((0, m.num_classes), np.float32)
+
+    # ----- the public call
+    def explain(self, x, method: str = "scorecam", layers="auto", target=None, **options) -> Result:
+        """Explain a preprocessed float32 batch x with one method at one or more layers.
+
+        target: None (top-1 per image), an int, or one int per image.
+        """
+        spec = methods.get(method)
+        unknown = set(options) - set(spec.options)
+        if unknown:
+            raise OnnxCamError(f"method {method!r} takes no option(s) {', '.join(sorted(unknown))}"
+                               + (f"; it takes: {', '.join(spec.options)}" if spec.options else ""))
+        x = self.check_input(x)
+        chosen = self.model.resolve_layers(layers)
+        scores, acts = self.forward(x, chosen)
+        targets = self.model.check_targets(target, len(x))
+        if targets is None:
+            targets = scores.argmax(axis=1)
+        req = methods.Request(self, x, chosen, targets, scores, acts, options)
+        raw = spec.compute(req)
+        size = self.model.image_shape[1:]
+        maps = {name: postprocess.normalize(r, size, spec.order) for name, r in raw.items()}
+        sess, _ = self._forward_session(tuple(layer.name for layer in chosen))
+        return Result(method, maps, raw, scores, targets, sess.provider, list(self.model.notes))

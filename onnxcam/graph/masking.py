@@ -1,0 +1,61 @@
+"""Score-CAM's masked batch, built inside the ONNX graph.
+
+Inputs: one image [1,C,H,W] (or [1,H,W,C]) and M feature maps [M,1,h,w]. The graph upsamples the
+maps to the input size, min-max normalizes each, multiplies the image by each mask and runs the
+model on the [M,...] batch, returning the scores [M,K]. Masks never leave the device.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from .builder import GraphBuilder
+from .expose import SCORES, add_scores, prune, set_outputs
+
+IMAGE = "onnxcam/image"
+MAPS = "onnxcam/maps"
+
+
+def masked_scores_graph(proto: onnx.ModelProto, input_name: str, layout: str,
+                        image_hw: tuple[int, int], score_name: str, align_corners: bool,
+                        eps: float) -> onnx.ModelProto:
+    """The Score-CAM graph. align_corners picks the upsampling grid (False = half-pixel, as
+    F.interpolate(align_corners=False) and cv2.resize); eps is added to (max - min)."""
+    model = copy.deepcopy(proto)
+    g = model.graph
+    original = next(i for i in g.input if i.name == input_name)
+    in_type = original.type.tensor_type.elem_type
+    b = GraphBuilder(model)
+    shape = b.op("Shape", [MAPS], hint="maps_shape")
+    head = b.op("Slice", [shape, b.const(np.array([0], np.int64)), b.const(np.array([2], np.int64))],
+                hint="maps_head")
+    sizes = b.op("Concat", [head, b.const(np.asarray(image_hw, np.int64), "hw")], hint="sizes", axis=0)
+    mode = "align_corners" if align_corners else "half_pixel"
+    up = b.op("Resize", [MAPS, "", "", sizes], hint="up", mode="linear",
+              coordinate_transformation_mode=mode)
+    lo = b.reduce("ReduceMin", up, [2, 3], hint="min")
+    hi = b.reduce("ReduceMax", up, [2, 3], hint="max")
+    span = b.op("Sub", [hi, lo], hint="span")
+    if eps:
+        span = b.op("Add", [span, b.const(np.float32(eps), "eps")], hint="span_eps")
+    mask = b.op("Div", [b.op("Sub", [up, lo], hint="shifted"), span], hint="mask")
+    if layout == "NHWC":
+        mask = b.op("Transpose", [mask], hint="mask_nhwc", perm=[0, 2, 3, 1])
+    if in_type != onnx.TensorProto.FLOAT:
+        mask = b.op("Cast", [mask], hint="mask_cast", to=in_type)
+    b.op("Mul", [IMAGE, mask], outputs=[input_name])
+    b.prepend_to(g)
+    inputs = [i for i in g.input if i.name != input_name]
+    del g.input[:]
+    g.input.extend([helper.make_tensor_value_info(IMAGE, in_type, None),
+                    helper.make_tensor_value_info(MAPS, onnx.TensorProto.FLOAT, ["M", 1, None, None])]
+                   + inputs)
+    tail = GraphBuilder(model)
+    add_scores(tail, score_name)
+    tail.append_to(g)
+    set_outputs(model, [SCORES])
+    prune(g)
+    return model

@@ -1,0 +1,149 @@
+"""Bring any exported model to one canonical form the rewriter can rely on.
+
+Exporters disagree on opsets, leave stale `value_info` (Paddle writes -1/unk dims), hard-code the
+batch, and emit long constant Shape/Gather chains. We normalize once, at load time:
+opset >= 17, batch made symbolic (hard-coded Reshape batch constants patched), then onnxruntime's
+own BASIC optimizer folds constants and fuses Conv+BN, and we shape-infer the result.
+onnxruntime is the canonicalizer because it is the runtime we explain with: whatever it folds is
+exactly what will run.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import onnx
+from onnx import numpy_helper, version_converter
+
+from ..errors import OnnxCamError
+
+TARGET_OPSET = 17
+BATCH_DIM = "N"
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return imp.version
+    return 1
+
+
+def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Convert to opset 17 when older: Softmax < 13 and MaxPool < 16 have other semantics."""
+    if default_opset(model) >= TARGET_OPSET:
+        return model
+    try:
+        return version_converter.convert_version(model, TARGET_OPSET)
+    except Exception as exc:  # the converter raises bare RuntimeErrors with C++ text
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OnnxCamError(f"cannot upgrade the model from opset {default_opset(model)} to "
+                           f"{TARGET_OPSET}: {first}; re-export it with opset >= {TARGET_OPSET}") from None
+
+
+def drop_value_info(model: onnx.ModelProto) -> None:
+    """Stale value_info (e.g. Paddle's -1/unk dims) poisons shape inference: drop it."""
+    del model.graph.value_info[:]
+
+
+def graph_inputs(model: onnx.ModelProto):
+    """Graph inputs that are real inputs, not initializers listed as inputs (old exporters)."""
+    inits = {t.name for t in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def make_batch_symbolic(model: onnx.ModelProto) -> int | None:
+    """Turn dim 0 of every input/output into the symbol N; return the old static batch, if any."""
+    static = None
+    for vi in list(graph_inputs(model)) + list(model.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) == 0:
+            continue
+        if dims[0].HasField("dim_value"):
+            static = static or dims[0].dim_value
+        dims[0].Clear()
+        dims[0].dim_param = BATCH_DIM
+    return static
+
+
+def _downstream_of_inputs(model: onnx.ModelProto) -> set[str]:
+    live = {i.name for i in graph_inputs(model)}
+    for node in model.graph.node:  # exported graphs are topologically sorted
+        if any(i in live for i in node.input):
+            live.update(node.output)
+    return live
+
+
+def patch_batch_constants(model: onnx.ModelProto, static_batch: int | None) -> int:
+    """Rewrite Reshape targets that hard-code the exported batch (e.g. [1, -1]) to copy dim 0.
+
+    A Reshape with shape [1, -1] on a batch-N tensor silently mixes images (onnx#3483). Setting
+    the first entry to 0 means "copy the input's dim 0" (allowzero=0), which is the batch.
+    Returns how many Reshapes were patched; the caller verifies batching with a real run.
+    """
+    if not static_batch:
+        return 0
+    live = _downstream_of_inputs(model)
+    inits = {t.name: t for t in model.graph.initializer}
+    consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    patched = 0
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or node.input[0] not in live:
+            continue
+        if any(a.name == "allowzero" and a.i == 1 for a in node.attribute):
+            continue
+        name = node.input[1]
+        if name in inits:
+            arr = numpy_helper.to_array(inits[name])
+        elif name in consts and consts[name].attribute and consts[name].attribute[0].name == "value":
+            arr = numpy_helper.to_array(consts[name].attribute[0].t)
+        else:
+            continue
+        if arr.ndim != 1 or arr.size < 2 or arr[0] != static_batch:
+            continue
+        new = arr.copy()
+        new[0] = 0
+        new_name = f"{name}__onnxcam_batch{patched}"
+        model.graph.initializer.append(numpy_helper.from_array(new.astype(np.int64), new_name))
+        node.input[1] = new_name
+        patched += 1
+    return patched
+
+
+def ort_canonicalize(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Let onnxruntime's BASIC level fold constants and fuse Conv+BN, then save standard ops only.
+
+    EXTENDED would add com.microsoft:FusedConv and ALL would add NCHWc layout ops: never those.
+    """
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="onnxcam_") as tmp:
+        out = os.path.join(tmp, "canonical.onnx")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        opts.optimized_model_filepath = out
+        opts.log_severity_level = 3
+        try:
+            ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise OnnxCamError("onnxruntime cannot load this model: "
+                               f"{_first_line(exc)}; check it with onnx.checker or re-export it") from None
+        canonical = onnx.load(out)
+    used = {n.domain for n in canonical.graph.node}
+    keep = [imp for imp in canonical.opset_import if imp.domain in used or imp.domain in ("", "ai.onnx")]
+    del canonical.opset_import[:]
+    canonical.opset_import.extend(keep)
+    return canonical
+
+
+def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    drop_value_info(model)
+    try:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    except Exception as exc:
+        raise OnnxCamError(f"shape inference failed on the canonical model: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -1,0 +1,158 @@
+"""The layer catalog: which tensors of a canonical graph can be explained, and which one `auto` is.
+
+A layer is any 4-D feature tensor with spatial extent that depends on the image. Layout is
+propagated from the input (NCHW or NHWC) through Transposes, so tf2onnx graphs, which wrap convs
+in Transposes, list their feature maps with the right channel axis.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx
+
+NCHW, NHWC = "NCHW", "NHWC"
+_TO_NCHW = {NCHW: (0, 1, 2, 3), NHWC: (0, 3, 1, 2)}
+# Ops whose output keeps the layout of their first input (element-wise and same-shape ops).
+_LAYOUT_KEEPING = {
+    "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Erf",
+    "Elu", "Selu", "Mul", "Add", "Sub", "Div", "Identity", "Dropout", "Cast", "Gelu", "Softplus",
+    "QuantizeLinear", "DequantizeLinear", "Pad", "BatchNormalization", "Neg", "Abs", "Sqrt", "Pow",
+}
+_CHANNELS_FIRST_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "BatchNormalization",
+                       "InstanceNormalization", "LpPool", "Resize", "Upsample", "QLinearConv",
+                       "ConvInteger", "DepthToSpace", "SpaceToDepth", "GlobalAveragePool",
+                       "GlobalMaxPool"}
+_ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh",
+                "Elu", "Selu", "Gelu", "Softplus", "Identity", "Dropout"}
+_GLOBAL_POOLS = {"GlobalAveragePool", "GlobalMaxPool"}
+_REDUCES = {"ReduceMean", "ReduceMax", "ReduceSum"}
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One explainable tensor: name, producing op, (C, h, w), topological depth, layout."""
+    name: str
+    op: str
+    channels: int
+    height: int
+    width: int
+    depth: int
+    layout: str
+    preferred: bool
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+
+def tensor_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
+    """Name -> shape tuple (ints, or strings for symbolic dims) from shape-inferred value infos."""
+    shapes = {}
+    for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            continue
+        shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                                for d in tt.shape.dim)
+    for init in model.graph.initializer:
+        shapes[init.name] = tuple(init.dims)
+    return shapes
+
+
+def _perm(node: onnx.NodeProto) -> tuple[int, ...] | None:
+    for a in node.attribute:
+        if a.name == "perm":
+            return tuple(a.ints)
+    return None
+
+
+def propagate_layouts(model: onnx.ModelProto, input_name: str, input_layout: str) -> dict[str, str]:
+    """Layout of every 4-D tensor reachable from the image input."""
+    layouts = {input_name: input_layout}
+    for node in model.graph.node:
+        if not node.output:
+            continue
+        src = next((layouts[i] for i in node.input if i in layouts), None)
+        if src is None:
+            continue
+        if node.op_type in _CHANNELS_FIRST_OPS:
+            out = NCHW
+        elif node.op_type == "Transpose":
+            perm = _perm(node)
+            if perm == (0, 2, 3, 1) and src == NCHW:
+                out = NHWC
+            elif perm == (0, 3, 1, 2) and src == NHWC:
+                out = NCHW
+            else:
+                continue
+        elif node.op_type in _LAYOUT_KEEPING or node.op_type == "Concat":
+            out = src
+        else:
+            continue
+        layouts[node.output[0]] = out
+    return layouts
+
+
+def build_catalog(model: onnx.ModelProto, input_name: str, input_layout: str) -> list[LayerInfo]:
+    shapes = tensor_shapes(model)
+    layouts = propagate_layouts(model, input_name, input_layout)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
+    layers = []
+    for depth, node in enumerate(model.graph.node):
+        for out in node.output[:1]:
+            shape, layout = shapes.get(out), layouts.get(out)
+            if layout is None or shape is None or len(shape) != 4:
+                continue
+            _, c, h, w = (shape[i] for i in _TO_NCHW[layout])
+            if not all(isinstance(v, int) and v > 0 for v in (c, h, w)) or h * w <= 1:
+                continue
+            users = consumers.get(out, [])
+            preferred = not users or not all(u.op_type in _ACTIVATIONS for u in users)
+            layers.append(LayerInfo(out, node.op_type, c, h, w, depth, layout, preferred))
+    return layers
+
+
+def _reduces_space(node: onnx.NodeProto, layout: str, shapes: dict) -> bool:
+    """True for ops that collapse the spatial axes: global pools, spatial reduces, flatten heads."""
+    op = node.op_type
+    if op in _GLOBAL_POOLS:
+        return True
+    spatial = {2, 3} if layout == NCHW else {1, 2}
+    if op in _REDUCES:
+        axes = None
+        for a in node.attribute:
+            if a.name == "axes":
+                axes = list(a.ints)
+        if axes is None and len(node.input) > 1:
+            return True  # axes given as an input: spatial reduce in every CNN head we have seen
+        return axes is not None and spatial <= {ax % 4 for ax in axes}
+    if op in ("AveragePool", "MaxPool"):
+        kernel = next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), None)
+        shape = shapes.get(node.input[0])
+        return bool(kernel and shape and len(shape) == 4 and list(shape[2:]) == kernel)
+    return op in ("Flatten", "Reshape")
+
+
+def choose_auto(model: onnx.ModelProto, layers: list[LayerInfo]) -> LayerInfo | None:
+    """`auto`: the last spatial tensor that feeds a global pooling or flatten (the classifier head).
+
+    Squeeze-excite blocks also pool globally, so we take the pool nearest the output.
+    """
+    if not layers:
+        return None
+    by_name = {layer.name: layer for layer in layers}
+    shapes = tensor_shapes(model)
+    best = None
+    for node in model.graph.node:
+        if node.input and node.input[0] in by_name:
+            layer = by_name[node.input[0]]
+            if _reduces_space(node, layer.layout, shapes):
+                best = layer if best is None or layer.depth > best.depth else best
+    if best is not None:
+        return best
+    preferred = [layer for layer in layers if layer.preferred] or layers
+    return preferred[-1]
+

@@ -1,0 +1,100 @@
+"""Load an .onnx file safely.
+
+Why this is more than `onnx.load`: a hostile model can name external-data files outside its own
+folder (absolute paths, `..`, symlinks; ONNX had CVEs for exactly this), and a truncated or
+non-ONNX file makes protobuf raise messages no user can act on. Here every such case becomes one
+`OnnxCamError` line, and external data is read only from inside the model's folder.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+from ..errors import OnnxCamError
+
+
+def load_model(source) -> onnx.ModelProto:
+    """Return a ModelProto from a path or a ModelProto, with external data loaded safely."""
+    if isinstance(source, onnx.ModelProto):
+        _check_has_graph(source, "the given ModelProto")
+        if any(uses_external_data(t) for t in _all_initializers(source)):
+            raise OnnxCamError("the given ModelProto refers to external data files; "
+                               "pass the .onnx path instead so they can be found next to it")
+        return source
+    path = Path(source)
+    if not path.exists():
+        raise OnnxCamError(f"model file not found: {path} (check the path)")
+    if not path.is_file():
+        raise OnnxCamError(f"model path is not a file: {path} (give the .onnx file itself)")
+    data = path.read_bytes()
+    if not data:
+        raise OnnxCamError(f"{path} is empty: re-export or re-download the model")
+    try:
+        model = onnx.load_model_from_string(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise OnnxCamError(f"{path} is not a readable ONNX model (truncated or not ONNX: "
+                           f"{type(exc).__name__}); re-export or re-download it") from None
+    _check_has_graph(model, str(path))
+    _load_external_data(model, path)
+    return model
+
+
+def _check_has_graph(model: onnx.ModelProto, what: str) -> None:
+    if not model.HasField("graph") or len(model.graph.node) == 0 or model.ir_version == 0:
+        raise OnnxCamError(f"{what} is not an ONNX model with a graph (truncated or not ONNX); "
+                           "re-export or re-download it")
+
+
+def _all_initializers(model: onnx.ModelProto):
+    yield from model.graph.initializer
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+
+
+def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
+    tensors = [t for t in _all_initializers(model) if uses_external_data(t)]
+    if not tensors:
+        return
+    folder = path.resolve().parent
+    for tensor in tensors:
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        _check_location(location, folder, tensor.name, path)
+        target = folder / location
+        offset = int(info.get("offset", 0) or 0)
+        length = int(info.get("length", 0) or 0)
+        size = target.stat().st_size
+        if offset + length > size:
+            raise OnnxCamError(f"external data file {location} for tensor {tensor.name!r} is "
+                               f"shorter than the model says ({size} < {offset + length} bytes): "
+                               "copy the complete file next to the model")
+    try:
+        load_external_data_for_model(model, str(folder))
+    except (OSError, ValueError, onnx.checker.ValidationError) as exc:
+        raise OnnxCamError(f"cannot read external data of {path}: {exc}") from None
+
+
+def _check_location(location: str, folder: Path, tensor_name: str, path: Path) -> None:
+    if not location:
+        raise OnnxCamError(f"tensor {tensor_name!r} in {path} is marked external but names no file")
+    if os.path.isabs(location) or location.startswith(("/", "\\")) or ":" in location:
+        raise OnnxCamError(f"external data location {location!r} of tensor {tensor_name!r} is an "
+                           "absolute path; refusing to read outside the model's folder "
+                           "(re-save the model with relative external data)")
+    if ".." in Path(location).parts:
+        raise OnnxCamError(f"external data location {location!r} of tensor {tensor_name!r} "
+                           "contains '..'; refusing to read outside the model's folder")
+    target = folder / location
+    if not target.exists():
+        raise OnnxCamError(f"external data file {location!r} for tensor {tensor_name!r} is missing: "
+                           f"copy it next to {path.name} (expected at {target})")
+    real = target.resolve()
+    if folder != real.parent and folder not in real.parents:
+        raise OnnxCamError(f"external data file {location!r} of tensor {tensor_name!r} is a link "
+                           "that leads outside the model's folder; refusing to read it")

@@ -1,0 +1,149 @@
+"""`Model`: a loaded, canonicalized ONNX classifier plus what the explainers need to know about it."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from ..errors import OnnxCamError
+from . import canonical
+from .catalog import NCHW, NHWC, LayerInfo, build_catalog, choose_auto, tensor_shapes
+from .batching import verify_batching
+from .loading import load_model
+
+# Final activations whose input is the score we explain by default (probabilities saturate).
+_SCORE_ACTIVATIONS = {"Softmax", "LogSoftmax", "Sigmoid"}
+_PASS_THROUGH = {"Identity", "Flatten", "Reshape", "Squeeze"}
+
+
+@dataclass
+class Model:
+    """A canonical model: protobuf, image input, score tensor and layer catalog."""
+    proto: onnx.ModelProto
+    input_name: str
+    layout: str                      # NCHW or NHWC
+    image_shape: tuple[int, int, int]  # (C, H, W) regardless of layout
+    output_name: str                 # the classifier output as exported
+    score_name: str                  # the tensor explained (pre-softmax by default)
+    final_activation: str | None     # Softmax / Sigmoid / ... that was skipped, if any
+    num_classes: int
+    layers: list[LayerInfo]
+    auto_layer: LayerInfo | None
+    batchable: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    def layer(self, name: str) -> LayerInfo:
+        """Resolve a layer name (or 'auto'); unknown names list the close matches."""
+        if name == "auto":
+            if self.auto_layer is None:
+                raise OnnxCamError("this model has no 4-D feature tensor with spatial extent to explain")
+            return self.auto_layer
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        close = difflib.get_close_matches(name, [layer.name for layer in self.layers], n=5, cutoff=0.4)
+        hint = f"close matches: {', '.join(close)}" if close else "run `onnxcam layers MODEL` to list them"
+        raise OnnxCamError(f"unknown layer {name!r}; {hint}")
+
+    def resolve_layers(self, layers) -> list[LayerInfo]:
+        if layers is None or isinstance(layers, str):
+            names = [layers or "auto"]
+        else:
+            names = list(layers)
+        if names == ["all"]:
+            return [layer for layer in self.layers if layer.preferred]
+        resolved = []
+        for n in names:
+            layer = self.layer(n)
+            if layer not in resolved:
+                resolved.append(layer)
+        return resolved
+
+    def check_targets(self, target, n: int) -> np.ndarray | None:
+        """Validate targets: None (top-1), an int, or one int per image."""
+        if target is None:
+            return None
+        arr = np.atleast_1d(np.asarray(target))
+        if arr.dtype.kind not in "iu":
+            raise OnnxCamError(f"target must be a class index (int) or one per image, got {target!r}")
+        if arr.size == 1:
+            arr = np.repeat(arr, n)
+        if arr.size != n:
+            raise OnnxCamError(f"got {arr.size} targets for {n} images: give one target or one per image")
+        bad = arr[(arr < 0) | (arr >= self.num_classes)]
+        if bad.size:
+            raise OnnxCamError(f"target {int(bad[0])} is out of range: this model has {self.num_classes} "
+                               f"classes (0..{self.num_classes - 1})")
+        return arr.astype(np.int64)
+
+
+def _find_image_input(model: onnx.ModelProto) -> tuple[str, str, tuple[int, int, int]]:
+    for vi in canonical.graph_inputs(model):
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) != 4 or vi.type.tensor_type.elem_type not in (onnx.TensorProto.FLOAT,
+                                                                   onnx.TensorProto.FLOAT16):
+            continue
+        vals = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        if vals[1] in (1, 3, 4) and vals[2] and vals[3]:
+            return vi.name, NCHW, (vals[1], vals[2], vals[3])
+        if vals[3] in (1, 3, 4) and vals[1] and vals[2]:
+            return vi.name, NHWC, (vals[3], vals[1], vals[2])
+    raise OnnxCamError("no image-like input: expected a float input of shape [N,C,H,W] or [N,H,W,C] "
+                       "with C in (1, 3, 4) and fixed H, W; re-export with a fixed image size")
+
+
+def _find_score(model: onnx.ModelProto) -> tuple[str, str, str | None, int]:
+    shapes = tensor_shapes(model)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for out in model.graph.output:
+        shape = shapes.get(out.name, ())
+        if len(shape) < 2 or not isinstance(shape[-1], int) or any(
+                not isinstance(d, int) or d != 1 for d in shape[1:-1]):
+            continue
+        name, node = out.name, producers.get(out.name)
+        while node is not None and node.op_type in _PASS_THROUGH:
+            name, node = node.input[0], producers.get(node.input[0])
+        if node is not None and node.op_type in _SCORE_ACTIVATIONS:
+            return out.name, node.input[0], node.op_type, int(shape[-1])
+        return out.name, out.name, None, int(shape[-1])
+    raise OnnxCamError("no classifier output: expected an output of shape [N,K]; "
+                       "onnxcam explains classification scores")
+
+
+def load(source, score: str = "logits") -> Model:
+    """Intake pipeline (DESIGN §3): load safely, upgrade, batch, canonicalize, find input/score/layers.
+
+    score: "logits" explains the pre-softmax score when the graph ends in Softmax/Sigmoid;
+    "output" explains the exported output as is.
+    """
+    if score not in ("logits", "output"):
+        raise OnnxCamError(f"score must be 'logits' or 'output', got {score!r}")
+    proto = load_model(source)
+    notes = []
+    old = canonical.default_opset(proto)
+    proto = canonical.upgrade_opset(proto)
+    if old < canonical.TARGET_OPSET:
+        notes.append(f"upgraded opset {old} -> {canonical.TARGET_OPSET}")
+    canonical.drop_value_info(proto)
+    static = canonical.make_batch_symbolic(proto)
+    patched = canonical.patch_batch_constants(proto, static)
+    if patched:
+        notes.append(f"patched {patched} Reshape(s) that hard-coded batch {static}")
+    nodes_before = len(proto.graph.node)
+    proto = canonical.infer_shapes(canonical.ort_canonicalize(proto))
+    notes.append(f"canonicalized {nodes_before} -> {len(proto.graph.node)} nodes")
+    input_name, layout, image_shape = _find_image_input(proto)
+    output_name, score_name, act, k = _find_score(proto)
+    if score == "output" or act is None:
+        score_name, act = output_name, None
+    else:
+        notes.append(f"explaining the input of the final {act} (pre-activation score)")
+    layers = build_catalog(proto, input_name, layout)
+    c, h, w = image_shape
+    batchable = verify_batching(proto, input_name, [c, h, w] if layout == NCHW else [h, w, c])
+    if not batchable:
+        notes.append("the model does not run batches correctly: explaining image by image")
+    return Model(proto, input_name, layout, image_shape, output_name, score_name, act, k,
+                 layers, choose_auto(proto, layers), batchable=batchable, notes=notes)

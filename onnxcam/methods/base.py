@@ -1,0 +1,54 @@
+"""What every method shares: the request it gets and the registry it lives in.
+
+A method is small: it says how to weigh what the engine returned. It gets a `Request` (activations
+and scores from one forward run, targets, and the explainer for any further runs) and returns raw
+maps per layer at feature resolution. Normalization order is the method's own (see postprocess).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import OnnxCamError
+
+
+@dataclass
+class Request:
+    explainer: object                 # the Explainer, for methods that need more runs
+    x: np.ndarray                     # preprocessed batch
+    layers: list                      # LayerInfo per requested layer
+    targets: np.ndarray               # [N] class per image
+    scores: np.ndarray                # [N, K] explained scores of the unmodified images
+    activations: dict[str, np.ndarray]  # layer name -> [N, C, h, w]
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    title: str
+    reference: str
+    compute: Callable[[Request], dict[str, np.ndarray]]
+    order: str = "relu_minmax_resize"
+    options: tuple[str, ...] = ()
+
+
+REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    REGISTRY[method.name] = method
+    return method
+
+
+def get(name: str) -> Method:
+    if name not in REGISTRY:
+        raise OnnxCamError(f"unknown method {name!r}; available: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def weighted_sum(weights: np.ndarray, acts: np.ndarray) -> np.ndarray:
+    """Σ_k w[n,k] A[n,k] -> [N, h, w] (float64 accumulation, float32 result)."""
+    return np.einsum("nk,nkhw->nhw", weights.astype(np.float64), acts.astype(np.float64)).astype(np.float32)

@@ -1,0 +1,82 @@
+"""Score-CAM (Wang et al., CVPR-W 2020), two named variants that never mix.
+
+- `scorecam` follows the authors' official code: masks are the activations upsampled with
+  F.interpolate(align_corners=False) and min-max normalized; constant channels get weight 0 and
+  no forward pass; the weight of channel k is the softmax over classes of f(X ⊙ H_k) at the target;
+  map = ReLU(Σ_k s_k U_k) at input resolution, then min-max. (No baseline subtraction, as in the
+  code; the paper also describes one.)
+- `scorecam-pgc` matches pytorch-grad-cam's ScoreCAM: align_corners=True upsampling, masks
+  (U - min)/(max - min + 1e-8) (constant channels become all-zero masks), weights = softmax over
+  channels of the raw target logit of f(X ⊙ H_k), map at feature resolution, ReLU, min-max, resize.
+
+Both batch masks through one in-graph masking session, compute identical masks once, and can keep
+only the `top_k` channels with the largest spatial variance (Faster Score-CAM).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Method, Request, register, weighted_sum
+
+
+def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = z.astype(np.float64)
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def plan_channels(acts: np.ndarray, skip_constant: bool, top_k: int | None):
+    """Which channels to score for one image [C, h, w].
+
+    Returns (channels, unique_rows, inverse): `channels` are the scored channel indices,
+    `unique_rows` index into `channels` for the distinct masks (masks are min-max normalized, so
+    channels equal up to a positive affine map share one mask), and channels[i] uses the scores of
+    unique mask inverse[i].
+    """
+    c = acts.shape[0]
+    flat = acts.reshape(c, -1).astype(np.float32)
+    lo, hi = flat.min(axis=1), flat.max(axis=1)
+    channels = np.flatnonzero(hi > lo) if skip_constant else np.arange(c)
+    if top_k is not None and top_k < channels.size:
+        var = flat[channels].var(axis=1)
+        keep = np.argsort(-var, kind="stable")[:top_k]
+        channels = np.sort(channels[keep])
+    if channels.size == 0:
+        return channels, channels, channels
+    span = np.where(hi > lo, hi - lo, 1.0)[channels, None]
+    normed = (flat[channels] - lo[channels, None]) / span
+    _, unique_rows, inverse = np.unique(normed, axis=0, return_index=True, return_inverse=True)
+    return channels, unique_rows, inverse.reshape(-1)
+
+
+def _scorecam(req: Request, official: bool) -> dict[str, np.ndarray]:
+    top_k = req.options.get("top_k")
+    ex = req.explainer
+    out = {}
+    for layer in req.layers:
+        acts = req.activations[layer.name]
+        weights = np.zeros(acts.shape[:2], np.float64)
+        for i, a in enumerate(acts):
+            channels, unique_rows, inverse = plan_channels(a, skip_constant=official, top_k=top_k)
+            if channels.size == 0:
+                continue
+            maps = a[channels[unique_rows]][:, None]
+            scores = ex.masked_scores(req.x[i:i + 1], maps, align_corners=not official,
+                                      eps=0.0 if official else 1e-8)[inverse]
+            c = req.targets[i]
+            if official:
+                weights[i, channels] = softmax(scores)[:, c]
+            else:
+                weights[i, channels] = softmax(scores[:, c])
+        out[layer.name] = weighted_sum(weights, acts)
+    return out
+
+
+SCORECAM = register(Method(
+    "scorecam", "Score-CAM (official code)",
+    "Wang et al., Score-CAM: Score-Weighted Visual Explanations for CNNs, CVPR-W 2020",
+    lambda req: _scorecam(req, official=True), order="resize_relu_minmax", options=("top_k",)))
+SCORECAM_PGC = register(Method(
+    "scorecam-pgc", "Score-CAM (pytorch-grad-cam variant)",
+    "Wang et al., CVPR-W 2020; weights as in pytorch-grad-cam's ScoreCAM",
+    lambda req: _scorecam(req, official=False), options=("top_k",)))
