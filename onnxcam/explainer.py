@@ -24,6 +24,7 @@ class Result:
     target: np.ndarray
     provider: str
     notes: list[str] = field(default_factory=list)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)  # [N, C] for weight-based methods
 
     @property
     def layers(self) -> list[str]:
@@ -44,14 +45,14 @@ class Explainer:
                  memory_budget_mb: float = engine.DEFAULT_BUDGET_MB,
                  max_batch: int = engine.DEFAULT_MAX_BATCH, threads: int | None = None,
                  progress: bool = False):
-        self.model = intake.load(model, score=score)
+        sidecar = find_sidecar(model) if isinstance(model, (str, Path)) else None
+        self.sidecar = read_json(sidecar) if sidecar else {}
+        self.model = intake.load(model, score=score, image_size=self._requested_size(preprocess))
         self.providers = engine.choose_providers(providers)
         self.sessions = engine.SessionCache(self.providers, threads)
         self.memory_budget_mb = memory_budget_mb
         self.max_batch = max_batch
         self.progress = progress
-        sidecar = find_sidecar(model) if isinstance(model, (str, Path)) else None
-        self.sidecar = read_json(sidecar) if sidecar else {}
         self.labels = self._read_labels(sidecar)
         self.preprocess = self._resolve_spec(preprocess)
 
@@ -65,6 +66,16 @@ class Explainer:
         """The execution provider actually used (onnxruntime-gpu may fall back to CPU)."""
         sess, _ = self._forward_session(())
         return sess.provider
+
+    def _requested_size(self, preprocess):
+        """The image size the user or the sidecar asks for, if any (fixes dynamic model inputs)."""
+        if isinstance(preprocess, PreprocessSpec):
+            return tuple(preprocess.size)
+        for source in (preprocess or {}, self.sidecar):
+            size = source.get("size") or source.get("input_size")
+            if size:
+                return tuple(size)
+        return None
 
     def _read_labels(self, sidecar: Path | None) -> list[str] | None:
         name = self.sidecar.get("labels")
@@ -165,4 +176,5 @@ class Explainer:
         size = self.model.image_shape[1:]
         maps = {name: postprocess.normalize(r, size, spec.order) for name, r in raw.items()}
         sess, _ = self._forward_session(tuple(layer.name for layer in chosen))
-        return Result(method, maps, raw, scores, targets, sess.provider, list(self.model.notes))
+        return Result(method, maps, raw, scores, targets, sess.provider, list(self.model.notes),
+                      req.weights)

@@ -2,8 +2,9 @@
 
 Two orders exist in the reference implementations and they give different pixels, so each method
 names its own: "relu_minmax_resize" (pytorch-grad-cam: ReLU and min-max at feature resolution,
-then bilinear resize) and "resize_relu_minmax" (official Score-CAM: upsample first). Bilinear here is
-cv2.INTER_LINEAR, the half-pixel grid of F.interpolate(align_corners=False).
+bilinear resize, then min-max once more because the resize rarely reaches the old maximum) and
+"resize_relu_minmax" (official Score-CAM: upsample first). Bilinear here is cv2.INTER_LINEAR, the
+half-pixel grid of F.interpolate(align_corners=False).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def resize(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def normalize(raw: np.ndarray, size: tuple[int, int], order: str = "relu_minmax_resize") -> np.ndarray:
     if order == "relu_minmax_resize":
-        return np.clip(resize(minmax(np.maximum(raw, 0)), size), 0.0, 1.0)
+        return minmax(resize(minmax(np.maximum(raw, 0)), size))
     if order == "resize_relu_minmax":
         return minmax(np.maximum(resize(raw, size), 0))
     raise ValueError(f"unknown normalization order {order!r}")

@@ -59,7 +59,7 @@ def make_batch_symbolic(model: onnx.ModelProto) -> int | None:
         dims = vi.type.tensor_type.shape.dim
         if len(dims) == 0:
             continue
-        if dims[0].HasField("dim_value"):
+        if dims[0].HasField("dim_value") and dims[0].dim_value > 0:
             static = static or dims[0].dim_value
         dims[0].Clear()
         dims[0].dim_param = BATCH_DIM

@@ -24,7 +24,9 @@ def load_model(source) -> onnx.ModelProto:
         if any(uses_external_data(t) for t in _all_initializers(source)):
             raise OnnxCamError("the given ModelProto refers to external data files; "
                                "pass the .onnx path instead so they can be found next to it")
-        return source
+        model = onnx.ModelProto()
+        model.CopyFrom(source)  # intake edits the graph; never the caller's object
+        return model
     path = Path(source)
     if not path.exists():
         raise OnnxCamError(f"model file not found: {path} (check the path)")

@@ -79,19 +79,40 @@ class Model:
         return arr.astype(np.int64)
 
 
-def _find_image_input(model: onnx.ModelProto) -> tuple[str, str, tuple[int, int, int]]:
+def _static(dim) -> int | None:
+    return dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
+
+
+def _find_image_input(model: onnx.ModelProto, image_size=None) -> tuple[str, str, tuple[int, int, int]]:
+    """The image input, its layout and (C, H, W). Dynamic H, W are fixed to image_size (written
+    into the graph so shapes infer statically), or refused when no size is known."""
     for vi in canonical.graph_inputs(model):
         dims = vi.type.tensor_type.shape.dim
         if len(dims) != 4 or vi.type.tensor_type.elem_type not in (onnx.TensorProto.FLOAT,
                                                                    onnx.TensorProto.FLOAT16):
             continue
-        vals = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-        if vals[1] in (1, 3, 4) and vals[2] and vals[3]:
-            return vi.name, NCHW, (vals[1], vals[2], vals[3])
-        if vals[3] in (1, 3, 4) and vals[1] and vals[2]:
-            return vi.name, NHWC, (vals[3], vals[1], vals[2])
+        vals = [_static(d) for d in dims]
+        if vals[1] in (1, 3, 4):
+            layout, c, spatial = NCHW, vals[1], (2, 3)
+        elif vals[3] in (1, 3, 4):
+            layout, c, spatial = NHWC, vals[3], (1, 2)
+        else:
+            continue
+        hw = tuple(vals[i] for i in spatial)
+        if None in hw:
+            if image_size is None:
+                raise OnnxCamError(f"input {vi.name!r} has a dynamic height/width: give the image size "
+                                   "(--size H W, a sidecar JSON next to the model, or preprocess=...)")
+            hw = tuple(int(v) for v in image_size)
+            for i, v in zip(spatial, hw):
+                dims[i].Clear()
+                dims[i].dim_value = v
+        elif image_size is not None and tuple(image_size) != hw:
+            raise OnnxCamError(f"the model takes {hw[0]}x{hw[1]} images but preprocessing asks for "
+                               f"{image_size[0]}x{image_size[1]}; fix the size")
+        return vi.name, layout, (c, hw[0], hw[1])
     raise OnnxCamError("no image-like input: expected a float input of shape [N,C,H,W] or [N,H,W,C] "
-                       "with C in (1, 3, 4) and fixed H, W; re-export with a fixed image size")
+                       "with C in (1, 3, 4); onnxcam explains image classifiers")
 
 
 def _find_score(model: onnx.ModelProto) -> tuple[str, str, str | None, int]:
@@ -112,11 +133,11 @@ def _find_score(model: onnx.ModelProto) -> tuple[str, str, str | None, int]:
                        "onnxcam explains classification scores")
 
 
-def load(source, score: str = "logits") -> Model:
+def load(source, score: str = "logits", image_size=None) -> Model:
     """Intake pipeline (DESIGN §3): load safely, upgrade, batch, canonicalize, find input/score/layers.
 
     score: "logits" explains the pre-softmax score when the graph ends in Softmax/Sigmoid;
-    "output" explains the exported output as is.
+    "output" explains the exported output as is. image_size (H, W) fixes a dynamic input size.
     """
     if score not in ("logits", "output"):
         raise OnnxCamError(f"score must be 'logits' or 'output', got {score!r}")
@@ -128,13 +149,14 @@ def load(source, score: str = "logits") -> Model:
         notes.append(f"upgraded opset {old} -> {canonical.TARGET_OPSET}")
     canonical.drop_value_info(proto)
     static = canonical.make_batch_symbolic(proto)
+    _find_image_input(proto, image_size)  # fails early, and fixes dynamic H, W before folding
     patched = canonical.patch_batch_constants(proto, static)
     if patched:
         notes.append(f"patched {patched} Reshape(s) that hard-coded batch {static}")
     nodes_before = len(proto.graph.node)
     proto = canonical.infer_shapes(canonical.ort_canonicalize(proto))
     notes.append(f"canonicalized {nodes_before} -> {len(proto.graph.node)} nodes")
-    input_name, layout, image_shape = _find_image_input(proto)
+    input_name, layout, image_shape = _find_image_input(proto, image_size)
     output_name, score_name, act, k = _find_score(proto)
     if score == "output" or act is None:
         score_name, act = output_name, None

@@ -23,6 +23,7 @@ class Request:
     scores: np.ndarray                # [N, K] explained scores of the unmodified images
     activations: dict[str, np.ndarray]  # layer name -> [N, C, h, w]
     options: dict = field(default_factory=dict)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)  # channel weights [N, C], if any
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ def _compute(req: Request) -> dict[str, np.ndarray]:
         if w.shape[1] != layer.channels:
             raise OnnxCamError(f"CAM head weights have {w.shape[1]} inputs but layer {layer.name!r} has "
                                f"{layer.channels} channels")
+        req.weights[layer.name] = w[req.targets]
         out[layer.name] = weighted_sum(w[req.targets], req.activations[layer.name])
     return out
 

@@ -68,6 +68,7 @@ def _scorecam(req: Request, official: bool) -> dict[str, np.ndarray]:
                 weights[i, channels] = softmax(scores)[:, c]
             else:
                 weights[i, channels] = softmax(scores[:, c])
+        req.weights[layer.name] = weights
         out[layer.name] = weighted_sum(weights, acts)
     return out
 

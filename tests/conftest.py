@@ -1,0 +1,45 @@
+"""Shared fixtures: the bundled real models and photos, and exports made once per session."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+PHOTOS = MODELS / "photos"
+LITE0 = MODELS / "efficientnet_lite0" / "model.onnx"
+PADDLE_CLS = MODELS / "rapidocr_cls" / "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
+sys.path.insert(0, str(ROOT / "converters"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def photo_paths(n: int | None = None) -> list[Path]:
+    paths = sorted(PHOTOS.glob("*.jpg"))
+    return paths[:n] if n else paths
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    import onnxcam
+    return onnxcam.Explainer(LITE0)
+
+
+@pytest.fixture(scope="session")
+def photos():
+    return photo_paths()
+
+
+@pytest.fixture(scope="session")
+def export_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("exports")
+
+
+def require_torch():
+    return pytest.importorskip("torch", reason="torch not installed: parity/export test skipped")
+
+
+def random_images(n: int, shape, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n,) + tuple(shape)).astype(np.float32)
