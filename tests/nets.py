@@ -69,3 +69,18 @@ def small_cnn(head: str = "gap", final: str | None = None, static_batch: bool = 
 def head_params(model: onnx.ModelProto) -> tuple[np.ndarray, np.ndarray]:
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     return inits["wf"], inits["bf"]
+
+
+def nhwc_wrapper(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The same network taking [N, H, W, C] images through a leading Transpose (as tf2onnx does)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    x = g.input[0]
+    n, c, h, w = (d.dim_param or d.dim_value for d in x.type.tensor_type.shape.dim)
+    for node in g.node:
+        node.input[:] = ["x_nchw" if i == "x" else i for i in node.input]
+    g.node.insert(0, helper.make_node("Transpose", ["x"], ["x_nchw"], name="to_nchw", perm=[0, 3, 1, 2]))
+    del g.input[:]
+    g.input.append(helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, h, w, c]))
+    return m

@@ -1,0 +1,92 @@
+"""The command line: demo, layers, explain; no overwriting; one-line errors; --json."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from onnxcam.cli import main
+from conftest import LITE0, PADDLE_CLS, photo_paths
+from nets import small_cnn
+
+
+def test_demo_writes_overlays_and_maps(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "Egyptian cat" in out and "output folder: onnxcam-demo" in out
+    files = sorted(p.name for p in (tmp_path / "onnxcam-demo").iterdir())
+    assert any(f.endswith(".png") and "scorecam" in f for f in files)
+    assert any(f.endswith(".png") and "eigencam" in f for f in files)
+    npz = np.load(tmp_path / "onnxcam-demo" / "chelsea_scorecam.npz")
+    assert npz["raw_0"].shape == (7, 7) and npz["map_0"].shape == (224, 224) and int(npz["target"]) == 285
+    # a second demo never touches the first one's files
+    assert main(["demo"]) == 0
+    assert (tmp_path / "onnxcam-demo-1").is_dir()
+
+
+def test_layers_table_and_json(capsys):
+    assert main(["layers", str(LITE0)]) == 0
+    out = capsys.readouterr().out
+    assert "<- auto" in out and "1280x7x7" in out
+    assert main(["layers", str(LITE0), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    auto = [r for r in rows if r["auto"]]
+    assert len(auto) == 1 and auto[0]["shape"] == [1280, 7, 7]
+
+
+def test_explain_json_and_no_overwrite(tmp_path, capsys):
+    imgs = [str(p) for p in photo_paths(2)]
+    args = ["explain", str(LITE0), *imgs, "--method", "eigencam", "--out", str(tmp_path / "o"), "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "eigencam" and len(summary["images"]) == 2
+    assert summary["provider"] == "CPUExecutionProvider"
+    before = {p: p.read_bytes() for p in (tmp_path / "o").iterdir()}
+    assert len(before) == 4
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err and err.count("\n") == 1
+    assert {p: p.read_bytes() for p in (tmp_path / "o").iterdir()} == before
+    assert main(args + ["--overwrite"]) == 0
+
+
+def test_explain_target_layers_and_preprocess_flags(tmp_path, capsys):
+    model = tmp_path / "small.onnx"
+    onnx.save(small_cnn(), str(model))
+    img = str(photo_paths(1)[0])
+    rc = main(["explain", str(model), img, "--method", "scorecam", "--layer", "feat", "pool1",
+               "--target", "3", "--size", "32", "32", "--channel-order", "BGR",
+               "--out", str(tmp_path / "o"), "--json"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["layers"] == ["feat", "pool1"] and summary["images"][0]["target"] == 3
+    npz = np.load(tmp_path / "o" / f"{photo_paths(1)[0].stem}_scorecam.npz")
+    assert npz["raw_0"].shape == (16, 16) and npz["raw_1"].shape == (16, 16)
+    assert npz["map_0"].shape == (32, 32)
+
+
+def test_explain_errors_are_one_line(tmp_path, capsys):
+    img = str(photo_paths(1)[0])
+    cases = [
+        (["explain", str(tmp_path / "none.onnx"), img, "--out", str(tmp_path)], "model file not found"),
+        (["explain", str(LITE0), str(tmp_path / "x.png"), "--out", str(tmp_path)], "image not found"),
+        (["explain", str(LITE0), img, "--target", "1000", "--method", "cam", "--out", str(tmp_path)],
+         "out of range"),
+        (["explain", str(LITE0), img, "--layer", "nope", "--out", str(tmp_path)], "unknown layer"),
+        (["explain", str(LITE0), img, "--target", "cat", "--out", str(tmp_path)], "--target takes"),
+    ]
+    for args, msg in cases:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_explain_paddle_classifier_from_its_manifest(tmp_path, capsys):
+    img = str(photo_paths(1)[0])
+    rc = main(["explain", str(PADDLE_CLS), img, "--method", "scorecam", "--out", str(tmp_path), "--json"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"][0]["target_name"] in ("0", "180")
