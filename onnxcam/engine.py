@@ -10,9 +10,11 @@ import math
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
+from ._runtime import import_onnxruntime, runtime_warning
 from .errors import OnnxCamError
+
+ort = import_onnxruntime()
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 DEFAULT_BUDGET_MB = 1024

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import engine, intake, methods, postprocess
+from ._runtime import runtime_warning
 from .errors import OnnxCamError
 from .graph.expose import SCORES, forward_graph
 from .graph.masking import IMAGE, MAPS, masked_scores_graph
@@ -55,6 +56,9 @@ class Explainer:
         self.progress = progress
         self.labels = self._read_labels(sidecar)
         self.preprocess = self._resolve_spec(preprocess)
+        warning = runtime_warning()
+        if warning:
+            self.model.notes.append(warning)
 
     # ----- what the model offers
     @property

@@ -43,3 +43,13 @@ def require_torch():
 
 def random_images(n: int, shape, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n,) + tuple(shape)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def lite0_variants(tmp_path_factory):
+    """FP16, static INT8 QDQ and dynamic INT8 builds of the bundled model (converters/quantize.py)."""
+    from quantize import to_fp16, to_int8_dynamic, to_int8_static
+    out = tmp_path_factory.mktemp("quant")
+    return {"fp16": to_fp16(LITE0, out / "fp16.onnx"),
+            "int8_static": to_int8_static(LITE0, out / "int8_static.onnx"),
+            "int8_dynamic": to_int8_dynamic(LITE0, out / "int8_dynamic.onnx")}

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
+
+from .._runtime import import_onnxruntime
 
 
 def verify_batching(model: onnx.ModelProto, input_name: str, input_dims: list[int]) -> bool:
+    ort = import_onnxruntime()
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
     try:

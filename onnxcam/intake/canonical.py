@@ -115,7 +115,9 @@ def ort_canonicalize(model: onnx.ModelProto) -> onnx.ModelProto:
 
     EXTENDED would add com.microsoft:FusedConv and ALL would add NCHWc layout ops: never those.
     """
-    import onnxruntime as ort
+    from .._runtime import import_onnxruntime
+
+    ort = import_onnxruntime()
 
     with tempfile.TemporaryDirectory(prefix="onnxcam_") as tmp:
         out = os.path.join(tmp, "canonical.onnx")

@@ -16,7 +16,7 @@ _TO_NCHW = {NCHW: (0, 1, 2, 3), NHWC: (0, 3, 1, 2)}
 _LAYOUT_KEEPING = {
     "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Erf",
     "Elu", "Selu", "Mul", "Add", "Sub", "Div", "Identity", "Dropout", "Cast", "Gelu", "Softplus",
-    "QuantizeLinear", "DequantizeLinear", "Pad", "BatchNormalization", "Neg", "Abs", "Sqrt", "Pow",
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Pad", "BatchNormalization", "Neg", "Abs", "Sqrt", "Pow",
 }
 _CHANNELS_FIRST_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "BatchNormalization",
                        "InstanceNormalization", "LpPool", "Resize", "Upsample", "QLinearConv",
@@ -93,8 +93,16 @@ def propagate_layouts(model: onnx.ModelProto, input_name: str, input_layout: str
     return layouts
 
 
+_FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+           onnx.TensorProto.BFLOAT16}
+
+
 def build_catalog(model: onnx.ModelProto, input_name: str, input_layout: str) -> list[LayerInfo]:
+    """Float 4-D tensors with spatial extent that depend on the image (integer tensors of
+    quantized graphs are left out: their float twin after DequantizeLinear/Cast is listed)."""
     shapes = tensor_shapes(model)
+    types = {vi.name: vi.type.tensor_type.elem_type
+             for vi in list(model.graph.value_info) + list(model.graph.output)}
     layouts = propagate_layouts(model, input_name, input_layout)
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
@@ -104,7 +112,7 @@ def build_catalog(model: onnx.ModelProto, input_name: str, input_layout: str) ->
     for depth, node in enumerate(model.graph.node):
         for out in node.output[:1]:
             shape, layout = shapes.get(out), layouts.get(out)
-            if layout is None or shape is None or len(shape) != 4:
+            if layout is None or shape is None or len(shape) != 4 or types.get(out) not in _FLOATS:
                 continue
             _, c, h, w = (shape[i] for i in _TO_NCHW[layout])
             if not all(isinstance(v, int) and v > 0 for v in (c, h, w)) or h * w <= 1:
