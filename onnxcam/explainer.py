@@ -9,6 +9,7 @@ import numpy as np
 from . import engine, intake, methods, postprocess
 from ._runtime import runtime_warning
 from .errors import OnnxCamError
+from .graph.backward import SEED, gradient_graph
 from .graph.expose import SCORES, forward_graph
 from .graph.masking import IMAGE, MAPS, masked_scores_graph
 from .preprocess import PreprocessSpec, find_sidecar, read_json, read_labels, spec_from_dict
@@ -140,6 +141,52 @@ class Explainer:
             acts[layer.name] = a.transpose(0, 3, 1, 2) if layer.layout == "NHWC" else a
         return scores, acts
 
+    def _gradient_session(self, layer_names: tuple[str, ...], top1: bool, rules_name: str = "plain",
+                          rules: dict | None = None):
+        key = ("gradient", layer_names, top1, rules_name)
+        sess, carried = self.sessions.get(key, lambda: gradient_graph(
+            self.model.proto, self.model.score_name, list(layer_names), top1, rules))
+        return sess, carried, self._batch(self.sessions.graph(key))
+
+    def gradients(self, x, layers, target=None, rules_name: str = "plain", rules: dict | None = None):
+        """One run per batch: scores [N, K], targets [N], activations and dS/dA per layer (NCHW).
+
+        The tensors may be layer names (catalog entries) or the model's input name.
+        """
+        x = self.check_input(x)
+        names = tuple(layer.name if hasattr(layer, "name") else layer for layer in layers)
+        targets, seed = self.model.seed_for(target, len(x))
+        sess, carried, step = self._gradient_session(names, seed is None, rules_name, rules)
+        outs = []
+        for i in range(0, len(x), step):
+            feeds = {self.model.input_name: x[i:i + step]}
+            if seed is not None:
+                feeds[SEED] = seed[i:i + step]
+            outs.append(sess.run(feeds))
+        scores = np.concatenate([o[SCORES] for o in outs])
+        if targets is None:
+            targets = scores.argmax(axis=1)
+        layouts = {layer.name: layer.layout for layer in self.model.layers}
+        layouts[self.model.input_name] = self.model.layout
+        acts, grads = {}, {}
+        for name in names:
+            a_name, g_name = carried[name]
+            a = np.concatenate([o[a_name] for o in outs])
+            g = np.concatenate([o[g_name] for o in outs])
+            if layouts.get(name) == "NHWC":
+                a, g = a.transpose(0, 3, 1, 2), g.transpose(0, 3, 1, 2)
+            acts[name], grads[name] = a, g
+        return scores, targets, acts, grads
+
+    def activations_and_gradients(self, x, layers="auto", target=None) -> dict[str, tuple]:
+        """{layer: (A [N,C,h,w], dS/dA [N,C,h,w])} from one onnxruntime run per batch.
+
+        target: None (top-1), an int, one int per image, or class weights [K] / [N, K].
+        """
+        chosen = self.model.resolve_layers(layers)
+        _, _, acts, grads = self.gradients(x, chosen, target)
+        return {layer.name: (acts[layer.name], grads[layer.name]) for layer in chosen}
+
     def masked_scores(self, image: np.ndarray, maps: np.ndarray, align_corners: bool,
                       eps: float) -> np.ndarray:
         """Scores [M, K] of one image multiplied by each upsampled, min-max normalized map [M,1,h,w]."""
@@ -171,11 +218,15 @@ class Explainer:
                                + (f"; it takes: {', '.join(spec.options)}" if spec.options else ""))
         x = self.check_input(x)
         chosen = self.model.resolve_layers(layers)
-        scores, acts = self.forward(x, chosen)
-        targets = self.model.check_targets(target, len(x))
-        if targets is None:
-            targets = scores.argmax(axis=1)
-        req = methods.Request(self, x, chosen, targets, scores, acts, options)
+        grads = {}
+        if spec.needs_gradients:
+            scores, targets, acts, grads = self.gradients(x, chosen, target)
+        else:
+            scores, acts = self.forward(x, chosen)
+            targets = self.model.check_targets(target, len(x))
+            if targets is None:
+                targets = scores.argmax(axis=1)
+        req = methods.Request(self, x, chosen, targets, scores, acts, gradients=grads, options=options)
         raw = spec.compute(req)
         size = self.model.image_shape[1:]
         maps = {name: postprocess.normalize(r, size, spec.order) for name, r in raw.items()}

@@ -61,6 +61,27 @@ class Model:
                 resolved.append(layer)
         return resolved
 
+    def seed_for(self, target, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(class per image, seed [N, K]) for a gradient run. None -> (None, None): the graph
+        takes each image's top-1. Ints -> one-hot seeds. A float vector [K] or [N, K] -> weights
+        over classes (S = Σ_k w_k y_k), reported target = its largest weight."""
+        if target is None:
+            return None, None
+        arr = np.asarray(target)
+        if arr.dtype.kind == "f":
+            w = np.broadcast_to(arr, (n, self.num_classes)) if arr.shape in ((self.num_classes,),
+                                                                              (n, self.num_classes)) else None
+            if w is None:
+                raise OnnxCamError(f"a weight target must have shape [{self.num_classes}] or "
+                                   f"[{n}, {self.num_classes}], got {arr.shape}")
+            if not np.all(np.isfinite(w)):
+                raise OnnxCamError("weight target contains NaN or infinite values")
+            return w.argmax(axis=1), np.ascontiguousarray(w, np.float32)
+        idx = self.check_targets(arr, n)
+        seed = np.zeros((n, self.num_classes), np.float32)
+        seed[np.arange(n), idx] = 1.0
+        return idx, seed
+
     def check_targets(self, target, n: int) -> np.ndarray | None:
         """Validate targets: None (top-1), an int, or one int per image."""
         if target is None:

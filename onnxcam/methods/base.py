@@ -22,6 +22,7 @@ class Request:
     targets: np.ndarray               # [N] class per image
     scores: np.ndarray                # [N, K] explained scores of the unmodified images
     activations: dict[str, np.ndarray]  # layer name -> [N, C, h, w]
+    gradients: dict[str, np.ndarray] = field(default_factory=dict)  # dS/dA, same shapes
     options: dict = field(default_factory=dict)
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # channel weights [N, C], if any
 
@@ -34,6 +35,7 @@ class Method:
     compute: Callable[[Request], dict[str, np.ndarray]]
     order: str = "relu_minmax_resize"
     options: tuple[str, ...] = ()
+    needs_gradients: bool = False
 
 
 REGISTRY: dict[str, Method] = {}

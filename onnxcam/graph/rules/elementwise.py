@@ -1,0 +1,201 @@
+"""Element-wise ops: activations (gradient = g ⊙ f'(x)) and broadcasting arithmetic (un-broadcast
+with ReduceSum). Kink conventions follow PyTorch (ReLU'(0) = 0, ReLU6/Hardtanh pass strictly inside
+the range) so gradients match autograd exactly."""
+from __future__ import annotations
+
+import math
+
+from .registry import registry
+
+RULES, rule = registry()
+
+
+def _mask(ctx, cond, like):
+    return ctx.op("Cast", [cond], hint="mask", to=ctx.types.get(like, 1))
+
+
+@rule("Identity", "Dropout")
+def identity(ctx, node, g, wants):
+    return [g[0]] + [None] * (len(node.input) - 1)
+
+
+@rule("Cast")
+def cast(ctx, node, g, wants):
+    return [ctx.op("Cast", [g[0]], to=ctx.types.get(node.input[0], 1))]
+
+
+@rule("Relu")
+def relu(ctx, node, g, wants):
+    y = node.output[0]
+    return [ctx.op("Mul", [g[0], _mask(ctx, ctx.op("Greater", [y, ctx.scalar(0, y)]), y)], hint="relu_grad")]
+
+
+@rule("LeakyRelu")
+def leaky_relu(ctx, node, g, wants):
+    x = node.input[0]
+    slope = ctx.op("Where", [ctx.op("Greater", [x, ctx.scalar(0, x)]), ctx.scalar(1, x),
+                             ctx.scalar(ctx.attr(node, "alpha", 0.01), x)])
+    return [ctx.op("Mul", [g[0], slope], hint="leaky_grad")]
+
+
+@rule("PRelu")
+def prelu(ctx, node, g, wants):
+    x, a = node.input
+    positive = ctx.op("Greater", [x, ctx.scalar(0, x)])
+    gx = ctx.op("Mul", [g[0], ctx.op("Where", [positive, ctx.scalar(1, x), a])], hint="prelu_grad")
+    ga = None
+    if wants[1]:
+        ga = ctx.unbroadcast(ctx.op("Mul", [g[0], ctx.op("Where", [positive, ctx.scalar(0, x), x])]),
+                             node.output[0], a, node)
+    return [gx, ga]
+
+
+@rule("Clip")
+def clip(ctx, node, g, wants):
+    """Passes strictly inside (min, max), as PyTorch's hardtanh/ReLU6 backward."""
+    x = node.input[0]
+    keep = None
+    bounds = list(node.input[1:]) + [""] * (3 - len(node.input))
+    for bound, op in ((bounds[0], "Greater"), (bounds[1], "Less")):
+        if bound:
+            cond = ctx.op(op, [x, bound])
+            keep = cond if keep is None else ctx.op("And", [keep, cond])
+    if keep is None:
+        return [g[0]] + [None] * (len(node.input) - 1)
+    return [ctx.op("Mul", [g[0], _mask(ctx, keep, x)], hint="clip_grad")] + [None] * (len(node.input) - 1)
+
+
+@rule("Sigmoid")
+def sigmoid(ctx, node, g, wants):
+    y = node.output[0]
+    dy = ctx.op("Mul", [y, ctx.op("Sub", [ctx.scalar(1, y), y])])
+    return [ctx.op("Mul", [g[0], dy], hint="sigmoid_grad")]
+
+
+@rule("HardSigmoid")
+def hard_sigmoid(ctx, node, g, wants):
+    x = node.input[0]
+    alpha, beta = ctx.attr(node, "alpha", 0.2), ctx.attr(node, "beta", 0.5)
+    z = ctx.op("Add", [ctx.op("Mul", [x, ctx.scalar(alpha, x)]), ctx.scalar(beta, x)])
+    inside = ctx.op("And", [ctx.op("Greater", [z, ctx.scalar(0, x)]), ctx.op("Less", [z, ctx.scalar(1, x)])])
+    return [ctx.op("Mul", [g[0], ctx.op("Mul", [_mask(ctx, inside, x), ctx.scalar(alpha, x)])],
+                   hint="hardsigmoid_grad")]
+
+
+@rule("HardSwish")
+def hard_swish(ctx, node, g, wants):
+    """PyTorch: 0 for x < -3, x/3 + 1/2 for -3 <= x <= 3, 1 above."""
+    x = node.input[0]
+    mid = ctx.op("Add", [ctx.op("Div", [x, ctx.scalar(3, x)]), ctx.scalar(0.5, x)])
+    d = ctx.op("Where", [ctx.op("Less", [x, ctx.scalar(-3, x)]), ctx.scalar(0, x),
+                         ctx.op("Where", [ctx.op("Greater", [x, ctx.scalar(3, x)]), ctx.scalar(1, x), mid])])
+    return [ctx.op("Mul", [g[0], d], hint="hardswish_grad")]
+
+
+@rule("Tanh")
+def tanh(ctx, node, g, wants):
+    y = node.output[0]
+    return [ctx.op("Mul", [g[0], ctx.op("Sub", [ctx.scalar(1, y), ctx.op("Mul", [y, y])])], hint="tanh_grad")]
+
+
+@rule("Erf")
+def erf(ctx, node, g, wants):
+    x = node.input[0]
+    d = ctx.op("Mul", [ctx.op("Exp", [ctx.op("Neg", [ctx.op("Mul", [x, x])])]),
+                       ctx.scalar(2 / math.sqrt(math.pi), x)])
+    return [ctx.op("Mul", [g[0], d], hint="erf_grad")]
+
+
+@rule("Exp")
+def exp(ctx, node, g, wants):
+    return [ctx.op("Mul", [g[0], node.output[0]], hint="exp_grad")]
+
+
+@rule("Log")
+def log(ctx, node, g, wants):
+    return [ctx.op("Div", [g[0], node.input[0]], hint="log_grad")]
+
+
+@rule("Sqrt")
+def sqrt(ctx, node, g, wants):
+    y = node.output[0]
+    return [ctx.op("Div", [g[0], ctx.op("Mul", [y, ctx.scalar(2, y)])], hint="sqrt_grad")]
+
+
+@rule("Reciprocal")
+def reciprocal(ctx, node, g, wants):
+    y = node.output[0]
+    return [ctx.op("Neg", [ctx.op("Mul", [g[0], ctx.op("Mul", [y, y])])], hint="reciprocal_grad")]
+
+
+@rule("Neg")
+def neg(ctx, node, g, wants):
+    return [ctx.op("Neg", [g[0]])]
+
+
+@rule("Abs")
+def abs_(ctx, node, g, wants):
+    return [ctx.op("Mul", [g[0], ctx.op("Sign", [node.input[0]])], hint="abs_grad")]
+
+
+@rule("Softplus")
+def softplus(ctx, node, g, wants):
+    return [ctx.op("Mul", [g[0], ctx.op("Sigmoid", [node.input[0]])], hint="softplus_grad")]
+
+
+@rule("Pow")
+def pow_(ctx, node, g, wants):
+    x, p = node.input
+    exponent = ctx.const(p)
+    if wants[1] or exponent is None:
+        ctx.fail(node, "only a constant exponent is supported")
+    d = ctx.op("Mul", [ctx.op("Pow", [x, ctx.tensor(exponent - 1, x)]), ctx.tensor(exponent, x)])
+    return [ctx.unbroadcast(ctx.op("Mul", [g[0], d], hint="pow_grad"), node.output[0], x, node), None]
+
+
+@rule("Add", "Sub")
+def add_sub(ctx, node, g, wants):
+    a, b = node.input
+    out = node.output[0]
+    ga = ctx.unbroadcast(g[0], out, a, node) if wants[0] else None
+    gb = None
+    if wants[1]:
+        gb = g[0] if node.op_type == "Add" else ctx.op("Neg", [g[0]])
+        gb = ctx.unbroadcast(gb, out, b, node)
+    return [ga, gb]
+
+
+@rule("Sum")
+def sum_(ctx, node, g, wants):
+    return [ctx.unbroadcast(g[0], node.output[0], i, node) if w else None for i, w in zip(node.input, wants)]
+
+
+@rule("Mul")
+def mul(ctx, node, g, wants):
+    a, b = node.input
+    out = node.output[0]
+    ga = ctx.unbroadcast(ctx.op("Mul", [g[0], b]), out, a, node) if wants[0] else None
+    gb = ctx.unbroadcast(ctx.op("Mul", [g[0], a]), out, b, node) if wants[1] else None
+    return [ga, gb]
+
+
+@rule("Div")
+def div(ctx, node, g, wants):
+    a, b = node.input
+    out = node.output[0]
+    ga = ctx.unbroadcast(ctx.op("Div", [g[0], b]), out, a, node) if wants[0] else None
+    gb = None
+    if wants[1]:
+        gb = ctx.op("Neg", [ctx.op("Div", [ctx.op("Mul", [g[0], out]), b])])
+        gb = ctx.unbroadcast(gb, out, b, node)
+    return [ga, gb]
+
+
+@rule("Where")
+def where(ctx, node, g, wants):
+    cond, a, b = node.input
+    out = node.output[0]
+    zero = ctx.zeros_like(out)
+    ga = ctx.unbroadcast(ctx.op("Where", [cond, g[0], zero]), out, a, node) if wants[1] else None
+    gb = ctx.unbroadcast(ctx.op("Where", [cond, zero, g[0]]), out, b, node) if wants[2] else None
+    return [None, ga, gb]

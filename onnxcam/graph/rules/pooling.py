@@ -1,0 +1,106 @@
+"""Pooling and reductions: MaxPool through its Indices output (winner takes the gradient, scattered
+with ScatterElements add), AveragePool as a ConvTranspose of ones over the exact per-window divisor,
+GlobalAveragePool and ReduceMean/ReduceSum by broadcasting back."""
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper
+
+from .linear import conv_geometry
+from .registry import registry
+
+RULES, rule = registry()
+
+
+@rule("MaxPool")
+def max_pool(ctx, node, g, wants):
+    if ctx.attr(node, "storage_order", 0):
+        ctx.fail(node, "column-major MaxPool indices")
+    x = node.input[0]
+    if len(node.output) < 2 or not node.output[1]:
+        indices = ctx.b.fresh("maxpool_indices")
+        del node.output[1:]
+        node.output.append(indices)  # the forward node now also returns where each max came from
+    indices = node.output[1]
+    flat = ctx.ints([-1])
+    zeros = ctx.op("Reshape", [ctx.zeros_like(x), flat])
+    scattered = ctx.op("ScatterElements", [zeros, ctx.op("Reshape", [indices, flat]),
+                                           ctx.op("Reshape", [g[0], flat])],
+                       hint="maxpool_grad", axis=0, reduction="add")
+    return [ctx.reshape_like(scattered, x)]
+
+
+def _window_counts(size, out, k, s, d, pb):
+    """Number of real (non-pad) inputs in each pooling window along one axis."""
+    counts = np.zeros(out)
+    for o in range(out):
+        start = o * s - pb
+        idx = np.arange(start, start + d * (k - 1) + 1, d)
+        counts[o] = np.count_nonzero((idx >= 0) & (idx < size))
+    return counts
+
+
+@rule("AveragePool")
+def average_pool(ctx, node, g, wants):
+    """dx = ConvTranspose(g / divisor, ones). The divisor per window is read off onnxruntime's own
+    AveragePool of ones (it encodes count_include_pad and ceil_mode exactly as the forward ran)."""
+    x, y = node.input[0], node.output[0]
+    xs, ys, kernel, strides, dil, pads = conv_geometry(ctx, node, x, x, y)
+    if len(kernel) != 2 or -1 in xs[1:]:
+        ctx.fail(node, "only 2-D AveragePool with static channels and size is supported")
+    spatial = 2
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    ones_avg = ctx.evaluate("AveragePool", [np.ones((1, 1) + tuple(xs[2:]), np.float32)], **attrs)[0, 0]
+    valid = np.outer(*[_window_counts(xs[2 + i], ys[2 + i], kernel[i], strides[i], dil[i], pads[i])
+                       for i in range(spatial)])
+    inv_divisor = np.where(valid > 0, ones_avg / np.maximum(valid, 1), 0.0)
+    scaled = ctx.op("Mul", [g[0], ctx.tensor(inv_divisor[None, None], y, "inv_divisor")])
+    channels = xs[1]
+    ones = ctx.tensor(np.ones((channels, 1) + tuple(kernel)), x, "pool_ones")
+    out_pad = [xs[2 + i] - ((ys[2 + i] - 1) * strides[i] + dil[i] * (kernel[i] - 1) + 1
+                            - pads[i] - pads[i + spatial]) for i in range(spatial)]
+    # ceil_mode windows may reach past the padded input: crop them with a larger end pad
+    end_pads = [pads[spatial + i] + max(0, -out_pad[i]) for i in range(spatial)]
+    out_pad = [max(0, p) for p in out_pad]
+    gx = ctx.op("ConvTranspose", [scaled, ones], hint="avgpool_grad", strides=strides,
+                pads=list(pads[:spatial]) + end_pads, dilations=dil, group=channels,
+                kernel_shape=kernel, output_padding=out_pad)
+    return [gx]
+
+
+@rule("GlobalAveragePool")
+def global_average_pool(ctx, node, g, wants):
+    x = node.input[0]
+    area = int(np.prod(ctx.static_shape(x, node)[2:]))
+    return [ctx.op("Expand", [ctx.op("Div", [g[0], ctx.scalar(area, x)]), ctx.shape_of(x)], hint="gap_grad")]
+
+
+def _reduce_axes(ctx, node):
+    axes = ctx.attr(node, "axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = ctx.const(node.input[1])
+        if axes is None:
+            ctx.fail(node, "reduction axes must be constant")
+        axes = [int(a) for a in axes]
+    rank = len(ctx.shape(node.input[0]))
+    if not axes:
+        if ctx.attr(node, "noop_with_empty_axes", 0):
+            return []
+        return list(range(rank))
+    return sorted(a % rank for a in axes)
+
+
+@rule("ReduceMean", "ReduceSum")
+def reduce_mean_sum(ctx, node, g, wants):
+    x = node.input[0]
+    axes = _reduce_axes(ctx, node)
+    grad = g[0]
+    if axes and not ctx.attr(node, "keepdims", 1):
+        grad = ctx.op("Unsqueeze", [grad, ctx.ints(axes)])
+    if node.op_type == "ReduceMean" and axes:
+        dims = ctx.static_shape(x, node)
+        count = int(np.prod([dims[a] for a in axes]))
+        if count <= 0:
+            ctx.fail(node, "mean over a dynamic axis")
+        grad = ctx.op("Div", [grad, ctx.scalar(count, x)])
+    return [ctx.op("Expand", [grad, ctx.shape_of(x)], hint="reduce_grad")] + [None] * (len(node.input) - 1)

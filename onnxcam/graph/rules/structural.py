@@ -1,0 +1,123 @@
+"""Ops that move values without changing them: Reshape family, Transpose, Concat, Split, Slice,
+Pad, Expand, and Resize (linear in its input: its exact Jacobian per axis is read off onnxruntime
+on a basis, so every mode and coordinate transform is handled in the runtime's own semantics)."""
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper
+
+from .registry import registry
+
+RULES, rule = registry()
+
+
+@rule("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+def reshape(ctx, node, g, wants):
+    return [ctx.reshape_like(g[0], node.input[0])] + [None] * (len(node.input) - 1)
+
+
+@rule("Transpose")
+def transpose(ctx, node, g, wants):
+    perm = ctx.attr(node, "perm") or list(reversed(range(len(ctx.shape(node.input[0])))))
+    inverse = list(np.argsort(perm))
+    return [ctx.op("Transpose", [g[0]], perm=[int(p) for p in inverse])]
+
+
+@rule("Concat")
+def concat(ctx, node, g, wants):
+    rank = len(ctx.shape(node.output[0]))
+    axis = ctx.attr(node, "axis") % rank
+    sizes = [ctx.static_shape(i, node)[axis] for i in node.input]
+    if min(sizes) < 0:
+        ctx.fail(node, "Concat along a dynamic axis")
+    parts = ctx.b.op("Split", [g[0], ctx.ints(sizes)], hint="concat_grad", outputs=len(sizes), axis=axis)
+    parts = parts if isinstance(parts, list) else [parts]
+    return [p if w else None for p, w in zip(parts, wants)]
+
+
+@rule("Split")
+def split(ctx, node, g, wants):
+    axis = ctx.attr(node, "axis", 0)
+    parts = [gi if gi is not None else ctx.zeros_like(o) for gi, o in zip(g, node.output)]
+    return [ctx.op("Concat", parts, hint="split_grad", axis=axis)] + [None] * (len(node.input) - 1)
+
+
+@rule("Slice")
+def slice_(ctx, node, g, wants):
+    """Step-1 slices: the gradient is the cotangent zero-padded back to the input's shape."""
+    x = node.input[0]
+    dims = ctx.static_shape(x, node)
+    vals = [ctx.const(n) if n else None for n in node.input[1:]] + [None] * (5 - len(node.input))
+    starts, ends, axes, steps = vals[:4]
+    if starts is None or ends is None or (len(node.input) > 3 and node.input[3] and axes is None):
+        ctx.fail(node, "Slice with non-constant bounds")
+    rank = len(dims)
+    axes = list(range(len(starts))) if axes is None else [int(a) % rank for a in axes]
+    steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
+    if any(s != 1 for s in steps):
+        ctx.fail(node, "Slice with steps other than 1")
+    pads = [0] * (2 * rank)
+    for a, st, en in zip(axes, starts, ends):
+        size = dims[a]
+        if size < 0:
+            ctx.fail(node, "Slice along a dynamic axis")
+        st = int(np.clip(st + size if st < 0 else st, 0, size))
+        en = int(np.clip(en + size if en < 0 else en, 0, size))
+        pads[a], pads[a + rank] = st, size - max(en, st)
+    return [ctx.op("Pad", [g[0], ctx.ints(pads)], hint="slice_grad")] + [None] * (len(node.input) - 1)
+
+
+@rule("Pad")
+def pad(ctx, node, g, wants):
+    mode = ctx.attr(node, "mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "constant":
+        ctx.fail(node, f"Pad mode {mode!r} (only constant)")
+    pads = ctx.const(node.input[1]) if len(node.input) > 1 else np.asarray(ctx.attr(node, "pads"))
+    if pads is None or (len(node.input) > 3 and node.input[3]):
+        ctx.fail(node, "Pad with non-constant pads or axes")
+    x = node.input[0]
+    dims = ctx.static_shape(x, node)
+    rank = len(dims)
+    if any(int(p) < 0 for p in pads):
+        ctx.fail(node, "negative pads")
+    starts = [int(p) for p in pads[:rank]]
+    ends = [int(pads[i]) + dims[i] if dims[i] >= 0 else np.iinfo(np.int64).max for i in range(rank)]
+    gx = ctx.op("Slice", [g[0], ctx.ints(starts), ctx.ints(ends)], hint="pad_grad")
+    return [gx] + [None] * (len(node.input) - 1)
+
+
+@rule("Expand")
+def expand(ctx, node, g, wants):
+    return [ctx.unbroadcast(g[0], node.output[0], node.input[0], node), None]
+
+
+def _resize_matrix(ctx, node, axis: int, size_in: int, size_out: int) -> np.ndarray:
+    """R [out, in] of this Resize along one spatial axis, computed by onnxruntime on a basis."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    attrs.pop("axes", None)
+    basis = np.eye(size_in, dtype=np.float32).reshape(1, size_in, size_in, 1)
+    sizes = np.array([1, size_in, size_out, 1], np.int64)
+    if attrs.get("coordinate_transformation_mode", b"") in (b"tf_crop_and_resize", "tf_crop_and_resize"):
+        ctx.fail(node, "tf_crop_and_resize")
+    scales = ctx.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if scales is not None and scales.size:
+        probe_scales = np.array([1, 1, scales[axis], 1], np.float32)
+        out = ctx.evaluate("Resize", [basis, None, probe_scales], **attrs)
+    else:
+        out = ctx.evaluate("Resize", [basis, None, None, sizes], **attrs)
+    return out[0, :, :, 0].T  # [out, in]
+
+
+@rule("Resize")
+def resize(ctx, node, g, wants):
+    """Resize acts per axis: Y = R_h X R_w^T, so dX = R_h^T G R_w (two MatMuls with constants)."""
+    x, y = node.input[0], node.output[0]
+    xs, ys = ctx.static_shape(x, node), ctx.static_shape(y, node)
+    if len(xs) != 4 or xs[1] != ys[1] or (xs[0] != ys[0] and -1 not in (xs[0], ys[0])):
+        ctx.fail(node, "only spatial (last two axes) Resize of 4-D tensors is supported")
+    rh = _resize_matrix(ctx, node, 2, xs[2], ys[2])
+    rw = _resize_matrix(ctx, node, 3, xs[3], ys[3])
+    t = ctx.op("MatMul", [g[0], ctx.tensor(rw, x, "resize_w")])
+    gx = ctx.op("MatMul", [ctx.tensor(rh.T, x, "resize_hT"), t], hint="resize_grad")
+    return [gx] + [None] * (len(node.input) - 1)
