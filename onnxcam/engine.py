@@ -96,18 +96,27 @@ def batch_size(model: onnx.ModelProto, budget_mb: float = DEFAULT_BUDGET_MB,
 
 
 class SessionCache:
-    """Explain graphs are built once per request shape and their sessions reused."""
+    """Explain graphs are built once per request shape and their sessions reused.
 
-    def __init__(self, providers: list[str], threads: int | None = None):
+    Each session holds its own copy of the weights, so only the `size` most recently used stay
+    alive (a VGG-16 session is ~0.5 GB).
+    """
+
+    def __init__(self, providers: list[str], threads: int | None = None, size: int = 4):
         self.providers = providers
         self.threads = threads
+        self.size = size
         self._sessions: dict = {}
 
     def get(self, key, build) -> tuple[Session, object]:
         """Session for `key`, building the graph with `build()` -> (ModelProto, extra) on first use."""
-        if key not in self._sessions:
+        if key in self._sessions:
+            self._sessions[key] = self._sessions.pop(key)  # most recently used goes last
+        else:
             graph, extra = build()
             self._sessions[key] = (Session(graph, self.providers, self.threads), extra, graph)
+            while len(self._sessions) > self.size:
+                self._sessions.pop(next(iter(self._sessions)))
         sess, extra, _ = self._sessions[key]
         return sess, extra
 

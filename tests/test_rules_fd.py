@@ -207,3 +207,10 @@ def test_quantize_dequantize_is_straight_through():
 def test_op_without_rule_names_op_node_and_layer():
     with pytest.raises(OnnxCamError, match=r"no gradient rule for op Atan \(node 'Atan_node'\).*layer 'x'"):
         check([n("Atan", ["x"])], {"x": rnd(2, 3)}, ["x"])
+
+
+@pytest.mark.parametrize("indices,axis", [(np.array([0, 2, 2, -1], np.int64), 1),
+                                          (np.array([[1, 0], [3, 3]], np.int64), 2),
+                                          (np.array(1, np.int64), 0)])
+def test_gather_constant_indices(indices, axis):
+    check([n("Gather", ["x", "i"], axis=axis)], {"x": rnd(3, 4, 5)}, ["x"], consts={"i": indices})

@@ -56,7 +56,8 @@ def append_backward(model: onnx.ModelProto, score: str, seed: str, sources: list
     rule exists, or a source the score does not depend on.
     """
     rules = RULES if rules is None else rules
-    ctx = RuleContext(model, layer_label or ", ".join(sources))
+    label = ", ".join(sources[:2]) + (f" and {len(sources) - 2} more" if len(sources) > 2 else "")
+    ctx = RuleContext(model, layer_label or label)
     live = _live_tensors(model, sources, ctx.types)
     for s in sources:
         if score not in _live_tensors(model, [s], ctx.types):

@@ -66,30 +66,45 @@ def _perm(node: onnx.NodeProto) -> tuple[int, ...] | None:
     return None
 
 
+def _spatial(shape, layout):
+    return tuple(shape[i] for i in ((2, 3) if layout == NCHW else (1, 2)))
+
+
 def propagate_layouts(model: onnx.ModelProto, input_name: str, input_layout: str) -> dict[str, str]:
-    """Layout of every 4-D tensor reachable from the image input."""
+    """Layout of every 4-D tensor reachable from the image input.
+
+    Convolution-like ops produce NCHW; Transposes swap NCHW/NHWC; any other op whose 4-D output
+    keeps the spatial size of a 4-D input of known layout keeps that layout. The last rule covers
+    element-wise ops, LayerNormalization and channel MatMuls, which onnxruntime's transpose
+    optimizer often leaves in NHWC inside otherwise NCHW graphs (ConvNeXt blocks).
+    """
+    shapes = tensor_shapes(model)
     layouts = {input_name: input_layout}
     for node in model.graph.node:
         if not node.output:
             continue
-        src = next((layouts[i] for i in node.input if i in layouts), None)
-        if src is None:
+        known = [(i, layouts[i]) for i in node.input if i in layouts]
+        if not known:
             continue
+        out = node.output[0]
         if node.op_type in _CHANNELS_FIRST_OPS:
-            out = NCHW
+            layouts[out] = NCHW
         elif node.op_type == "Transpose":
-            perm = _perm(node)
+            perm, src = _perm(node), known[0][1]
             if perm == (0, 2, 3, 1) and src == NCHW:
-                out = NHWC
+                layouts[out] = NHWC
             elif perm == (0, 3, 1, 2) and src == NHWC:
-                out = NCHW
-            else:
-                continue
+                layouts[out] = NCHW
         elif node.op_type in _LAYOUT_KEEPING or node.op_type == "Concat":
-            out = src
+            layouts[out] = known[0][1]
         else:
-            continue
-        layouts[node.output[0]] = out
+            out_shape = shapes.get(out, ())
+            for name, layout in known:
+                in_shape = shapes.get(name, ())
+                if len(in_shape) == 4 and len(out_shape) == 4 and \
+                        _spatial(in_shape, layout) == _spatial(out_shape, layout):
+                    layouts[out] = layout
+                    break
     return layouts
 
 

@@ -121,3 +121,28 @@ def resize(ctx, node, g, wants):
     t = ctx.op("MatMul", [g[0], ctx.tensor(rw, x, "resize_w")])
     gx = ctx.op("MatMul", [ctx.tensor(rh.T, x, "resize_hT"), t], hint="resize_grad")
     return [gx] + [None] * (len(node.input) - 1)
+
+
+@rule("Gather")
+def gather(ctx, node, g, wants):
+    """Gather (e.g. the dynamo exporter's as_strided): the cotangent is scatter-added back to the
+    gathered positions. Indices may be computed in the graph; negative ones are wrapped."""
+    data, idx = node.input
+    rank = len(ctx.shape(data))
+    if not rank:
+        ctx.fail(node, "unknown data rank")
+    axis = ctx.attr(node, "axis", 0) % rank
+    data_shape = ctx.shape_of(data)
+    size = ctx.op("Slice", [data_shape, ctx.ints([axis]), ctx.ints([axis + 1])])
+    idx = ctx.op("Cast", [idx], to=7)
+    idx = ctx.op("Where", [ctx.op("Less", [idx, ctx.ints(0)]), ctx.op("Add", [idx, size]), idx])
+    # g has shape data[:axis] + indices.shape + data[axis+1:]: fold the index dims into one axis
+    fold = ctx.op("Concat", [ctx.op("Slice", [data_shape, ctx.ints([0]), ctx.ints([axis])]), ctx.ints([-1]),
+                             ctx.op("Slice", [data_shape, ctx.ints([axis + 1]), ctx.ints([rank])])], axis=0)
+    g_folded = ctx.op("Reshape", [g[0], fold])
+    column = [1] * rank
+    column[axis] = -1
+    positions = ctx.op("Expand", [ctx.op("Reshape", [idx, ctx.ints(column)]), ctx.shape_of(g_folded)])
+    gx = ctx.op("ScatterElements", [ctx.zeros_like(data), positions, g_folded], hint="gather_grad",
+                axis=axis, reduction="add")
+    return [gx, None]

@@ -1,0 +1,115 @@
+"""dS/dA from our ONNX backward graphs equals PyTorch autograd, on torchvision architectures
+exported by both PyTorch exporters (random weights, BN statistics perturbed), at three depths.
+
+Layers are found by value: the torch module's output is matched to the catalog tensor holding the
+same numbers, so the test needs no knowledge of either exporter's tensor names.
+
+Kinks: float32 forwards of torch and onnxruntime differ by ~1e-7, so a pre-activation of 1e-8
+can be positive in one and zero in the other, or two near-equal values can swap the winner of a
+max-pool window; the gradients then differ in that unit's whole receptive cone (both seen on
+VGG-16-BN). Both are right. To compare the backward passes exactly, torch's ReLU/ReLU6 outputs take
+onnxruntime's values and on/off decisions (matched by value; the gradient still flows through
+torch's own graph), and the number of units that flipped is bounded.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import onnxcam
+from conftest import photo_paths
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+DEPTHS = {
+    "resnet18": ["layer1", "layer2", "layer4"],
+    "resnet50": ["layer1", "layer3", "layer4"],
+    "vgg16_bn": ["features.12", "features.32", "features.42"],
+    "mobilenet_v2": ["features.3", "features.10", "features.18"],
+    "mobilenet_v3_small": ["features.2", "features.6", "features.12"],
+    "efficientnet_b0": ["features.2", "features.5", "features.8"],
+    "densenet121": ["features.denseblock1", "features.transition2", "features.denseblock4"],
+    "convnext_tiny": ["features.1", "features.3", "features.7"],
+}
+SIZE = {"vgg16_bn": 224}
+
+
+def onnx_kink_hooks(net, onnx_acts, flips):
+    """Forward hooks giving torch's ReLU/ReLU6 outputs onnxruntime's values and active units."""
+    by_shape = {}
+    for a in onnx_acts.values():
+        by_shape.setdefault(a.shape, []).append(a)
+
+    def hook(mod, inp, out):
+        o = out.detach().numpy()
+        scale = max(float(np.abs(o).max()), 1e-6)
+        for cand in by_shape.get(o.shape, []):
+            if np.abs(cand - o).max() <= 1e-4 * scale:
+                upper = 6.0 if isinstance(mod, torch.nn.ReLU6) else np.inf
+                active = (cand > 0) & (cand < upper)
+                torch_active = (o > 0) & (o < upper)
+                flips.append(int((active != torch_active).sum()))
+                masked = out * torch.from_numpy(active.astype(np.float32))
+                return masked + (torch.from_numpy(cand) - masked).detach()
+        return out
+    return [m.register_forward_hook(hook) for m in net.modules()
+            if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6))]
+
+
+def torch_gradients(net, x, modules, seed, extra_hooks=()):
+    acts = {}
+    hooks = list(extra_hooks) + [dict(net.named_modules())[m].register_forward_hook(
+        lambda mod, inp, out, m=m: acts.__setitem__(m, out)) for m in modules]
+    xt = torch.from_numpy(x)
+    try:
+        logits = net(xt)
+        for a in acts.values():
+            a.retain_grad()
+        (logits * torch.from_numpy(seed)).sum().backward()
+    finally:
+        for h in hooks:
+            h.remove()
+    return logits.detach().numpy(), {m: (acts[m].detach().numpy(), acts[m].grad.numpy()) for m in modules}
+
+
+def match_layer(ex, acts, activation):
+    """The catalog tensor whose values equal this torch activation (the first if several)."""
+    c, h, w = activation.shape[1:]
+    candidates = [l for l in ex.layers if l.shape == (c, h, w)]
+    scale = np.abs(activation).max()
+    close = [l for l in candidates
+             if np.abs(acts[l.name] - activation).max() <= 1e-4 * max(scale, 1e-6)]
+    assert close, f"no ONNX tensor holds the torch activation of shape {activation.shape}"
+    return min(close, key=lambda l: l.depth)  # the producer, not a later copy (e.g. 1-input Concat)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("arch", list(DEPTHS))
+def test_gradients_equal_pytorch_autograd(arch, exporter, export_dir):
+    from export_torchvision import build, export
+    size = SIZE.get(arch, 112)
+    _, path = export(arch, export_dir / f"{arch}_{exporter}" / "model.onnx", exporter=exporter,
+                     size=size, seed=0, verify=False, randomize_bn=True)
+    net = build(arch, seed=0, randomize_bn=True)   # a fresh copy: exporters may leave hooks behind
+    ex = onnxcam.Explainer(path)
+    x = onnxcam.load_images(photo_paths(2), ex.preprocess)
+    rng = np.random.default_rng(0)
+    seed = np.zeros((2, 1000), np.float32)
+    seed[0, 7] = 1.0
+    seed[1] = rng.normal(size=1000)           # a weight vector over classes
+    # one run for every catalog tensor: the kinks are aligned to the very forward pass whose
+    # gradients are compared (another session may fuse ops differently and round differently)
+    scores, _, onnx_acts, grads = ex.gradients(x, ex.layers, target=seed)
+    flips = []
+    kinks = onnx_kink_hooks(net, onnx_acts, flips)
+    logits, ref = torch_gradients(net, x, DEPTHS[arch], seed, kinks)
+    assert sum(flips) <= 10, f"{sum(flips)} ReLU units differ between torch and onnxruntime"
+    layers = [match_layer(ex, onnx_acts, ref[m][0]) for m in DEPTHS[arch]]
+    np.testing.assert_allclose(scores, logits, rtol=1e-3, atol=1e-4 * np.abs(logits).max())
+    for m, layer in zip(DEPTHS[arch], layers):
+        g_ref = ref[m][1]
+        err = np.abs(grads[layer.name] - g_ref).max() / np.abs(g_ref).max()
+        assert np.abs(g_ref).max() > 0
+        assert err <= 1e-4, f"{arch}/{exporter} {m} ({layer.name}): max relative error {err:.2e}"
