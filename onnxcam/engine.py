@@ -107,6 +107,7 @@ class SessionCache:
         self.threads = threads
         self.size = size
         self._sessions: dict = {}
+        self.provider: str | None = None  # of the last session built
 
     def get(self, key, build) -> tuple[Session, object]:
         """Session for `key`, building the graph with `build()` -> (ModelProto, extra) on first use."""
@@ -114,7 +115,9 @@ class SessionCache:
             self._sessions[key] = self._sessions.pop(key)  # most recently used goes last
         else:
             graph, extra = build()
-            self._sessions[key] = (Session(graph, self.providers, self.threads), extra, graph)
+            session = Session(graph, self.providers, self.threads)
+            self.provider = session.provider
+            self._sessions[key] = (session, extra, graph)
             while len(self._sessions) > self.size:
                 self._sessions.pop(next(iter(self._sessions)))
         sess, extra, _ = self._sessions[key]

@@ -27,6 +27,7 @@ class Result:
     provider: str
     notes: list[str] = field(default_factory=list)
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # [N, C] for weight-based methods
+    pixels: dict[str, np.ndarray] = field(default_factory=dict)   # [N, C, H, W] pixel-level methods
 
     @property
     def layers(self) -> list[str]:
@@ -69,8 +70,7 @@ class Explainer:
     @property
     def provider(self) -> str:
         """The execution provider actually used (onnxruntime-gpu may fall back to CPU)."""
-        sess, _ = self._forward_session(())
-        return sess.provider
+        return self.sessions.provider or self._forward_session(())[0].provider
 
     def _requested_size(self, preprocess):
         """The image size the user or the sidecar asks for, if any (fixes dynamic model inputs)."""
@@ -230,6 +230,5 @@ class Explainer:
         raw = spec.compute(req)
         size = self.model.image_shape[1:]
         maps = {name: postprocess.normalize(r, size, spec.order) for name, r in raw.items()}
-        sess, _ = self._forward_session(tuple(layer.name for layer in chosen))
-        return Result(method, maps, raw, scores, targets, sess.provider, list(self.model.notes),
-                      req.weights)
+        return Result(method, maps, raw, scores, targets, self.provider, list(self.model.notes),
+                      req.weights, req.pixels)

@@ -22,6 +22,9 @@ from .expose import SCORES, add_scores, as_float, elem_types, prune, set_outputs
 from .rules import RULES
 
 SEED = "onnxcam/seed"
+# Ops of dynamically quantized / QOperator graphs that compute in integers: no derivative exists.
+INTEGER_ONLY = {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul",
+                "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool"}
 _FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
            onnx.TensorProto.BFLOAT16}
 
@@ -75,7 +78,13 @@ def append_backward(model: onnx.ModelProto, score: str, seed: str, sources: list
             cot[name] = [ctx.op("Sum", parts, hint="grad_sum")]
         return cot[name][0]
 
-    for node in _path(model, score, live):
+    path = _path(model, score, live)
+    integer = next((n for n in reversed(path) if n.op_type in INTEGER_ONLY), None)
+    if integer is not None:
+        raise OnnxCamError(f"the path from layer {ctx.layer!r} to the score runs through integer-only "
+                           f"{integer.op_type} node {integer.name!r} (a dynamically quantized model): it "
+                           "has no gradient; use scorecam or eigencam, or explain the FP32 or QDQ model")
+    for node in path:
         outs = [total(o) for o in node.output]
         if all(g is None for g in outs):
             continue

@@ -25,6 +25,7 @@ class Request:
     gradients: dict[str, np.ndarray] = field(default_factory=dict)  # dS/dA, same shapes
     options: dict = field(default_factory=dict)
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # channel weights [N, C], if any
+    pixels: dict[str, np.ndarray] = field(default_factory=dict)   # pixel attributions [N, C, H, W]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,165 @@
+"""The Grad-CAM family: exact identities, parity with pytorch-grad-cam, and quantized builds."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import onnxcam
+from conftest import photo_paths, random_images
+from nets import head_params, small_cnn
+
+GRADIENT_METHODS = ["gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigengradcam"]
+
+
+def test_gap_fc_head_hirescam_equals_gradcam_equals_cam_over_hw():
+    ex = onnxcam.Explainer(small_cnn(head="gap"))
+    x = random_images(3, (3, 32, 32), seed=7)
+    t = [1, 5, 8]
+    cam = ex.explain(x, method="cam", layers="feat", target=t).raw["feat"]
+    grad = ex.explain(x, method="gradcam", layers="feat", target=t).raw["feat"]
+    hires = ex.explain(x, method="hirescam", layers="feat", target=t).raw["feat"]
+    hw = 16 * 16
+    np.testing.assert_allclose(grad, cam / hw, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(hires, cam / hw, rtol=1e-5, atol=1e-7)
+
+
+def test_bundled_model_identity_at_the_auto_layer(lite0):
+    x = onnxcam.load_images(photo_paths(2), lite0.preprocess)
+    layer = lite0.model.auto_layer.name
+    cam = lite0.explain(x, method="cam").raw[layer]
+    grad = lite0.explain(x, method="gradcam").raw[layer]
+    hires = lite0.explain(x, method="hirescam").raw[layer]
+    scale = np.abs(cam / 49).max()
+    np.testing.assert_allclose(grad, cam / 49, atol=1e-5 * scale)
+    np.testing.assert_allclose(hires, cam / 49, atol=1e-5 * scale)
+
+
+def test_flatten_fc_head_hirescam_is_complete_and_differs_from_gradcam():
+    model = small_cnn(head="flatten")
+    ex = onnxcam.Explainer(model)
+    _, bf = head_params(model)
+    x = random_images(2, (3, 32, 32), seed=9)
+    t = [2, 6]
+    hires = ex.explain(x, method="hirescam", layers="feat", target=t)
+    grad = ex.explain(x, method="gradcam", layers="feat", target=t)
+    y = hires.logits[np.arange(2), t]
+    # completeness: Σ_ij HiResCAM = y_c - b_c (the head is linear in the flattened features)
+    np.testing.assert_allclose(hires.raw["feat"].sum(axis=(1, 2)), y - bf[t], rtol=1e-4, atol=1e-4)
+    corr = [np.corrcoef(hires.raw["feat"][i].ravel(), grad.raw["feat"][i].ravel())[0, 1] for i in range(2)]
+    assert max(corr) < 0.9
+
+
+def test_weight_vector_target_is_the_weighted_sum_of_one_hot_gradients():
+    ex = onnxcam.Explainer(small_cnn())
+    x = random_images(2, (3, 32, 32), seed=1)
+    w = np.zeros(10, np.float32)
+    w[[2, 7]] = [0.25, 0.75]
+    ag = ex.activations_and_gradients(x, "feat", target=w)["feat"][1]
+    g2 = ex.activations_and_gradients(x, "feat", target=2)["feat"][1]
+    g7 = ex.activations_and_gradients(x, "feat", target=7)["feat"][1]
+    np.testing.assert_allclose(ag, 0.25 * g2 + 0.75 * g7, rtol=1e-5, atol=1e-8)
+
+
+def test_all_layers_in_one_run_on_the_bundled_model(lite0):
+    x = onnxcam.load_images(photo_paths(1), lite0.preprocess)
+    res = lite0.explain(x, method="gradcam", layers="all")
+    assert len(res.maps) == len([l for l in lite0.layers if l.preferred]) > 20
+    for name, m in res.maps.items():
+        assert m.shape == (1, 224, 224) and np.isfinite(m).all(), name
+
+
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_static_int8_qdq_build_gives_the_fp32_maps(lite0, lite0_variants, method):
+    """Straight-through QDQ rules: non-zero maps that agree with FP32 (figures in the README)."""
+    ex = onnxcam.Explainer(lite0_variants["int8_static"], preprocess=lite0.preprocess)
+    photos = [p for p in photo_paths() if p.stem in ("chelsea", "coffee", "astronaut")]
+    x = onnxcam.load_images(photos, lite0.preprocess)
+    ref = lite0.explain(x, method=method)
+    got = ex.explain(x, method=method, target=ref.target)
+    a, b = next(iter(ref.maps.values())), next(iter(got.maps.values()))
+    assert np.abs(next(iter(got.raw.values()))).max() > 0
+    for i in range(len(x)):
+        r = np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1]
+        assert r >= 0.9, (method, photos[i].stem, r)
+
+
+def test_fp16_build_gradients(lite0, lite0_variants):
+    ex = onnxcam.Explainer(lite0_variants["fp16"], preprocess=lite0.preprocess)
+    x = onnxcam.load_images(photo_paths(2), lite0.preprocess)
+    ref = lite0.explain(x, method="gradcam")
+    got = ex.explain(x, method="gradcam", target=ref.target)
+    a, b = next(iter(ref.maps.values())), next(iter(got.maps.values()))
+    assert min(np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1] for i in range(2)) >= 0.99
+
+
+def test_dynamic_int8_build_says_why_gradients_fail(lite0, lite0_variants):
+    ex = onnxcam.Explainer(lite0_variants["int8_dynamic"], preprocess=lite0.preprocess)
+    x = onnxcam.load_images(photo_paths(1), lite0.preprocess)
+    with pytest.raises(onnxcam.OnnxCamError, match=r"integer-only (ConvInteger|MatMulInteger|DynamicQuantizeLinear) node"):
+        ex.explain(x, method="gradcam")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", GRADIENT_METHODS[:5])
+def test_equal_to_pytorch_grad_cam_on_resnet18(method, export_dir):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    pgc = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from export_torchvision import build, export
+
+    path = export_dir / "resnet18_pgc.onnx"
+    if not path.exists():
+        export("resnet18", path, size=160, seed=0, verify=False)
+    net = build("resnet18", seed=0)
+    ex = onnxcam.Explainer(path)
+    x = onnxcam.load_images(photo_paths(3), ex.preprocess)
+    cls = {"gradcam": pgc.GradCAM, "hirescam": pgc.HiResCAM, "gradcam++": pgc.GradCAMPlusPlus,
+           "xgradcam": pgc.XGradCAM, "layercam": pgc.LayerCAM}[method]
+    for torch_layer, prefix in ((net.layer4, "/layer4/"), (net.layer3, "/layer3/")):
+        layer = max((l for l in ex.layers if l.name.startswith(prefix)), key=lambda l: l.depth)
+        res = ex.explain(x, method=method, layers=layer.name)
+        cam = cls(model=net, target_layers=[torch_layer])
+        targets = [ClassifierOutputTarget(int(t)) for t in res.target]
+        xt = torch.from_numpy(x)
+        maps = cam(input_tensor=xt, targets=targets)
+        acts = cam.activations_and_grads.activations[0].numpy()
+        grads = cam.activations_and_grads.gradients[0].numpy()
+        raw = cam.get_cam_image(xt, torch_layer, targets, acts, grads, False)
+        for i in range(len(x)):
+            r = np.corrcoef(raw[i].ravel(), res.raw[layer.name][i].ravel())[0, 1]
+            assert r >= 0.999, (method, prefix, i, r)
+            np.testing.assert_allclose(res.raw[layer.name][i], raw[i], rtol=1e-3,
+                                       atol=1e-4 * np.abs(raw[i]).max())
+        assert np.abs(maps - res.maps[layer.name]).max() < 1e-3
+
+
+def test_guided_relu_passes_only_positive_cotangents_of_active_units():
+    from onnx import helper
+    from gradcheck import build, evaluator, with_backward
+    from onnxcam.graph.rules.guided import GUIDED_RULES
+    x = np.random.default_rng(0).normal(size=(2, 3, 4, 4))
+    m = build([helper.make_node("Relu", ["x"], ["y"])], {"x": x}, {}, "y", np.float64)
+    seed = np.random.default_rng(1).normal(size=x.shape)
+    g = evaluator(with_backward(m, "y", ["x"], GUIDED_RULES)).run(None, {"x": x, "seed": seed})[0]
+    np.testing.assert_array_equal(g, np.maximum(seed, 0) * (x > 0))
+
+
+@pytest.mark.slow
+def test_guided_backprop_equals_pytorch_grad_cam_on_resnet18(export_dir):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from pytorch_grad_cam import GuidedBackpropReLUModel
+    from export_torchvision import build, export
+
+    path = export_dir / "resnet18_pgc.onnx"
+    if not path.exists():
+        export("resnet18", path, size=160, seed=0, verify=False)
+    ex = onnxcam.Explainer(path)
+    x = onnxcam.load_images(photo_paths(2), ex.preprocess)
+    res = ex.explain(x, method="guided-backprop")
+    gb = GuidedBackpropReLUModel(build("resnet18", seed=0), device="cpu")
+    for i in range(len(x)):
+        ref = gb(torch.from_numpy(x[i:i + 1]), target_category=int(res.target[i]))  # [H, W, C]
+        ours = res.pixels["input"][i].transpose(1, 2, 0)
+        np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-4 * np.abs(ref).max())
