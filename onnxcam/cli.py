@@ -16,7 +16,7 @@ from . import bundled, methods
 from .errors import OnnxCamError
 from .explainer import Explainer, Result
 from .output import check_targets, fresh_folder, safe_name, write_json, write_npz, write_png
-from .postprocess import overlay
+from .postprocess import grid, overlay, pixels_to_rgb
 from .preprocess import load_images, read_json
 from .methods.scorecam import softmax
 
@@ -72,24 +72,41 @@ def top_classes(ex: Explainer, scores: np.ndarray, k: int = 5) -> list[list[dict
 def write_results(ex: Explainer, res: Result, images: list[Path], views, out: Path,
                   overwrite: bool) -> list[Path]:
     """Overlays per image and layer, plus one .npz per image with raw and normalized maps."""
-    plan = []
+    plan = []  # (path, image index, what): what is a layer, "pixels:<layer>", "grid" or "npz"
     for i, img in enumerate(images):
         stem = f"{i:02d}_{safe_name(img.stem)}" if len(images) > 1 else safe_name(img.stem)
         for layer in res.layers:
             plan.append((out / f"{stem}_{res.method}_{safe_name(layer)}.png", i, layer))
-        plan.append((out / f"{stem}_{res.method}.npz", i, None))
+        for layer in res.pixels:
+            plan.append((out / f"{stem}_{res.method}_{safe_name(layer)}_pixels.png", i, f"pixels:{layer}"))
+        if len(res.layers) > 1:
+            plan.append((out / f"{stem}_{res.method}_grid.png", i, "grid"))
+        plan.append((out / f"{stem}_{res.method}.npz", i, "npz"))
     check_targets([p for p, _, _ in plan], overwrite)
-    for path, i, layer in plan:
-        if layer is None:
-            arrays = {"logits": res.logits[i], "target": np.int64(res.target[i])}
-            for j, name in enumerate(res.layers):
-                arrays[f"raw_{j}"] = res.raw[name][i]
-                arrays[f"map_{j}"] = res.maps[name][i]
-            arrays["layers"] = np.array(res.layers)
-            write_npz(path, arrays)
+    depth = {l.name: l.depth for l in ex.layers}
+    for path, i, what in plan:
+        if what == "npz":
+            write_npz(path, _arrays(res, i))
+        elif what == "grid":
+            tiles = [overlay(views[i], res.maps[layer][i]) for layer in res.layers]
+            labels = [f"{depth.get(layer, '')} {layer}" for layer in res.layers]
+            write_png(path, grid(tiles, labels))
+        elif what.startswith("pixels:"):
+            write_png(path, pixels_to_rgb(res.pixels[what[7:]][i], ex.preprocess.channel_order))
         else:
-            write_png(path, overlay(views[i], res.maps[layer][i]))
+            write_png(path, overlay(views[i], res.maps[what][i]))
     return [p for p, _, _ in plan]
+
+
+def _arrays(res: Result, i: int) -> dict:
+    """What one image's .npz holds: scores, target, and per layer j raw_j / map_j (+ pixels_j)."""
+    arrays = {"logits": res.logits[i], "target": np.int64(res.target[i]), "layers": np.array(res.layers)}
+    for j, name in enumerate(res.layers):
+        arrays[f"raw_{j}"] = res.raw[name][i]
+        arrays[f"map_{j}"] = res.maps[name][i]
+        if name in res.pixels:
+            arrays[f"pixels_{j}"] = res.pixels[name][i]
+    return arrays
 
 
 def cmd_layers(args) -> int:

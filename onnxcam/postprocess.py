@@ -48,3 +48,30 @@ def overlay(view: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarra
         heat = cv2.resize(heat, (view.shape[1], view.shape[0]), interpolation=cv2.INTER_LINEAR)
     mixed = (1 - alpha) * view.astype(np.float32) + alpha * colorize(heat).astype(np.float32)
     return np.uint8(np.clip(mixed, 0, 255))
+
+
+def pixels_to_rgb(pixels: np.ndarray, channel_order: str = "RGB") -> np.ndarray:
+    """A signed [C, H, W] pixel attribution as a viewable uint8 RGB image: standardized, scaled by
+    0.1 around mid-grey (the usual guided-backprop rendering)."""
+    img = pixels.transpose(1, 2, 0).astype(np.float64)
+    img = (img - img.mean()) / (img.std() + 1e-5) * 0.1 + 0.5
+    img = np.uint8(np.clip(img, 0, 1) * 255)
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    return img[..., ::-1].copy() if channel_order == "BGR" else img
+
+
+def grid(tiles: list[np.ndarray], labels: list[str], cols: int = 4) -> np.ndarray:
+    """Tiles (uint8 RGB, same size) in rows of `cols`, each captioned (per-layer overviews)."""
+    h, w = tiles[0].shape[:2]
+    bar = 16
+    rows = (len(tiles) + cols - 1) // cols
+    canvas = np.full((rows * (h + bar), cols * w, 3), 255, np.uint8)
+    for k, (tile, label) in enumerate(zip(tiles, labels)):
+        r, c = divmod(k, cols)
+        y, x = r * (h + bar), c * w
+        canvas[y + bar:y + bar + h, x:x + w] = tile
+        limit = w // 6
+        text = label if len(label) <= limit else label[:limit // 3] + ".." + label[-(limit - limit // 3 - 2):]
+        cv2.putText(canvas, text, (x + 2, y + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    return canvas

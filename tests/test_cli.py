@@ -90,3 +90,16 @@ def test_explain_paddle_classifier_from_its_manifest(tmp_path, capsys):
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["images"][0]["target_name"] in ("0", "180")
+
+
+def test_explain_all_layers_writes_a_grid_and_guided_methods_write_pixels(tmp_path, capsys):
+    img = str(photo_paths(1)[0])
+    stem = photo_paths(1)[0].stem
+    assert main(["explain", str(LITE0), img, "--method", "gradcam", "--layer", "all",
+                 "--out", str(tmp_path)]) == 0
+    grid = tmp_path / f"{stem}_gradcam_grid.png"
+    assert grid.exists() and grid.stat().st_size > 10000
+    assert main(["explain", str(LITE0), img, "--method", "guided-gradcam", "--out", str(tmp_path)]) == 0
+    assert len(list(tmp_path.glob(f"{stem}_guided-gradcam_*_pixels.png"))) == 1
+    npz = np.load(tmp_path / f"{stem}_guided-gradcam.npz")
+    assert npz["pixels_0"].shape == (3, 224, 224)
