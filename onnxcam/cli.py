@@ -84,17 +84,18 @@ def write_results(ex: Explainer, res: Result, images: list[Path], views, out: Pa
         plan.append((out / f"{stem}_{res.method}.npz", i, "npz"))
     check_targets([p for p, _, _ in plan], overwrite)
     depth = {l.name: l.depth for l in ex.layers}
+    diverging = methods.get(res.method).order == "signed"
     for path, i, what in plan:
         if what == "npz":
             write_npz(path, _arrays(res, i))
         elif what == "grid":
-            tiles = [overlay(views[i], res.maps[layer][i]) for layer in res.layers]
+            tiles = [overlay(views[i], res.maps[layer][i], diverging=diverging) for layer in res.layers]
             labels = [f"{depth.get(layer, '')} {layer}" for layer in res.layers]
             write_png(path, grid(tiles, labels))
         elif what.startswith("pixels:"):
             write_png(path, pixels_to_rgb(res.pixels[what[7:]][i], ex.preprocess.channel_order))
         else:
-            write_png(path, overlay(views[i], res.maps[what][i]))
+            write_png(path, overlay(views[i], res.maps[what][i], diverging=diverging))
     return [p for p, _, _ in plan]
 
 
@@ -148,7 +149,8 @@ def cmd_explain(args) -> int:
     ex = _explainer(args.model, args, preprocess=_spec_overrides(args) or None)
     images = [Path(p) for p in args.images]
     target = None if args.target in (None, "top1") else _parse_target(args.target)
-    options = {"top_k": args.top_k} if args.top_k else {}
+    given = {"top_k": args.top_k, "composite": args.composite, "start": args.start}
+    options = {k: v for k, v in given.items() if v is not None}
     res, files, tops = run_explain(ex, images, args.method, args.layer, target, Path(args.out),
                                    args.overwrite, options)
     summary = _summary(ex, res, images, files, tops)
@@ -222,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--layer", nargs="+", default=["auto"], help="auto, all, or layer names")
     e.add_argument("--target", help="top1 (default), a class index, or one per image: 3,7,1")
     e.add_argument("--top-k", type=int, help="Score-CAM: keep the k channels of largest spatial variance")
+    e.add_argument("--composite", help="LRP: epsilon-plus-flat (default), epsilon-gamma-box, "
+                                       "epsilon-alpha2-beta1, epsilon, zplus")
+    e.add_argument("--start", choices=["logit", "onehot", "contrastive"], help="LRP start relevance")
     e.add_argument("--out", required=True)
     e.add_argument("--overwrite", action="store_true")
     e.add_argument("--json", action="store_true", help="print a machine-readable summary")

@@ -142,21 +142,25 @@ class Explainer:
         return scores, acts
 
     def _gradient_session(self, layer_names: tuple[str, ...], top1: bool, rules_name: str = "plain",
-                          rules: dict | None = None):
-        key = ("gradient", layer_names, top1, rules_name)
+                          rules: dict | None = None, start: str = "seed"):
+        key = ("gradient", layer_names, top1, rules_name, start)
         sess, carried = self.sessions.get(key, lambda: gradient_graph(
-            self.model.proto, self.model.score_name, list(layer_names), top1, rules))
+            self.model.proto, self.model.score_name, list(layer_names), top1, rules, start))
         return sess, carried, self._batch(self.sessions.graph(key))
 
-    def gradients(self, x, layers, target=None, rules_name: str = "plain", rules: dict | None = None):
+    def gradients(self, x, layers, target=None, rules_name: str = "plain", rules: dict | None = None,
+                  start: str = "seed"):
         """One run per batch: scores [N, K], targets [N], activations and dS/dA per layer (NCHW).
 
-        The tensors may be layer names (catalog entries) or the model's input name.
+        The tensors may be layer names (catalog entries) or the model's input name. With LRP rules
+        (`rules`) the "gradients" are relevances and `start` picks the initial relevance.
         """
         x = self.check_input(x)
         names = tuple(layer.name if hasattr(layer, "name") else layer for layer in layers)
         targets, seed = self.model.seed_for(target, len(x))
-        sess, carried, step = self._gradient_session(names, seed is None, rules_name, rules)
+        if seed is not None and start == "contrastive" and not np.all(np.isin(seed, (0.0, 1.0))):
+            raise OnnxCamError("a contrastive start needs a class index target, not class weights")
+        sess, carried, step = self._gradient_session(names, seed is None, rules_name, rules, start)
         outs = []
         for i in range(0, len(x), step):
             feeds = {self.model.input_name: x[i:i + step]}
@@ -186,6 +190,46 @@ class Explainer:
         chosen = self.model.resolve_layers(layers)
         _, _, acts, grads = self.gradients(x, chosen, target)
         return {layer.name: (acts[layer.name], grads[layer.name]) for layer in chosen}
+
+    def relevance(self, x, layers=("input",), composite="epsilon-plus-flat", target=None,
+                  start: str = "logit") -> dict[str, np.ndarray]:
+        """LRP relevance {layer | 'input': R} from one run per batch.
+
+        composite: a name in onnxcam.lrp.COMPOSITES or a Composite (your own mapping of layers to
+        rules). start: "logit" (R = y_c at the target), "onehot" (R = 1) or "contrastive"
+        (1 at the target, -1/K elsewhere).
+        """
+        return self.relevance_run(x, layers, composite, target, start)[3]
+
+    def relevance_run(self, x, layers, composite, target, start):
+        """(scores, targets, activations, relevances) for relevance-based methods."""
+        from .graph.rules.lrp import COMPOSITES, Composite, relevance_rules
+
+        if isinstance(composite, str):
+            if composite not in COMPOSITES:
+                raise OnnxCamError(f"unknown composite {composite!r}; available: {', '.join(COMPOSITES)}")
+            composite = COMPOSITES[composite]
+        elif not isinstance(composite, Composite):
+            raise OnnxCamError("composite must be a name or an onnxcam.lrp.Composite")
+        starts = {"logit": "logit", "onehot": "seed", "contrastive": "contrastive"}
+        if start not in starts:
+            raise OnnxCamError(f"start must be one of {', '.join(starts)}, got {start!r}")
+        items = [layers] if isinstance(layers, str) else list(layers)
+        names = [self.model.input_name if l in ("input", self.model.input_name)
+                 else self.model.layer(getattr(l, "name", l)).name for l in items]
+        rules = relevance_rules(composite, self.model.first_linear, self.box_bounds(),
+                                {n.output[0]: k for k, n in enumerate(self.model.proto.graph.node)})
+        scores, targets, acts, rel = self.gradients(x, names, target, rules_name=f"lrp:{id(composite)}",
+                                                    rules=rules, start=starts[start])
+        rename = {self.model.input_name: "input"}
+        return (scores, targets, {rename.get(k, k): v for k, v in acts.items()},
+                {rename.get(k, k): v for k, v in rel.items()})
+
+    def box_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel input bounds for z^B: pixels 0 and 255 through the preprocessing."""
+        spec = self.preprocess
+        mean, std = np.asarray(spec.mean, np.float64), np.asarray(spec.std, np.float64)
+        return (0.0 - mean) / std, (255.0 * spec.scale - mean) / std
 
     def masked_scores(self, image: np.ndarray, maps: np.ndarray, align_corners: bool,
                       eps: float) -> np.ndarray:

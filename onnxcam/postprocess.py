@@ -33,20 +33,30 @@ def normalize(raw: np.ndarray, size: tuple[int, int], order: str = "relu_minmax_
         return minmax(resize(minmax(np.maximum(raw, 0)), size))
     if order == "resize_relu_minmax":
         return minmax(np.maximum(resize(raw, size), 0))
+    if order == "minmax_resize":  # no ReLU (Relevance-CAM keeps negative evidence until min-max)
+        return minmax(resize(minmax(raw), size))
+    if order == "signed":  # 0.5 = no relevance; ±max|R| -> 1 / 0, for a diverging colormap
+        scale = np.abs(raw).max(axis=(-2, -1), keepdims=True)
+        return resize(0.5 + 0.5 * raw / np.where(scale > 0, scale, 1.0), size).astype(np.float32)
     raise ValueError(f"unknown normalization order {order!r}")
 
 
-def colorize(heat: np.ndarray) -> np.ndarray:
-    """[H, W] in [0, 1] -> uint8 RGB with the JET colormap."""
+def colorize(heat: np.ndarray, diverging: bool = False) -> np.ndarray:
+    """[H, W] in [0, 1] -> uint8 RGB: JET, or blue-white-red around 0.5 for signed relevance."""
+    if diverging:
+        t = np.clip(heat, 0, 1)[..., None].astype(np.float32)
+        blue, white, red = np.array([0, 0, 255.0]), np.array([255.0, 255, 255]), np.array([255.0, 0, 0])
+        rgb = np.where(t < 0.5, blue + (white - blue) * (t / 0.5), white + (red - white) * ((t - 0.5) / 0.5))
+        return np.uint8(np.clip(rgb, 0, 255))
     u8 = np.uint8(np.clip(heat, 0, 1) * 255)
     return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
 
 
-def overlay(view: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+def overlay(view: np.ndarray, heat: np.ndarray, alpha: float = 0.5, diverging: bool = False) -> np.ndarray:
     """Blend a heatmap over the uint8 RGB view the model saw."""
     if view.shape[:2] != heat.shape:
         heat = cv2.resize(heat, (view.shape[1], view.shape[0]), interpolation=cv2.INTER_LINEAR)
-    mixed = (1 - alpha) * view.astype(np.float32) + alpha * colorize(heat).astype(np.float32)
+    mixed = (1 - alpha) * view.astype(np.float32) + alpha * colorize(heat, diverging).astype(np.float32)
     return np.uint8(np.clip(mixed, 0, 255))
 
 

@@ -106,12 +106,32 @@ def append_backward(model: onnx.ModelProto, score: str, seed: str, sources: list
     return result
 
 
+def _start(model: onnx.ModelProto, seed: str, start: str) -> str:
+    if start == "seed":
+        return seed
+    b = GraphBuilder(model)
+    if start == "logit":
+        out = b.op("Mul", [seed, SCORES], hint="start_logit")
+    elif start == "contrastive":
+        k = b.op("Cast", [b.op("Shape", [SCORES], hint="k")], to=onnx.TensorProto.FLOAT)
+        k = b.op("Slice", [k, b.const(np.array([1], np.int64)), b.const(np.array([2], np.int64))])
+        inv = b.op("Reciprocal", [k])
+        out = b.op("Sub", [b.op("Mul", [seed, b.op("Add", [b.const(np.float32(1.0)), inv])]), inv],
+                   hint="start_contrastive")
+    else:
+        raise OnnxCamError(f"start must be 'seed', 'logit' or 'contrastive', got {start!r}")
+    b.append_to(model.graph)
+    return out
+
+
 def gradient_graph(proto: onnx.ModelProto, score_name: str, layers: list[str], top1: bool,
-                   rules: dict | None = None) -> tuple[onnx.ModelProto, dict]:
+                   rules: dict | None = None, start: str = "seed") -> tuple[onnx.ModelProto, dict]:
     """Forward + backward graph returning scores, each layer's activation and gradient (float32).
 
     top1: the seed is the one-hot of each image's argmax, computed in the graph (one run);
-    otherwise the caller feeds `onnxcam/seed` [N, K].
+    otherwise the caller feeds `onnxcam/seed` [N, K]. start: "seed" uses the seed as is, "logit"
+    multiplies it by the scores (LRP's usual start), "contrastive" turns a one-hot seed into
+    1 at the target and -1/K elsewhere (Relevance-CAM).
     """
     model = copy.deepcopy(proto)
     b = GraphBuilder(model)
@@ -125,7 +145,8 @@ def gradient_graph(proto: onnx.ModelProto, score_name: str, layers: list[str], t
     b.append_to(model.graph)
     if not top1:
         model.graph.input.append(onnx.helper.make_tensor_value_info(SEED, onnx.TensorProto.FLOAT, ["N", "K"]))
-    grads = append_backward(model, score_name, SEED, layers, rules)
+    seed = _start(model, SEED, start)
+    grads = append_backward(model, score_name, seed, layers, rules)
     types = elem_types(model)
     tail = GraphBuilder(model)
     carried = {}

@@ -81,8 +81,23 @@ class RuleContext:
         raise OnnxCamError(f"cannot backpropagate through {where} toward layer {self.layer!r}: {why}")
 
     # ----- emitting nodes
+    _BOOL_OPS = {"Greater", "Less", "Equal", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Not"}
+
     def op(self, op_type, inputs, hint=None, **attrs) -> str:
-        return self.b.op(op_type, inputs, hint, **attrs)
+        """Emit one node; its output's element type is recorded so later scalars match it."""
+        out = self.b.op(op_type, inputs, hint, **attrs)
+        if op_type == "Cast":
+            self.types[out] = attrs["to"]
+        elif op_type == "Shape":
+            self.types[out] = onnx.TensorProto.INT64
+        elif op_type in self._BOOL_OPS:
+            self.types[out] = onnx.TensorProto.BOOL
+        else:
+            typed = [self.types[i] for i in inputs[1:2] + inputs[:1] if i in self.types] if op_type == "Where" \
+                else [self.types[i] for i in inputs if i in self.types]
+            if typed:
+                self.types[out] = typed[0]
+        return out
 
     def scalar(self, value: float, like: str) -> str:
         return self.b.const(np.asarray(value, dtype=self.dtype(like)), "scalar")
@@ -91,7 +106,13 @@ class RuleContext:
         return self.b.const(np.asarray(values, dtype=np.int64), "ints")
 
     def tensor(self, value: np.ndarray, like: str, hint="const") -> str:
-        return self.b.const(np.asarray(value, dtype=self.dtype(like)), hint)
+        """A new constant with `like`'s element type; rules can read it back like any initializer."""
+        arr = np.asarray(value, dtype=self.dtype(like))
+        name = self.b.const(arr, hint)
+        self.consts[name] = self.b.initializers[-1]
+        self.shapes[name] = tuple(arr.shape)
+        self.types[name] = self.types.get(like, onnx.TensorProto.FLOAT)
+        return name
 
     def shape_of(self, name: str) -> str:
         if name not in self._shape_nodes:

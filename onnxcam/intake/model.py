@@ -33,6 +33,7 @@ class Model:
     auto_layer: LayerInfo | None
     batchable: bool = True
     notes: list[str] = field(default_factory=list)
+    first_linear: str | None = None  # output of the first Conv/Gemm/MatMul after the image (LRP)
 
     def layer(self, name: str) -> LayerInfo:
         """Resolve a layer name (or 'auto'); unknown names list the close matches."""
@@ -175,8 +176,13 @@ def load(source, score: str = "logits", image_size=None) -> Model:
     if patched:
         notes.append(f"patched {patched} Reshape(s) that hard-coded batch {static}")
     nodes_before = len(proto.graph.node)
+    bn_before = sum(n.op_type == "BatchNormalization" for n in proto.graph.node)
     proto = canonical.infer_shapes(canonical.ort_canonicalize(proto))
     notes.append(f"canonicalized {nodes_before} -> {len(proto.graph.node)} nodes")
+    bn_after = sum(n.op_type == "BatchNormalization" for n in proto.graph.node)
+    if bn_before > bn_after:
+        notes.append(f"folded {bn_before - bn_after} BatchNormalization into the preceding Conv "
+                     "(LRP sees the merged layers)")
     input_name, layout, image_shape = _find_image_input(proto, image_size)
     output_name, score_name, act, k = _find_score(proto)
     if score == "output" or act is None:
@@ -189,4 +195,15 @@ def load(source, score: str = "logits", image_size=None) -> Model:
     if not batchable:
         notes.append("the model does not run batches correctly: explaining image by image")
     return Model(proto, input_name, layout, image_shape, output_name, score_name, act, k,
-                 layers, choose_auto(proto, layers), batchable=batchable, notes=notes)
+                 layers, choose_auto(proto, layers), batchable=batchable, notes=notes,
+                 first_linear=_first_linear(proto, input_name))
+
+
+def _first_linear(proto: onnx.ModelProto, input_name: str) -> str | None:
+    live = {input_name}
+    for node in proto.graph.node:
+        if any(i in live for i in node.input):
+            if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+                return node.output[0]
+            live.update(node.output)
+    return None

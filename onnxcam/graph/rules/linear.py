@@ -32,7 +32,8 @@ def conv_geometry(ctx, node, x, w, y):
 
 
 @rule("Conv")
-def conv(ctx, node, g, wants):
+def conv(ctx, node, g, wants, weight: str | None = None):
+    """dx = ConvTranspose(g, W). `weight` replaces W (LRP rules reuse this with modified weights)."""
     x, w = node.input[:2]
     xs, ys, kernel, strides, dil, pads = conv_geometry(ctx, node, x, w, node.output[0])
     spatial = len(kernel)
@@ -42,20 +43,20 @@ def conv(ctx, node, g, wants):
         out_pad.append(xs[2 + i] - natural)
     if any(p < 0 for p in out_pad):
         ctx.fail(node, "unexpected output geometry")
-    gx = ctx.op("ConvTranspose", [g[0], w], hint="conv_grad", strides=strides, pads=pads,
+    gx = ctx.op("ConvTranspose", [g[0], weight or w], hint="conv_grad", strides=strides, pads=pads,
                 dilations=dil, group=ctx.attr(node, "group", 1), kernel_shape=kernel,
                 output_padding=out_pad)
     return [gx] + [None] * (len(node.input) - 1)
 
 
 @rule("ConvTranspose")
-def conv_transpose(ctx, node, g, wants):
+def conv_transpose(ctx, node, g, wants, weight: str | None = None):
     x, w = node.input[:2]
     if ctx.attr(node, "output_shape") or ctx.attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         ctx.fail(node, "ConvTranspose with output_shape/auto_pad is not supported; export with explicit pads")
     spatial = len(ctx.static_shape(x, node)) - 2
     kernel = ctx.attr(node, "kernel_shape") or list(ctx.static_shape(w, node)[2:])
-    gx = ctx.op("Conv", [g[0], w], hint="convT_grad", strides=ctx.attr(node, "strides") or [1] * spatial,
+    gx = ctx.op("Conv", [g[0], weight or w], hint="convT_grad", strides=ctx.attr(node, "strides") or [1] * spatial,
                 pads=ctx.attr(node, "pads") or [0] * (2 * spatial),
                 dilations=ctx.attr(node, "dilations") or [1] * spatial,
                 group=ctx.attr(node, "group", 1), kernel_shape=list(kernel))
@@ -75,8 +76,9 @@ def _transposed(ctx, name):
 
 
 @rule("Gemm")
-def gemm(ctx, node, g, wants):
+def gemm(ctx, node, g, wants, weight: str | None = None):
     a, b = node.input[:2]
+    b = weight or b
     alpha, beta = ctx.attr(node, "alpha", 1.0), ctx.attr(node, "beta", 1.0)
     ta, tb = ctx.attr(node, "transA", 0), ctx.attr(node, "transB", 0)
     grads = [None] * len(node.input)
@@ -93,8 +95,10 @@ def gemm(ctx, node, g, wants):
 
 
 @rule("MatMul")
-def matmul(ctx, node, g, wants):
+def matmul(ctx, node, g, wants, weight: str | None = None):
     a, b = node.input
+    if weight:
+        b = weight
     out = node.output[0]
     if len(ctx.shape(a)) < 2 or len(ctx.shape(b)) < 2:
         ctx.fail(node, "MatMul with 1-D operands is not supported")

@@ -1,0 +1,271 @@
+"""Layer-wise Relevance Propagation as rules over the backward engine (DESIGN §5).
+
+Every rule for a linear op (Conv, ConvTranspose, Gemm, MatMul) is a modified gradient: run the op
+on modified inputs and parameters, z_i = f(x_i; W_i), s = R / stabilize(Σ z_i), and
+R_in = Σ_i x_i ⊙ VJP_x f(·; W_i)(s), reusing the linear ops' gradient rules with other weights.
+Activations pass relevance through, pooling and Add split it in proportion to their inputs
+(z-rule), MaxPool gives it to the winner, structural ops move it with the values. The formulas
+follow Zennit's rules (stabilize(z) = z + ε·sign(z), sign(0) = +1); the Relevance-CAM recipe
+follows its authors' code. Which rule a linear layer gets is the composite's choice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from onnx import helper
+
+from . import RULES as GRADIENT_RULES
+from .linear import conv, conv_transpose, gemm, matmul
+
+LINEAR_VJP = {"Conv": conv, "ConvTranspose": conv_transpose, "Gemm": gemm, "MatMul": matmul}
+PASS_THROUGH = {"Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh",
+                "Erf", "Softplus", "Elu", "Selu", "Gelu", "Identity", "Dropout", "Cast",
+                "BatchNormalization", "LayerNormalization", "InstanceNormalization",
+                "QuantizeLinear", "DequantizeLinear", "Softmax", "LogSoftmax", "Neg", "Abs", "Exp",
+                "Sqrt", "Reciprocal", "Pow", "Log"}
+MOVES_VALUES = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split", "Slice",
+                "Pad", "Gather", "Expand", "MaxPool"}
+Z_RULE = {"AveragePool", "GlobalAveragePool", "ReduceMean", "ReduceSum", "Resize", "Add", "Sub", "Sum"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A linear-layer rule and its parameters (ε stabilizes, γ for gamma, α/β for alpha-beta)."""
+    name: str
+    epsilon: float = 1e-6
+    gamma: float = 0.25
+    alpha: float = 2.0
+    beta: float = 1.0
+    bias: str = "zennit"            # "zennit" (as Zennit), "none" (bias-free), "both" (zplus: raw b twice)
+    bounds: str = "preprocessing"   # zbox bounds: "preprocessing" (per channel) or "input" (min/max of x)
+
+
+@dataclass
+class Composite:
+    """Which rule each linear layer gets: by output name, depth, 'first', then op type, then default."""
+    name: str
+    default: Rule
+    by_op: dict = field(default_factory=dict)
+    first: Rule | None = None
+    by_name: dict = field(default_factory=dict)
+    by_depth: dict = field(default_factory=dict)
+    positive_pooling: bool = False   # Relevance-CAM: pooling z-rule on clamp(x, 0)
+    norm_epsilon: float = 1e-6       # stabilizer of the z-rule (pooling, Add)
+
+    def rule_for(self, node, depth: int, is_first: bool) -> Rule:
+        for key in node.output[:1]:
+            if key in self.by_name:
+                return self.by_name[key]
+        if depth in self.by_depth:
+            return self.by_depth[depth]
+        if is_first and self.first is not None:
+            return self.first
+        return self.by_op.get(node.op_type, self.default)
+
+
+def _stabilize(ctx, z, eps):
+    """z + ε·sign(z) with sign(0) = +1; with ε = 0, zero denominators give zero relevance."""
+    if eps:
+        sign = ctx.op("Where", [ctx.op("GreaterOrEqual", [z, ctx.scalar(0, z)]), ctx.scalar(eps, z),
+                                ctx.scalar(-eps, z)])
+        return ctx.op("Add", [z, sign], hint="stabilized")
+    return ctx.op("Where", [ctx.op("Equal", [z, ctx.scalar(0, z)]), ctx.scalar(np.inf, z), z])
+
+
+def _divide(ctx, r, z, eps):
+    return ctx.op("Div", [r, _stabilize(ctx, z, eps)], hint="lrp_s")
+
+
+def _linear_parts(ctx, node):
+    x, w = node.input[:2]
+    weight = ctx.const(w)
+    if weight is None:
+        ctx.fail(node, "LRP needs constant weights (fold DequantizeLinear of weights first)")
+    bias = None
+    if len(node.input) > 2 and node.input[2]:
+        bias = ctx.const(node.input[2])
+        if bias is None:
+            ctx.fail(node, "LRP needs a constant bias")
+    return x, weight.astype(np.float64), None if bias is None else bias.astype(np.float64)
+
+
+def _forward(ctx, node, x_mod, w_mod, b_mod):
+    """The node's op on modified input and parameters, same attributes."""
+    inputs = [x_mod, ctx.tensor(w_mod, node.input[1], "lrp_w")]
+    if b_mod is not None and node.op_type in ("Conv", "ConvTranspose", "Gemm"):
+        inputs.append(ctx.tensor(b_mod, node.input[1], "lrp_b"))
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    out = ctx.op(node.op_type, inputs, hint="lrp_z", **attrs)
+    if b_mod is not None and node.op_type == "MatMul":
+        out = ctx.op("Add", [out, ctx.tensor(b_mod, node.input[1], "lrp_b")])
+    return out
+
+
+def _vjp(ctx, node, s, w_mod):
+    return LINEAR_VJP[node.op_type](ctx, node, [s], [True] + [False] * (len(node.input) - 1),
+                                    weight=ctx.tensor(w_mod, node.input[1], "lrp_wv"))[0]
+
+
+def _pos(ctx, x):
+    return ctx.op("Relu", [x], hint="x_pos")
+
+
+def _neg(ctx, x):
+    return ctx.op("Neg", [ctx.op("Relu", [ctx.op("Neg", [x])])], hint="x_neg")
+
+
+def _ones(ctx, x):
+    return ctx.op("Add", [ctx.zeros_like(x), ctx.scalar(1, x)], hint="ones")
+
+
+def linear_relevance(ctx, node, r, rule: Rule, bounds=None):
+    """R_in of one linear node under `rule` (see module docstring)."""
+    x, w, b = _linear_parts(ctx, node)
+    wp, wn = np.maximum(w, 0), np.minimum(w, 0)
+    bp = None if b is None else np.maximum(b, 0)
+    bn = None if b is None else np.minimum(b, 0)
+    mul = lambda a, c: ctx.op("Mul", [a, c])  # noqa: E731
+    add = lambda a, c: ctx.op("Add", [a, c])  # noqa: E731
+    name = rule.name
+    if name in ("epsilon", "zero"):
+        s = _divide(ctx, r, node.output[0], rule.epsilon if name == "epsilon" else 0.0)
+        return mul(x, _vjp(ctx, node, s, w))
+    if name == "zplus":
+        b0, b1 = {"zennit": (bp, None), "none": (None, None), "both": (b, b)}[rule.bias]
+        xp, xn = _pos(ctx, x), _neg(ctx, x)
+        z = add(_forward(ctx, node, xp, wp, b0), _forward(ctx, node, xn, wn, b1))
+        s = _divide(ctx, r, z, rule.epsilon)
+        return add(mul(xp, _vjp(ctx, node, s, wp)), mul(xn, _vjp(ctx, node, s, wn)))
+    if name == "alphabeta":
+        xp, xn = _pos(ctx, x), _neg(ctx, x)
+        za = add(_forward(ctx, node, xp, wp, bp), _forward(ctx, node, xn, wn, None))
+        zb = add(_forward(ctx, node, xp, wn, bn), _forward(ctx, node, xn, wp, None))
+        sa, sb = _divide(ctx, r, za, rule.epsilon), _divide(ctx, r, zb, rule.epsilon)
+        ra = add(mul(xp, _vjp(ctx, node, sa, wp)), mul(xn, _vjp(ctx, node, sa, wn)))
+        rb = add(mul(xp, _vjp(ctx, node, sb, wn)), mul(xn, _vjp(ctx, node, sb, wp)))
+        return ctx.op("Sub", [mul(ra, ctx.scalar(rule.alpha, x)), mul(rb, ctx.scalar(rule.beta, x))])
+    if name == "gamma":
+        g = rule.gamma
+        rho_p, rho_n = w + g * wp, w + g * wn
+        b0 = None if b is None else b + g * bp
+        b2 = None if b is None else b + g * bn
+        xp, xn = _pos(ctx, x), _neg(ctx, x)
+        z_up = add(_forward(ctx, node, xp, rho_p, b0), _forward(ctx, node, xn, rho_n, None))
+        z_dn = add(_forward(ctx, node, xp, rho_n, b2), _forward(ctx, node, xn, rho_p, None))
+        y = node.output[0]
+        on = ctx.op("Cast", [ctx.op("Greater", [y, ctx.scalar(0, y)])], to=ctx.types.get(y, 1))
+        off = ctx.op("Cast", [ctx.op("Less", [y, ctx.scalar(0, y)])], to=ctx.types.get(y, 1))
+        s_up = mul(on, _divide(ctx, r, z_up, rule.epsilon))
+        s_dn = mul(off, _divide(ctx, r, z_dn, rule.epsilon))
+        return add(add(mul(xp, _vjp(ctx, node, s_up, rho_p)), mul(xn, _vjp(ctx, node, s_up, rho_n))),
+                   add(mul(xp, _vjp(ctx, node, s_dn, rho_n)), mul(xn, _vjp(ctx, node, s_dn, rho_p))))
+    if name == "zbox":
+        low, high = _box(ctx, node, x, rule, bounds)
+        keep = rule.bias != "none"
+        z = ctx.op("Sub", [ctx.op("Sub", [_forward(ctx, node, x, w, b if keep else None),
+                                          _forward(ctx, node, low, wp, bp if keep else None)]),
+                           _forward(ctx, node, high, wn, bn if keep else None)])
+        s = _divide(ctx, r, z, rule.epsilon)
+        return ctx.op("Sub", [ctx.op("Sub", [mul(x, _vjp(ctx, node, s, w)), mul(low, _vjp(ctx, node, s, wp))]),
+                              mul(high, _vjp(ctx, node, s, wn))])
+    if name in ("flat", "wsquare"):
+        ones = _ones(ctx, x)
+        w_mod = np.ones_like(w) if name == "flat" else w ** 2
+        b_mod = None if (name == "flat" or b is None) else b ** 2
+        s = _divide(ctx, r, _forward(ctx, node, ones, w_mod, b_mod), rule.epsilon)
+        return _vjp(ctx, node, s, w_mod)
+    ctx.fail(node, f"unknown LRP rule {name!r}")
+
+
+def _box(ctx, node, x, rule, bounds):
+    """z^B bounds expanded to x's shape: per channel from the preprocessing, or x's own min/max."""
+    shape = ctx.shape_of(x)
+    if rule.bounds == "input":
+        low = ctx.b.reduce("ReduceMin", x, [1, 2, 3])
+        high = ctx.b.reduce("ReduceMax", x, [1, 2, 3])
+    else:
+        if bounds is None:
+            ctx.fail(node, "z^B needs the input bounds (the model's preprocessing)")
+        low, high = (ctx.tensor(np.asarray(v).reshape(1, -1, 1, 1), x, "box") for v in bounds)
+    return ctx.op("Expand", [low, shape], hint="low"), ctx.op("Expand", [high, shape], hint="high")
+
+
+def _z_rule(ctx, node, r, wants, composite: Composite):
+    """Proportional split: R_i = x_i ⊙ VJP_i(R / z), z the op's output (recomputed on clamp(x, 0)
+    for pooling when the composite says so, as Relevance-CAM does)."""
+    z, eps = node.output[0], composite.norm_epsilon
+    if composite.positive_pooling and node.op_type in ("AveragePool", "GlobalAveragePool", "ReduceMean"):
+        xp = _pos(ctx, node.input[0])
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        z = ctx.op(node.op_type, [xp] + list(node.input[1:]), **attrs)
+        g = GRADIENT_RULES[node.op_type](ctx, node, [_divide(ctx, r, z, eps)], wants)
+        return [ctx.op("Mul", [xp, g[0]])] + [None] * (len(node.input) - 1)
+    s = _divide(ctx, r, z, eps)
+    grads = GRADIENT_RULES[node.op_type](ctx, node, [s], wants)
+    return [ctx.op("Mul", [i, gi]) if gi is not None and w else None
+            for i, gi, w in zip(node.input, grads, wants)]
+
+
+def _mul(ctx, node, r, wants):
+    """x ⊙ gate(x) (SiLU, HardSwish, squeeze-excite): the gate is computed from the signal, so the
+    input produced earlier in the graph is the signal and takes all the relevance; a constant
+    factor leaves relevance unchanged."""
+    live = [i for i, w in enumerate(wants) if w]
+    if len(live) == 1:
+        out = [None, None]
+        out[live[0]] = r
+        return out
+    order = {o: k for k, n in enumerate(ctx.model.graph.node) for o in n.output}
+    signal = min(live, key=lambda i: order.get(node.input[i], -1))
+    out = [None, None]
+    out[signal] = r
+    return out
+
+
+def relevance_rules(composite: Composite, first_linear: str | None, bounds=None,
+                    depths: dict | None = None) -> dict:
+    """The rule table for one composite: op type -> rule(ctx, node, out_relevance, wants)."""
+    depths = depths or {}
+
+    def linear(ctx, node, r, wants):
+        rule = composite.rule_for(node, depths.get(node.output[0], -1), node.output[0] == first_linear)
+        return [linear_relevance(ctx, node, r[0], rule, bounds)] + [None] * (len(node.input) - 1)
+
+    def passthrough(ctx, node, r, wants):
+        return [r[0] if (w and k == 0) else None for k, w in enumerate(wants)]
+
+    table = {op: linear for op in LINEAR_VJP}
+    table.update({op: passthrough for op in PASS_THROUGH})
+    table.update({op: GRADIENT_RULES[op] for op in MOVES_VALUES if op in GRADIENT_RULES})
+    table.update({op: (lambda ctx, node, r, wants: _z_rule(ctx, node, r[0], wants, composite))
+                  for op in Z_RULE})
+    table["Mul"] = lambda ctx, node, r, wants: _mul(ctx, node, r[0], wants)
+    table["Div"] = lambda ctx, node, r, wants: [r[0], None]
+    return table
+
+
+def _composites() -> dict[str, Composite]:
+    eps, zplus = Rule("epsilon"), Rule("zplus")
+    dense = {"Gemm": eps, "MatMul": eps}
+    return {
+        "epsilon-plus-flat": Composite("epsilon-plus-flat", zplus, dense, first=Rule("flat")),
+        "epsilon-gamma-box": Composite("epsilon-gamma-box", Rule("gamma"), dense, first=Rule("zbox")),
+        "epsilon-alpha2-beta1": Composite("epsilon-alpha2-beta1", Rule("alphabeta"), dense),
+        "epsilon": Composite("epsilon", eps),
+        "zplus": Composite("zplus", zplus),
+        # Relevance-CAM's code: z+ everywhere, conv bias raw in both sums, linear without bias,
+        # first conv z^B on the input's global min/max, pooling on clamp(x, 0), 1e-9 stabilizer
+        "relevance-cam": Composite("relevance-cam", Rule("zplus", epsilon=1e-9, bias="both"),
+                                   {"Gemm": Rule("zplus", epsilon=1e-9, bias="none"),
+                                    "MatMul": Rule("zplus", epsilon=1e-9, bias="none")},
+                                   first=Rule("zbox", epsilon=1e-9, bounds="input", bias="none"),
+                                   positive_pooling=True, norm_epsilon=1e-9),
+        # Salient Relevance (Li et al.): LRP-0 with bias on convs, z+ without bias on dense layers
+        "sr": Composite("sr", Rule("zero"), {"Gemm": Rule("zplus", epsilon=1e-9, bias="none"),
+                                             "MatMul": Rule("zplus", epsilon=1e-9, bias="none")},
+                        norm_epsilon=1e-9),
+    }
+
+
+COMPOSITES = _composites()

@@ -1,0 +1,45 @@
+"""Relevance-based methods on the LRP engine.
+
+- `relevancecam` (Lee et al., CVPR 2021; their official code): contrastive start relevance, the
+  "relevance-cam" composite (z+ with the code's bias handling, z^B on the first conv, pooling on
+  clamp(x, 0)); w_k = mean over space of R_k at the layer; map = Σ_k w_k A_k, no ReLU, min-max.
+- `lrp`: signed pixel relevance at the input for a composite (default EpsilonPlusFlat), start
+  = logit of the target; `Result.pixels['input']` holds R [N, C, H, W], the map is Σ_c R scaled
+  to [0, 1] around 0.5 (0.5 = no relevance) for a diverging colormap.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Method, Request, register, weighted_sum
+
+INPUT = "input"
+
+
+def _relevancecam(req: Request) -> dict[str, np.ndarray]:
+    ex = req.explainer
+    _, _, acts, rel = ex.relevance_run(req.x, req.layers, "relevance-cam", req.targets, "contrastive")
+    out = {}
+    for layer in req.layers:
+        w = rel[layer.name].astype(np.float64).mean(axis=(2, 3))
+        req.weights[layer.name] = w.astype(np.float32)
+        out[layer.name] = weighted_sum(w, acts[layer.name])
+    return out
+
+
+def _lrp(req: Request) -> dict[str, np.ndarray]:
+    composite = req.options.get("composite", "epsilon-plus-flat")
+    start = req.options.get("start", "logit")
+    _, _, _, rel = req.explainer.relevance_run(req.x, [INPUT], composite, req.targets, start)
+    pixels = rel[INPUT]
+    if req.explainer.model.layout == "NHWC":
+        pixels = pixels.transpose(0, 3, 1, 2)
+    req.pixels[INPUT] = pixels
+    return {INPUT: pixels.sum(axis=1)}
+
+
+register(Method("relevancecam", "Relevance-CAM", "Lee et al., Relevance-CAM: Your Model Already Knows "
+                "Where to Look, CVPR 2021", _relevancecam, order="minmax_resize"))
+register(Method("lrp", "LRP (pixel relevance)", "Bach et al., PLoS ONE 2015; Montavon et al., "
+                "Layer-Wise Relevance Propagation: An Overview, 2019", _lrp, order="signed",
+                options=("composite", "start")))

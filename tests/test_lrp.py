@@ -1,0 +1,279 @@
+"""LRP rules against closed-form numpy replicas, conservation, the Relevance-CAM closed form, and
+relevance on the real models."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import onnxcam
+from onnxcam.graph.rules.lrp import Composite, Rule, relevance_rules
+from conftest import LITE0, PADDLE_CLS, photo_paths, random_images
+from gradcheck import build, evaluator, with_backward
+from nets import small_cnn
+
+R = np.random.default_rng(7)
+
+
+# ---------- closed-form replicas on dense matrices -------------------------------------------------
+def conv_matrix(w, size, pad):
+    """The Conv (stride 1) as a dense matrix [out_flat, in_flat], built on the basis."""
+    c_out, c_in, k, _ = w.shape
+    out = size + 2 * pad - k + 1
+    m = np.zeros((c_out * out * out, c_in * size * size))
+    for j in range(c_in * size * size):
+        e = np.zeros(c_in * size * size)
+        e[j] = 1
+        x = np.pad(e.reshape(c_in, size, size), ((0, 0), (pad, pad), (pad, pad)))
+        y = np.zeros((c_out, out, out))
+        for o in range(c_out):
+            for a in range(out):
+                for b in range(out):
+                    y[o, a, b] = np.sum(w[o] * x[:, a:a + k, b:b + k])
+        m[:, j] = y.ravel()
+    return m, out
+
+
+def stab(z, eps):
+    return z + eps * np.where(z >= 0, 1.0, -1.0)
+
+
+def replica(rule: Rule, x, m, b, r, mp_fn, low=None, high=None):
+    """R_in for y = M x + b, every rule written out with dense matrices (Zennit's formulas)."""
+    pos, neg = lambda a: np.maximum(a, 0), lambda a: np.minimum(a, 0)  # noqa: E731
+    mp, mn = pos(m), neg(m)
+    xp, xn = pos(x), neg(x)
+    e = 0.0 if rule.name == "zero" else rule.epsilon
+    if rule.name in ("epsilon", "zero"):
+        z = m @ x + b
+        s = r / stab(z, e) if e else np.where(z == 0, 0, r / np.where(z == 0, 1, z))
+        return x * (m.T @ s)
+    if rule.name == "zplus":
+        z = mp @ xp + pos(b) + mn @ xn
+        s = r / stab(z, e)
+        return xp * (mp.T @ s) + xn * (mn.T @ s)
+    if rule.name == "alphabeta":
+        za = mp @ xp + pos(b) + mn @ xn
+        zb = mn @ xp + neg(b) + mp @ xn
+        sa, sb = r / stab(za, e), r / stab(zb, e)
+        return rule.alpha * (xp * (mp.T @ sa) + xn * (mn.T @ sa)) - rule.beta * (xp * (mn.T @ sb) + xn * (mp.T @ sb))
+    if rule.name == "gamma":
+        g = rule.gamma
+        rp, rn = m + g * mp, m + g * mn
+        y = m @ x + b
+        zu = rp @ xp + b + g * pos(b) + rn @ xn
+        zd = rn @ xp + b + g * neg(b) + rp @ xn
+        su, sd = (y > 0) * r / stab(zu, e), (y < 0) * r / stab(zd, e)
+        return xp * (rp.T @ su) + xn * (rn.T @ su) + xp * (rn.T @ sd) + xn * (rp.T @ sd)
+    if rule.name == "zbox":
+        z = m @ x + b - (mp @ low + pos(b)) - (mn @ high + neg(b))
+        s = r / stab(z, e)
+        return x * (m.T @ s) - low * (mp.T @ s) - high * (mn.T @ s)
+    if rule.name == "flat":
+        ones_m = (m != 0).astype(float) if mp_fn is None else mp_fn
+        s = r / stab(ones_m @ np.ones_like(x), e)
+        return ones_m.T @ s
+    if rule.name == "wsquare":
+        s = r / stab((m ** 2) @ np.ones_like(x) + b ** 2, e)
+        return (m ** 2).T @ s
+    raise ValueError(rule.name)
+
+
+RULES = [Rule("zero"), Rule("epsilon", epsilon=0.1), Rule("zplus"), Rule("alphabeta"),
+         Rule("gamma"), Rule("zbox"), Rule("flat"), Rule("wsquare")]
+
+
+def lrp_graph_run(nodes, x, consts, rule, r, bounds=None):
+    model = build(nodes, {"x": x}, consts, "y", np.float64)
+    rules = relevance_rules(Composite("one", rule), first_linear=None, bounds=bounds)
+    back = with_backward(model, "y", ["x"], rules)
+    return evaluator(back).run(None, {"x": x, "seed": r})[0]
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
+def test_conv_rule_equals_closed_form(rule):
+    size, pad = 5, 1
+    w = R.normal(size=(3, 2, 3, 3))
+    b = R.normal(size=3) * 0.3
+    x = R.normal(size=(1, 2, size, size))
+    m, out = conv_matrix(w, size, pad)
+    bias = np.repeat(b, out * out)
+    r = R.normal(size=(1, 3, out, out))
+    low, high = np.full(2, -2.0), np.full(2, 2.5)
+    ones_m, _ = conv_matrix(np.ones_like(w), size, pad)
+    want = replica(rule, x.ravel(), m, bias, r.ravel(), ones_m,
+                   np.repeat(low, size * size), np.repeat(high, size * size))
+    got = lrp_graph_run([helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[pad] * 4)], x,
+                        {"w": w, "b": b}, rule, r, bounds=(low, high))
+    np.testing.assert_allclose(got.ravel(), want, atol=1e-5, rtol=1e-6)
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
+def test_gemm_rule_equals_closed_form(rule):
+    w = R.normal(size=(4, 6))
+    b = R.normal(size=4) * 0.3
+    x = R.normal(size=(1, 6))
+    r = R.normal(size=(1, 4))
+    low, high = np.full(6, -2.0), np.full(6, 2.5)
+    want = replica(rule, x.ravel(), w, b, r.ravel(), np.ones_like(w), low, high)
+    bounds = (low.reshape(1, -1)[0], high.reshape(1, -1)[0])
+    if rule.name == "zbox":
+        pytest.skip("z^B is a first-conv rule (bounds per image channel)")
+    got = lrp_graph_run([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], x,
+                        {"w": w, "b": b}, rule, r, bounds=bounds)
+    np.testing.assert_allclose(got.ravel(), want, atol=1e-5, rtol=1e-6)
+
+
+# ---------- conservation ------------------------------------------------------------------------------
+def bias_free_resnet(classes=6, seed=0):
+    """conv-relu-maxpool, one residual block (conv-relu-conv + skip, Add, ReLU), GAP, Gemm; no biases."""
+    rng = np.random.default_rng(seed)
+    w = {n: numpy_helper.from_array(rng.normal(0, 0.4, s).astype(np.float32), n) for n, s in
+         [("w1", (8, 3, 3, 3)), ("w2", (8, 8, 3, 3)), ("w3", (8, 8, 3, 3)), ("wf", (classes, 8))]}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1] * 4),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p1", "w2"], ["c2"], pads=[1] * 4),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("Conv", ["r2", "w3"], ["c3"], pads=[1] * 4),
+             helper.make_node("Add", ["c3", "p1"], ["s"]),
+             helper.make_node("Relu", ["s"], ["block"]),
+             helper.make_node("GlobalAveragePool", ["block"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "wf"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "resnetish", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+                              list(w.values()))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_zplus_zbox_wta_and_add_conserve_relevance_exactly():
+    ex = onnxcam.Explainer(bias_free_resnet(), preprocess={"mean": [0.5] * 3, "std": [0.25] * 3})
+    comp = Composite("conservative", Rule("zplus", epsilon=1e-12), first=Rule("zbox", epsilon=1e-12),
+                     norm_epsilon=1e-12)
+    x = random_images(3, (3, 16, 16), seed=2)
+    layers = ["input", "r1", "p1", "block"]   # cuts of the graph (r2 sees only the residual branch)
+    scores, targets, _, rel = ex.relevance_run(x, layers, comp, None, "logit")
+    start = scores[np.arange(3), targets]
+    for name in layers:
+        np.testing.assert_allclose(rel[name].sum(axis=(1, 2, 3)), start, rtol=1e-5, err_msg=name)
+
+
+def test_relevance_cam_recipe_conserves_the_contrastive_start():
+    k = 6
+    ex = onnxcam.Explainer(bias_free_resnet(k), preprocess={"mean": [0.5] * 3, "std": [0.25] * 3})
+    x = random_images(2, (3, 16, 16), seed=4)
+    _, _, _, rel = ex.relevance_run(x, ["block", "p1", "r1"], "relevance-cam", 2, "contrastive")
+    for name, r in rel.items():
+        np.testing.assert_allclose(r.sum(axis=(1, 2, 3)), 1 - (k - 1) / k, rtol=1e-5, err_msg=name)
+
+
+def test_epsilon_rule_loses_at_most_the_bias_and_stabilizer_share():
+    w = R.normal(size=(4, 6))
+    b = R.normal(size=4)
+    x = R.normal(size=(1, 6))
+    r = R.normal(size=(1, 4))
+    eps = 0.05
+    got = lrp_graph_run([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], x, {"w": w, "b": b},
+                        Rule("epsilon", epsilon=eps), r)
+    z = x @ w.T + b
+    bound = np.sum(np.abs(r) * (np.abs(b) + eps) / np.abs(stab(z, eps)))
+    assert abs(got.sum() - r.sum()) <= bound + 1e-9
+
+
+# ---------- Relevance-CAM closed form ------------------------------------------------------------------
+def test_relevance_cam_weights_at_the_last_layer_match_the_closed_form():
+    model = small_cnn(head="gap", classes=10)
+    ex = onnxcam.Explainer(model)
+    x = random_images(2, (3, 32, 32), seed=11)
+    res = ex.explain(x, method="relevancecam", layers="feat", target=[3, 8])
+    wf = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "wf")).astype(np.float64)
+    _, acts = ex.forward(x, ["feat"])
+    for i, c in enumerate([3, 8]):
+        xbar = acts["feat"][i].mean(axis=(1, 2)).astype(np.float64)
+        r = np.full(10, -1 / 10)
+        r[c] = 1.0
+        wp = np.maximum(wf, 0)
+        zp = wp @ xbar
+        alpha = (1 / 256) * xbar * (wp.T @ (r / zp))   # DESIGN §6, hw = 16 x 16
+        np.testing.assert_allclose(res.weights["feat"][i], alpha, rtol=1e-4, atol=1e-7)
+
+
+# ---------- real models -------------------------------------------------------------------------------
+@pytest.mark.parametrize("composite", ["epsilon-plus-flat", "epsilon-gamma-box", "epsilon-alpha2-beta1",
+                                       "relevance-cam", "sr"])
+def test_relevance_on_real_models_is_finite_and_non_trivial(composite):
+    for path in (LITE0, PADDLE_CLS):
+        ex = onnxcam.Explainer(path)
+        layers = [l for l in ex.layers if l.preferred]
+        mid = layers[len(layers) // 2].name
+        x = onnxcam.load_images(photo_paths(2), ex.preprocess)
+        rel = ex.relevance(x, ["input", mid, "auto"], composite=composite)
+        for name, r in rel.items():
+            assert np.isfinite(r).all(), (path.name, composite, name)
+            assert np.abs(r).max() > 0 and (r != 0).mean() > 0.01, (path.name, composite, name)
+
+
+def test_batch_norm_folding_is_reported():
+    ex = onnxcam.Explainer(PADDLE_CLS)
+    assert any("folded" in n and "BatchNormalization" in n for n in ex.model.notes)
+    assert not any(n.op_type == "BatchNormalization" for n in ex.model.proto.graph.node)
+
+
+def test_dead_channels_give_zero_not_nan():
+    ex = onnxcam.Explainer(small_cnn(dead=True))
+    x = random_images(2, (3, 32, 32))
+    for comp in ("epsilon-plus-flat", "relevance-cam", "sr", "zplus"):
+        rel = ex.relevance(x, ["input", "feat", "conv2"], composite=comp)
+        assert all(np.isfinite(r).all() for r in rel.values()), comp
+        assert np.all(rel["feat"][:, 2] == 0), comp   # the dead channel carries no relevance
+
+
+def test_lrp_method_and_custom_composite():
+    ex = onnxcam.Explainer(small_cnn())
+    x = random_images(1, (3, 32, 32))
+    res = ex.explain(x, method="lrp", composite="epsilon-gamma-box")
+    assert res.pixels["input"].shape == (1, 3, 32, 32)
+    m = res.maps["input"]
+    assert m.min() >= 0 and m.max() <= 1 and abs(m.max() - 1) < 1e-6 or abs(m.min()) < 1e-6
+    mine = Composite("mine", Rule("epsilon", epsilon=0.25), by_name={"conv2": Rule("zplus")})
+    assert ex.relevance(x, "input", composite=mine)["input"].shape == (1, 3, 32, 32)
+    with pytest.raises(onnxcam.OnnxCamError, match="unknown composite"):
+        ex.relevance(x, "input", composite="nope")
+
+
+# ---------- parity with Zennit ------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("arch,size", [("vgg16_bn", 224), ("resnet50", 112)])
+def test_epsilon_plus_flat_equals_zennit(arch, size, export_dir):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    pytest.importorskip("zennit")
+    from zennit.composites import EpsilonPlusFlat
+    from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+    from export_torchvision import build, export
+
+    _, path = export(arch, export_dir / f"{arch}_zennit" / "model.onnx", size=size, seed=0,
+                     verify=False, randomize_bn=True)
+    ex = onnxcam.Explainer(path)
+    x = onnxcam.load_images(photo_paths(2), ex.preprocess)
+    res = ex.explain(x, method="lrp", composite="epsilon-plus-flat")
+
+    net = build(arch, seed=0, randomize_bn=True)
+    for m in net.modules():
+        if isinstance(m, torch.nn.ReLU):
+            m.inplace = False
+    canonizer = VGGCanonizer() if arch.startswith("vgg") else ResNetCanonizer()
+    xt = torch.from_numpy(x).requires_grad_(True)
+    onehot = torch.zeros(2, 1000)
+    onehot[torch.arange(2), torch.from_numpy(res.target)] = 1.0
+    with EpsilonPlusFlat(canonizers=[canonizer]).context(net) as modified:
+        out = modified(xt)
+        ref, = torch.autograd.grad(out, xt, grad_outputs=out * onehot)
+    ref = ref.detach().numpy()
+    ours = res.pixels["input"]
+    for i in range(2):
+        r = np.corrcoef(ours[i].ravel(), ref[i].ravel())[0, 1]
+        assert r >= 0.99, (arch, i, r)
