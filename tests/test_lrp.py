@@ -277,3 +277,25 @@ def test_epsilon_plus_flat_equals_zennit(arch, size, export_dir):
     for i in range(2):
         r = np.corrcoef(ours[i].ravel(), ref[i].ravel())[0, 1]
         assert r >= 0.99, (arch, i, r)
+
+
+# ---------- SR map --------------------------------------------------------------------------------
+def test_context_aware_saliency_finds_the_odd_patch_and_is_deterministic():
+    from onnxcam.saliency import context_aware_saliency
+    img = np.full((120, 160, 3), 0.5, np.float32)
+    img += np.random.default_rng(0).normal(0, 0.02, img.shape).astype(np.float32)
+    img[50:70, 100:120] = [1.0, 0.1, 0.1]          # one red square on grey
+    s = context_aware_saliency(img)
+    assert s.shape == (120, 160) and s.max() == pytest.approx(1.0)
+    assert s[50:70, 100:120].mean() > 5 * s[:, :60].mean()
+    np.testing.assert_array_equal(context_aware_saliency(img), s)
+
+
+def test_sr_map_is_invariant_to_the_scale_of_relevance_and_runs_on_photos(lite0):
+    from onnxcam.methods.relevance import sr_from_relevance
+    x = onnxcam.load_images(photo_paths(2), lite0.preprocess)
+    res = lite0.explain(x, method="srmap")
+    m = res.maps["input"]
+    assert m.shape == (2, 224, 224) and np.isfinite(m).all() and m.min() >= 0 and m.max() <= 1
+    np.testing.assert_allclose(sr_from_relevance(res.pixels["input"] * 37.0), res.raw["input"], atol=1e-6)
+    np.testing.assert_array_equal(lite0.explain(x, method="srmap").raw["input"], res.raw["input"])

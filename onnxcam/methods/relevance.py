@@ -6,6 +6,7 @@
 - `lrp`: signed pixel relevance at the input for a composite (default EpsilonPlusFlat), start
   = logit of the target; `Result.pixels['input']` holds R [N, C, H, W], the map is Σ_c R scaled
   to [0, 1] around 0.5 (0.5 = no relevance) for a diverging colormap.
+- `srmap`: LRP pixel relevance, then context-aware saliency on |R| (see `_srmap`).
 """
 from __future__ import annotations
 
@@ -43,3 +44,36 @@ register(Method("relevancecam", "Relevance-CAM", "Lee et al., Relevance-CAM: You
 register(Method("lrp", "LRP (pixel relevance)", "Bach et al., PLoS ONE 2015; Montavon et al., "
                 "Layer-Wise Relevance Propagation: An Overview, 2019", _lrp, order="signed",
                 options=("composite", "start")))
+
+
+def _srmap(req: Request) -> dict[str, np.ndarray]:
+    """SR map (Li et al., 2019): LRP pixel relevance with the "sr" composite (LRP-0 with bias on
+    convolutions, z+ on dense layers, winner-take-all MaxPool; start = logit of the target), |R| per
+    channel scaled by its global maximum and read as an image, then context-aware saliency."""
+    _, _, _, rel = req.explainer.relevance_run(req.x, [INPUT], "sr", req.targets, "logit")
+    pixels = rel[INPUT]
+    if req.explainer.model.layout == "NHWC":
+        pixels = pixels.transpose(0, 3, 1, 2)
+    req.pixels[INPUT] = pixels
+    return {INPUT: sr_from_relevance(pixels)}
+
+
+def sr_from_relevance(pixels: np.ndarray) -> np.ndarray:
+    """[N, C, H, W] pixel relevance -> [N, H, W] SR maps: |R| scaled by its global maximum (so the
+    map does not depend on the scale of R), read as an RGB image, context-aware saliency."""
+    from ..saliency import context_aware_saliency
+
+    maps = []
+    for r in np.abs(pixels):
+        img = r.transpose(1, 2, 0)
+        img = img / img.max() if img.max() > 0 else img
+        if img.shape[2] != 3:
+            img = np.repeat(img.mean(axis=2, keepdims=True), 3, axis=2)
+        maps.append(context_aware_saliency(img))
+    return np.stack(maps)
+
+
+register(Method("srmap", "SR map (salient relevance)", "Li et al., Beyond saliency: understanding "
+                "CNNs from saliency prediction on layer-wise relevance propagation, Image and Vision "
+                "Computing 2019; Goferman et al., Context-aware saliency detection, CVPR 2010",
+                _srmap))

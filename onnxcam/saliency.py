@@ -1,0 +1,122 @@
+"""Context-aware saliency (Goferman, Zelnik-Manor & Tal, CVPR 2010), for the SR map.
+
+Parameters as in the paper and its reference reimplementation: CIELab planes scaled to [0, 1],
+longest side 250 px, scales r = 1, 0.8, 0.5, 0.3 with patches of 7, 5, 3, 3 px, patch distance
+d = d_color / (1 + 3 d_position) (positions normalized by the longest side), the K = 64 most
+similar patches searched in the image at scales r, r/2, r/4 (copies under 0.2 of the original
+skipped), S = 1 - exp(-mean d) averaged over the scales, then the immediate context: foci are
+pixels above 0.8 max(S) and S <- S (1 - normalized distance to the foci).
+
+Our choices where the paper is silent: patches are sampled every ceil(size/2) px ("half a patch";
+the MATLAB reimplementation rounds down, which at 3 px means every pixel and costs ~10x more),
+a patch is not its own neighbour, and d_color is divided by the patch area so the scales weigh
+alike (the reimplementation's 49/size² factor). Deterministic; numpy + OpenCV only.
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+LONG_SIDE = 250
+SCALES = (1.0, 0.8, 0.5, 0.3)
+PATCHES = (7, 5, 3, 3)
+SEARCH = (1.0, 0.5, 0.25)
+K = 64
+C_POS = 3.0
+FOCI = 0.8
+CHUNK = 1024
+
+
+def _lab01(rgb01: np.ndarray) -> np.ndarray:
+    lab = cv2.cvtColor(np.clip(rgb01, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab)
+    lo, hi = lab.min(axis=(0, 1)), lab.max(axis=(0, 1))
+    return ((lab - lo) / np.where(hi > lo, hi - lo, 1.0)).astype(np.float32)
+
+
+def _resize(img: np.ndarray, factor: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_LINEAR if factor >= 1 else cv2.INTER_AREA)
+
+
+def _patches(img: np.ndarray, size: int, step: int, norm: float):
+    """Patch vectors [M, size*size*3], their centres normalized by `norm`, and the grid shape."""
+    h, w = img.shape[:2]
+    half = size // 2
+    ys = np.arange(half, h - half, step)
+    xs = np.arange(half, w - half, step)
+    if len(ys) == 0 or len(xs) == 0:
+        return np.zeros((0, size * size * 3), np.float32), np.zeros((0, 2), np.float32), (0, 0)
+    win = np.lib.stride_tricks.sliding_window_view(img, (size, size), axis=(0, 1))  # [h', w', 3, s, s]
+    vec = win[ys - half][:, xs - half].reshape(len(ys) * len(xs), -1).astype(np.float32)
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    pos = np.stack([yy.ravel(), xx.ravel()], axis=1).astype(np.float32) / norm
+    return vec, pos, (len(ys), len(xs))
+
+
+def _scale_saliency(lab: np.ndarray, r: float, size: int) -> np.ndarray:
+    img = _resize(lab, r)
+    step = max(1, math.ceil(size / 2))
+    longest = max(lab.shape[:2])
+    q_vec, q_pos, grid = _patches(img, size, step, longest * r)
+    if q_vec.shape[0] == 0:
+        return np.zeros(lab.shape[:2], np.float32)
+    cands = []
+    for s in SEARCH:
+        if r * s < 0.2:
+            continue
+        other = img if s == 1.0 else _resize(img, s)
+        vec, pos, _ = _patches(other, size, step, longest * r * s)
+        cands.append((vec, pos, s == 1.0))
+    c_vec = np.concatenate([c[0] for c in cands])
+    c_pos = np.concatenate([c[1] for c in cands])
+    n_self = cands[0][0].shape[0] if cands[0][2] else 0
+    c_sq = (c_vec ** 2).sum(axis=1) / (size * size)
+    c_vec_t = (c_vec.T / (size * size)).astype(np.float32)
+    p_sq = (c_pos ** 2).sum(axis=1)
+    k = min(K, c_vec.shape[0] - 1)
+    sal = np.empty(q_vec.shape[0], np.float32)
+    for start in range(0, q_vec.shape[0], CHUNK):
+        q, qp = q_vec[start:start + CHUNK], q_pos[start:start + CHUNK]
+        # squared distances as |a|^2 + |b|^2 - 2ab, in place: the [chunk, M] arrays dominate the time
+        d = q @ c_vec_t
+        d *= -2.0
+        d += ((q ** 2).sum(axis=1) / (size * size))[:, None]
+        d += c_sq[None]
+        np.maximum(d, 0, out=d)
+        np.sqrt(d, out=d)
+        pos = qp @ c_pos.T
+        pos *= -2.0
+        pos += (qp ** 2).sum(axis=1)[:, None]
+        pos += p_sq[None]
+        np.maximum(pos, 0, out=pos)
+        np.sqrt(pos, out=pos)
+        pos *= C_POS
+        pos += 1.0
+        d /= pos
+        rows = np.arange(d.shape[0])
+        if n_self:
+            d[rows, start + rows] = np.inf  # a patch is not its own neighbour
+        nearest = np.partition(d, k - 1, axis=1)[:, :k]
+        sal[start:start + d.shape[0]] = 1.0 - np.exp(-nearest.mean(axis=1))
+    coarse = sal.reshape(grid)
+    return cv2.resize(coarse, (lab.shape[1], lab.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def context_aware_saliency(rgb01: np.ndarray) -> np.ndarray:
+    """Saliency [H, W] in [0, 1] of an RGB image with values in [0, 1] (any size)."""
+    h, w = rgb01.shape[:2]
+    f = LONG_SIDE / max(h, w)
+    small = cv2.resize(rgb01.astype(np.float32), (max(1, round(w * f)), max(1, round(h * f))),
+                       interpolation=cv2.INTER_LINEAR)
+    lab = _lab01(small)
+    s = np.mean([_scale_saliency(lab, r, p) for r, p in zip(SCALES, PATCHES)], axis=0)
+    if s.max() > 0:
+        foci = (s > FOCI * s.max()).astype(np.uint8)
+        dist = cv2.distanceTransform(1 - foci, cv2.DIST_L2, 5)
+        if dist.max() > 0:
+            s = s * (1.0 - dist / dist.max())
+    s = cv2.resize(s.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return (s / s.max()).astype(np.float32) if s.max() > 0 else s
