@@ -103,3 +103,20 @@ def test_explain_all_layers_writes_a_grid_and_guided_methods_write_pixels(tmp_pa
     assert len(list(tmp_path.glob(f"{stem}_guided-gradcam_*_pixels.png"))) == 1
     npz = np.load(tmp_path / f"{stem}_guided-gradcam.npz")
     assert npz["pixels_0"].shape == (3, 224, 224)
+
+
+def test_relevance_methods_from_the_cli(tmp_path, capsys):
+    img = str(photo_paths(1)[0])
+    stem = photo_paths(1)[0].stem
+    assert main(["explain", str(LITE0), img, "--method", "relevancecam", "--layer", "all",
+                 "--out", str(tmp_path / "rc")]) == 0
+    assert (tmp_path / "rc" / f"{stem}_relevancecam_grid.png").exists()
+    capsys.readouterr()
+    assert main(["explain", str(LITE0), img, "--method", "lrp", "--composite", "epsilon-gamma-box",
+                 "--out", str(tmp_path / "lrp"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["layers"] == ["input"]
+    assert main(["explain", str(LITE0), img, "--method", "srmap", "--out", str(tmp_path / "sr")]) == 0
+    assert main(["explain", str(LITE0), img, "--method", "lrp", "--composite", "nope",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "unknown composite" in capsys.readouterr().err

@@ -19,7 +19,9 @@ INPUT = "input"
 
 def _relevancecam(req: Request) -> dict[str, np.ndarray]:
     ex = req.explainer
-    _, _, acts, rel = ex.relevance_run(req.x, req.layers, "relevance-cam", req.targets, "contrastive")
+    composite = req.options.get("composite", "relevance-cam")
+    start = req.options.get("start", "contrastive")
+    _, _, acts, rel = ex.relevance_run(req.x, req.layers, composite, req.targets, start)
     out = {}
     for layer in req.layers:
         w = rel[layer.name].astype(np.float64).mean(axis=(2, 3))
@@ -40,7 +42,8 @@ def _lrp(req: Request) -> dict[str, np.ndarray]:
 
 
 register(Method("relevancecam", "Relevance-CAM", "Lee et al., Relevance-CAM: Your Model Already Knows "
-                "Where to Look, CVPR 2021", _relevancecam, order="minmax_resize"))
+                "Where to Look, CVPR 2021", _relevancecam, order="minmax_resize",
+                options=("composite", "start")))  # variants: another composite or start, by name
 register(Method("lrp", "LRP (pixel relevance)", "Bach et al., PLoS ONE 2015; Montavon et al., "
                 "Layer-Wise Relevance Propagation: An Overview, 2019", _lrp, order="signed",
                 options=("composite", "start")))

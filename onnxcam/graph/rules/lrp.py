@@ -64,6 +64,37 @@ class Composite:
         return self.by_op.get(node.op_type, self.default)
 
 
+_NONNEG_OPS = {"Relu", "Sigmoid", "HardSigmoid", "Softmax", "Abs", "Exp", "Sqrt"}
+_KEEPS_SIGN = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax",
+               "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split", "Slice",
+               "Identity", "Dropout", "Resize", "Add", "Mul", "Sum", "Expand", "Cast", "Pad"}
+
+
+def nonnegative(ctx) -> set[str]:
+    """Tensors that cannot be negative (ReLU outputs and what pooling, reshaping or adding them
+    gives): their x⁻ passes are exactly zero and are not built. Computed once per graph."""
+    if getattr(ctx, "_nonnegative", None) is None:
+        known = set()
+        for node in ctx.model.graph.node:
+            op = node.op_type
+            if op == "Clip":
+                lo = ctx.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+                ok = lo is not None and float(lo) >= 0
+            elif op in _NONNEG_OPS:
+                ok = True
+            elif op in _KEEPS_SIGN:
+                data = [i for i in node.input if i and i not in ctx.consts]
+                consts_ok = all(np.all(ctx.const(i) >= 0) for i in node.input if i in ctx.consts
+                                and op in ("Add", "Mul", "Sum", "Concat"))
+                ok = bool(data) and all(i in known for i in data) and consts_ok
+            else:
+                ok = False
+            if ok:
+                known.update(node.output[:1])
+        ctx._nonnegative = known
+    return ctx._nonnegative
+
+
 def _stabilize(ctx, z, eps):
     """z + ε·sign(z) with sign(0) = +1; with ε = 0, zero denominators give zero relevance."""
     if eps:
@@ -133,6 +164,11 @@ def linear_relevance(ctx, node, r, rule: Rule, bounds=None):
         return mul(x, _vjp(ctx, node, s, w))
     if name == "zplus":
         b0, b1 = {"zennit": (bp, None), "none": (None, None), "both": (b, b)}[rule.bias]
+        if x in nonnegative(ctx):  # x = x⁺: the x⁻ pass is zero (apart from a "both" bias)
+            z = _forward(ctx, node, x, wp, b0)
+            if b1 is not None:
+                z = ctx.op("Add", [z, ctx.tensor(b1.reshape(_bias_shape(ctx, node)), node.input[1], "lrp_b")])
+            return mul(x, _vjp(ctx, node, _divide(ctx, r, z, rule.epsilon), wp))
         xp, xn = _pos(ctx, x), _neg(ctx, x)
         z = add(_forward(ctx, node, xp, wp, b0), _forward(ctx, node, xn, wn, b1))
         s = _divide(ctx, r, z, rule.epsilon)
@@ -176,6 +212,12 @@ def linear_relevance(ctx, node, r, rule: Rule, bounds=None):
         s = _divide(ctx, r, _forward(ctx, node, ones, w_mod, b_mod), rule.epsilon)
         return _vjp(ctx, node, s, w_mod)
     ctx.fail(node, f"unknown LRP rule {name!r}")
+
+
+def _bias_shape(ctx, node):
+    """Shape that broadcasts a bias over the node's output (channel axis 1, or last for dense)."""
+    rank = len(ctx.shape(node.output[0])) or 2
+    return (-1,) + (1,) * (rank - 2) if node.op_type in ("Conv", "ConvTranspose") else (-1,)
 
 
 def _box(ctx, node, x, rule, bounds):
