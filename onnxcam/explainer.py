@@ -263,6 +263,10 @@ class Explainer:
         x = self.check_input(x)
         chosen = self.model.resolve_layers(layers)
         grads = {}
+        if spec.own_run:
+            req = methods.Request(self, x, chosen, target, None, {}, options=options)
+            raw = spec.compute(req)
+            return self._result(spec, req, raw)
         if spec.needs_gradients:
             scores, targets, acts, grads = self.gradients(x, chosen, target)
         else:
@@ -271,8 +275,10 @@ class Explainer:
             if targets is None:
                 targets = scores.argmax(axis=1)
         req = methods.Request(self, x, chosen, targets, scores, acts, gradients=grads, options=options)
-        raw = spec.compute(req)
+        return self._result(spec, req, spec.compute(req))
+
+    def _result(self, spec, req, raw) -> Result:
         size = self.model.image_shape[1:]
         maps = {name: postprocess.normalize(r, size, spec.order) for name, r in raw.items()}
-        return Result(method, maps, raw, scores, targets, self.provider, list(self.model.notes),
-                      req.weights, req.pixels)
+        return Result(spec.name, maps, raw, req.scores, np.asarray(req.targets), self.provider,
+                      list(self.model.notes), req.weights, req.pixels)

@@ -19,8 +19,8 @@ class Request:
     explainer: object                 # the Explainer, for methods that need more runs
     x: np.ndarray                     # preprocessed batch
     layers: list                      # LayerInfo per requested layer
-    targets: np.ndarray               # [N] class per image
-    scores: np.ndarray                # [N, K] explained scores of the unmodified images
+    targets: object                   # [N] class per image (the user's target spec for own_run methods)
+    scores: np.ndarray | None         # [N, K] explained scores of the unmodified images
     activations: dict[str, np.ndarray]  # layer name -> [N, C, h, w]
     gradients: dict[str, np.ndarray] = field(default_factory=dict)  # dS/dA, same shapes
     options: dict = field(default_factory=dict)
@@ -37,6 +37,7 @@ class Method:
     order: str = "relu_minmax_resize"
     options: tuple[str, ...] = ()
     needs_gradients: bool = False
+    own_run: bool = False   # the method's own engine run yields scores and targets: no extra forward
 
 
 REGISTRY: dict[str, Method] = {}

@@ -18,9 +18,13 @@ INPUT = "input"
 
 
 def guided_gradient(req: Request) -> np.ndarray:
+    """Guided input gradient [N, C, H, W]; for own_run methods also fills scores and targets."""
     ex = req.explainer
     name = ex.model.input_name
-    _, _, _, grads = ex.gradients(req.x, [name], req.targets, rules_name="guided", rules=GUIDED_RULES)
+    scores, targets, _, grads = ex.gradients(req.x, [name], req.targets, rules_name="guided",
+                                             rules=GUIDED_RULES)
+    if req.scores is None:
+        req.scores, req.targets = scores, targets
     return grads[name]
 
 
@@ -44,6 +48,6 @@ def _guided_gradcam(req: Request) -> dict[str, np.ndarray]:
 
 
 register(Method("guided-backprop", "Guided Backprop", "Springenberg et al., Striving for Simplicity: "
-                "The All Convolutional Net, ICLR-W 2015", _guided_backprop, needs_gradients=True))
+                "The All Convolutional Net, ICLR-W 2015", _guided_backprop, own_run=True))
 register(Method("guided-gradcam", "Guided Grad-CAM", "Selvaraju et al., Grad-CAM, ICCV 2017",
                 _guided_gradcam, needs_gradients=True))

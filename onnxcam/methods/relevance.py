@@ -21,7 +21,7 @@ def _relevancecam(req: Request) -> dict[str, np.ndarray]:
     ex = req.explainer
     composite = req.options.get("composite", "relevance-cam")
     start = req.options.get("start", "contrastive")
-    _, _, acts, rel = ex.relevance_run(req.x, req.layers, composite, req.targets, start)
+    req.scores, req.targets, acts, rel = ex.relevance_run(req.x, req.layers, composite, req.targets, start)
     out = {}
     for layer in req.layers:
         w = rel[layer.name].astype(np.float64).mean(axis=(2, 3))
@@ -33,7 +33,7 @@ def _relevancecam(req: Request) -> dict[str, np.ndarray]:
 def _lrp(req: Request) -> dict[str, np.ndarray]:
     composite = req.options.get("composite", "epsilon-plus-flat")
     start = req.options.get("start", "logit")
-    _, _, _, rel = req.explainer.relevance_run(req.x, [INPUT], composite, req.targets, start)
+    req.scores, req.targets, _, rel = req.explainer.relevance_run(req.x, [INPUT], composite, req.targets, start)
     pixels = rel[INPUT]
     if req.explainer.model.layout == "NHWC":
         pixels = pixels.transpose(0, 3, 1, 2)
@@ -43,17 +43,17 @@ def _lrp(req: Request) -> dict[str, np.ndarray]:
 
 register(Method("relevancecam", "Relevance-CAM", "Lee et al., Relevance-CAM: Your Model Already Knows "
                 "Where to Look, CVPR 2021", _relevancecam, order="minmax_resize",
-                options=("composite", "start")))  # variants: another composite or start, by name
+                options=("composite", "start"), own_run=True))  # variants: another composite or start, by name
 register(Method("lrp", "LRP (pixel relevance)", "Bach et al., PLoS ONE 2015; Montavon et al., "
                 "Layer-Wise Relevance Propagation: An Overview, 2019", _lrp, order="signed",
-                options=("composite", "start")))
+                options=("composite", "start"), own_run=True))
 
 
 def _srmap(req: Request) -> dict[str, np.ndarray]:
     """SR map (Li et al., 2019): LRP pixel relevance with the "sr" composite (LRP-0 with bias on
     convolutions, z+ on dense layers, winner-take-all MaxPool; start = logit of the target), |R| per
     channel scaled by its global maximum and read as an image, then context-aware saliency."""
-    _, _, _, rel = req.explainer.relevance_run(req.x, [INPUT], "sr", req.targets, "logit")
+    req.scores, req.targets, _, rel = req.explainer.relevance_run(req.x, [INPUT], "sr", req.targets, "logit")
     pixels = rel[INPUT]
     if req.explainer.model.layout == "NHWC":
         pixels = pixels.transpose(0, 3, 1, 2)
@@ -79,4 +79,4 @@ def sr_from_relevance(pixels: np.ndarray) -> np.ndarray:
 register(Method("srmap", "SR map (salient relevance)", "Li et al., Beyond saliency: understanding "
                 "CNNs from saliency prediction on layer-wise relevance propagation, Image and Vision "
                 "Computing 2019; Goferman et al., Context-aware saliency detection, CVPR 2010",
-                _srmap))
+                _srmap, own_run=True))

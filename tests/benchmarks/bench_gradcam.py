@@ -18,9 +18,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from benchtools import ROOT, best_time, peak_rss_mb, print_table
+from benchtools import ROOT, best_time, peak_rss_mb, plain_forward, print_table
 
 import onnxcam  # noqa: E402
 
@@ -64,12 +63,6 @@ def time_pgc(net, layer, xb, targets, repeat):
     tt = [ClassifierOutputTarget(int(t)) for t in targets]
     return best_time(lambda: cam(input_tensor=xt, targets=tt), repeat)
 
-
-def plain_forward(path, xb, repeat):
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    sess.run(None, {name: xb})
-    return best_time(lambda: sess.run(None, {name: xb}), repeat)
 
 
 def main():

@@ -18,20 +18,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from benchtools import ROOT, best_time, print_table
+from benchtools import ROOT, best_time, plain_forward, print_table
 
 import onnxcam  # noqa: E402
 
 LITE0 = ROOT / "models" / "efficientnet_lite0" / "model.onnx"
 
-
-def plain_forward(path, xb, repeat):
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    sess.run(None, {name: xb})
-    return best_time(lambda: sess.run(None, {name: xb}), repeat)
 
 
 def main():

@@ -38,6 +38,14 @@ def plain_inference_per_image(model_path, x1: np.ndarray, batches=(1, 8, 16, 32,
     return best
 
 
+def plain_forward(model_path, xb: np.ndarray, repeat: int = 3) -> float:
+    """Best time of one plain onnxruntime run of the batch (session built and warmed first)."""
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    sess.run(None, {name: xb})
+    return best_time(lambda: sess.run(None, {name: xb}), repeat)
+
+
 def peak_rss_mb(code: str) -> float:
     """Peak resident memory (MB) of a fresh Python process running `code`.
 
