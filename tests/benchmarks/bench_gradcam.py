@@ -11,15 +11,13 @@
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from benchtools import ROOT, best_time, peak_rss_mb, plain_forward, print_table
+from benchtools import (PHOTOS, ROOT, best_time, export_resnet50, parse_args, peak_rss_mb, plain_forward,
+                        print_table)
 
 import onnxcam  # noqa: E402
 
@@ -64,16 +62,10 @@ def time_pgc(net, layer, xb, targets, repeat):
     return best_time(lambda: cam(input_tensor=xt, targets=tt), repeat)
 
 
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
-    from export_torchvision import export
-
-    tmp = Path(tempfile.mkdtemp(prefix="onnxcam_bench_"))
-    _, r50 = export("resnet50", tmp / "resnet50.onnx", size=224, seed=0, verify=False)
-    photos = sorted((ROOT / "models" / "photos").glob("*.jpg"))
+    args = parse_args(__doc__)
+    r50 = export_resnet50()
+    photos = PHOTOS
     x = onnxcam.load_images(photos, onnxcam.Explainer(LITE0).preprocess)
 
     memory = print_memory(r50, photos)

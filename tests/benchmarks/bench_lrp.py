@@ -11,34 +11,27 @@
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from benchtools import ROOT, best_time, plain_forward, print_table
+from benchtools import PHOTOS, ROOT, best_time, export_resnet50, parse_args, plain_forward, print_table
 
 import onnxcam  # noqa: E402
 
 LITE0 = ROOT / "models" / "efficientnet_lite0" / "model.onnx"
 
 
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
+    args = parse_args(__doc__)
     import torch
     from zennit.composites import EpsilonPlusFlat
     from zennit.torchvision import ResNetCanonizer
-    from export_torchvision import build, export
+    from export_torchvision import build
 
-    tmp = Path(tempfile.mkdtemp(prefix="onnxcam_bench_"))
-    _, r50 = export("resnet50", tmp / "resnet50.onnx", size=224, seed=0, verify=False)
-    photos = sorted((ROOT / "models" / "photos").glob("*.jpg"))
+    r50 = export_resnet50()
+    photos = PHOTOS
     x_all = onnxcam.load_images(photos, onnxcam.PreprocessSpec())
     rows = []
     ex = onnxcam.Explainer(r50)

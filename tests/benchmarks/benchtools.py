@@ -38,6 +38,28 @@ def plain_inference_per_image(model_path, x1: np.ndarray, batches=(1, 8, 16, 32,
     return best
 
 
+PHOTOS = sorted((ROOT / "models" / "photos").glob("*.jpg"))
+
+
+def parse_args(doc: str, **defaults):
+    """The benchmarks' shared command line: --repeat (best of N timings)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=defaults.get("repeat", 3))
+    return ap.parse_args()
+
+
+def export_resnet50():
+    """A random-weight torchvision ResNet-50 (seed 0), TorchScript export at 224, in a temp folder."""
+    import tempfile
+
+    from export_torchvision import export
+
+    return export("resnet50", Path(tempfile.mkdtemp(prefix="onnxcam_bench_")) / "resnet50.onnx",
+                  size=224, seed=0, verify=False)[1]
+
+
 def plain_forward(model_path, xb: np.ndarray, repeat: int = 3) -> float:
     """Best time of one plain onnxruntime run of the batch (session built and warmed first)."""
     sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
