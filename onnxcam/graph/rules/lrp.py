@@ -255,14 +255,11 @@ def _mul(ctx, node, r, wants):
     factor leaves relevance unchanged."""
     live = [i for i, w in enumerate(wants) if w]
     if len(live) == 1:
-        out = [None, None]
-        out[live[0]] = r
-        return out
-    order = {o: k for k, n in enumerate(ctx.model.graph.node) for o in n.output}
-    signal = min(live, key=lambda i: order.get(node.input[i], -1))
-    out = [None, None]
-    out[signal] = r
-    return out
+        signal = live[0]
+    else:
+        order = {o: k for k, n in enumerate(ctx.model.graph.node) for o in n.output}
+        signal = min(live, key=lambda i: order.get(node.input[i], -1))
+    return [r if i == signal else None for i in range(len(node.input))]
 
 
 def relevance_rules(composite: Composite, first_linear: str | None, bounds=None,
