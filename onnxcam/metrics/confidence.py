@@ -1,0 +1,37 @@
+"""Average Drop and Increase in Confidence (Chattopadhyay et al., Grad-CAM++, WACV 2018).
+
+Y = class probability on the image, O = on the image multiplied by the normalized map (a soft
+mask, applied to the preprocessed input: masked-out pixels become the dataset mean).
+drop = mean_i max(0, Y - O) / Y x 100; increase = mean_i [O > Y] x 100.
+
+Variant "relevancecam" (Lee et al., CVPR 2021, as their code evaluates): only the top 50% of each
+map's pixels are kept (the rest set to 0) and the drop is averaged over the images whose drop is
+positive.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import OnnxCamError
+from .common import as_nchw_mask, class_probability
+
+
+def average_drop_increase(ex, x: np.ndarray, maps: np.ndarray, targets, variant: str = "gradcam++") -> dict:
+    x = ex.check_input(x)
+    targets = np.asarray(targets)
+    if variant not in ("gradcam++", "relevancecam"):
+        raise OnnxCamError(f"variant must be 'gradcam++' or 'relevancecam', got {variant!r}")
+    maps = np.asarray(maps, np.float32)
+    if variant == "relevancecam":
+        median = np.median(maps.reshape(len(maps), -1), axis=1)[:, None, None]
+        maps = np.where(maps >= median, maps, 0.0).astype(np.float32)
+    y = class_probability(ex, x, targets)
+    o = class_probability(ex, x * as_nchw_mask(ex, maps), targets)
+    drops = np.maximum(0.0, y - o) / y
+    if variant == "relevancecam":
+        positive = drops > 0
+        drop = float(drops[positive].mean() * 100) if positive.any() else 0.0
+    else:
+        drop = float(drops.mean() * 100)
+    return {"average_drop": drop, "increase_in_confidence": float((o > y).mean() * 100),
+            "per_image_drop": (drops * 100).tolist(), "variant": variant}

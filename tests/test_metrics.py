@@ -1,0 +1,81 @@
+"""Metrics against hand-computed cases (issue 5, first part)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import onnxcam
+from onnxcam.metrics import average_drop_increase, deletion_insertion, pointing_game
+from onnxcam.methods.scorecam import softmax
+from conftest import photo_paths, random_images
+from nets import small_cnn
+
+
+def test_average_drop_and_increase_by_hand():
+    ex = onnxcam.Explainer(small_cnn())
+    x = random_images(4, (3, 32, 32), seed=5)
+    t = np.array([0, 1, 2, 3])
+    rng = np.random.default_rng(0)
+    maps = rng.uniform(size=(4, 32, 32)).astype(np.float32)
+    got = average_drop_increase(ex, x, maps, t)
+    y = softmax(ex.forward(x)[0])[np.arange(4), t]
+    o = softmax(ex.forward(x * maps[:, None])[0])[np.arange(4), t]
+    assert got["average_drop"] == pytest.approx(np.mean(np.maximum(0, y - o) / y) * 100, rel=1e-6)
+    assert got["increase_in_confidence"] == pytest.approx(np.mean(o > y) * 100)
+    ones = average_drop_increase(ex, x, np.ones_like(maps), t)
+    assert ones["average_drop"] == pytest.approx(0, abs=1e-6) and ones["increase_in_confidence"] == 0
+    rc = average_drop_increase(ex, x, maps, t, variant="relevancecam")
+    median = np.median(maps.reshape(4, -1), axis=1)[:, None, None]
+    o2 = softmax(ex.forward(x * np.where(maps >= median, maps, 0)[:, None])[0])[np.arange(4), t]
+    d2 = np.maximum(0, y - o2) / y
+    assert rc["average_drop"] == pytest.approx(d2[d2 > 0].mean() * 100, rel=1e-6)
+
+
+def test_a_faithful_map_beats_its_reverse_on_deletion_and_insertion(lite0):
+    x = onnxcam.load_images([p for p in photo_paths() if p.stem in ("chelsea", "coffee")], lite0.preprocess)
+    res = lite0.explain(x, method="gradcam")
+    maps = next(iter(res.maps.values()))
+    good = deletion_insertion(lite0, x, maps, res.target, steps=16)
+    bad = deletion_insertion(lite0, x, 1.0 - maps, res.target, steps=16)
+    for i in range(2):
+        assert good["deletion"][i] < bad["deletion"][i]
+        assert good["insertion"][i] > bad["insertion"][i]
+    curve = good["curves"]["deletion"][0]
+    assert len(curve) == 17
+    p0 = softmax(res.logits)[0, res.target[0]]
+    assert curve[0] == pytest.approx(p0, rel=1e-4)            # nothing removed yet
+    assert good["deletion"][0] == pytest.approx(np.trapezoid(curve, dx=1 / 16))
+
+
+def test_pointing_game_hits_energy_and_tolerance():
+    m = np.zeros((2, 50, 50), np.float32)
+    m[0, 10, 10] = 1.0                       # inside the box
+    m[1, 40, 40] = 1.0                       # 10 px right of / below the box corner
+    m[1, 12, 12] = 0.5
+    boxes = [[(5, 5, 20, 20)], [(5, 5, 31, 31)]]
+    strict = pointing_game(m, boxes=boxes, tolerance=0)
+    assert strict["hits"] == [True, False]
+    assert strict["energy"] == pytest.approx([1.0, 0.5 / 1.5])
+    assert pointing_game(m, boxes=boxes, tolerance=15)["hits"] == [True, True]
+
+
+def test_spearman_and_ssim_by_hand():
+    from onnxcam.metrics import spearman, ssim
+    a = np.random.default_rng(0).uniform(size=(20, 20))
+    assert spearman(a, a) == pytest.approx(1.0) and spearman(a, -a) == pytest.approx(-1.0)
+    assert spearman(a, np.exp(3 * a)) == pytest.approx(1.0)        # rank-based
+    assert ssim(a, a) == pytest.approx(1.0)
+    assert ssim(a, np.random.default_rng(1).uniform(size=(20, 20))) < 0.2
+
+
+def test_randomizing_the_model_decorrelates_gradcam(lite0):
+    from onnxcam.graph.randomize import parametric_layers
+    from onnxcam.metrics import cascading_randomization
+    x = onnxcam.load_images([p for p in photo_paths() if p.stem in ("chelsea", "coffee")], lite0.preprocess)
+    total = len(parametric_layers(lite0.model.proto))
+    out = cascading_randomization(lite0, x, "gradcam", steps=[1, total])
+    first, last = out["steps"][0], out["steps"][-1]
+    assert out["parametric_layers"] == total > 40
+    assert last["randomized_layers"] == total
+    assert last["spearman"] < 0.5 and last["spearman"] < first["spearman"]
+    assert last["ssim"] < first["ssim"]
