@@ -1,7 +1,8 @@
 """onnxcam: explain exported CNN models from the .onnx file alone."""
 from .errors import OnnxCamError
 from .explainer import Explainer, Result
+from .evaluate import evaluate  # noqa: E402  (the function; the module stays importable by path)
 from .preprocess import PreprocessSpec, load_images
 
 __version__ = "0.1.0"
-__all__ = ["Explainer", "Result", "OnnxCamError", "PreprocessSpec", "load_images", "__version__"]
+__all__ = ["Explainer", "Result", "OnnxCamError", "PreprocessSpec", "evaluate", "load_images", "__version__"]

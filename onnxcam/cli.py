@@ -15,7 +15,7 @@ import numpy as np
 from . import bundled, methods
 from .errors import OnnxCamError
 from .explainer import Explainer, Result
-from .output import check_targets, fresh_folder, safe_name, write_json, write_npz, write_png
+from .output import check_targets, fresh_folder, safe_name, write_json, write_npz, write_png, write_text
 from .postprocess import grid, overlay, pixels_to_rgb
 from .preprocess import load_images, read_json
 from .methods.scorecam import softmax
@@ -200,6 +200,37 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate, read_boxes
+    from .report import render
+
+    ex = _explainer(args.model, args, preprocess=_spec_overrides(args) or None)
+    out = Path(args.out)
+    targets = [out / "evaluation.json", out / "report.html"]
+    check_targets(targets, args.overwrite)
+    boxes = read_boxes(args.boxes) if args.boxes else None
+    methods_list = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods_list:
+        methods.get(m)
+    results = {}
+    evaluation = evaluate(ex, args.images, methods_list, args.layers, boxes, args.steps, args.baseline,
+                          results=results)
+    evaluation["model"] = str(args.model)
+    _, views = load_images(args.images, ex.preprocess, return_views=True)
+    write_json(targets[0], evaluation)
+    write_text(targets[1], render(evaluation, results, views, ex.labels))
+    if args.json:
+        print(json.dumps({m: {l: {k: v for k, v in r.items() if k not in ("curves", "per_image")}
+                              for l, r in d["layers"].items()} for m, d in evaluation["methods"].items()}, indent=2))
+    else:
+        for m, d in evaluation["methods"].items():
+            for l, r in d["layers"].items():
+                print(f"{m:<14} {l[:40]:<40} drop {r['average_drop']:5.1f}  increase {r['increase_in_confidence']:5.1f}"
+                      f"  deletion {r['deletion_auc']:.3f}  insertion {r['insertion_auc']:.3f}")
+        print(f"wrote {targets[0]} and {targets[1]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="onnxcam", description="Explain ONNX CNN classifiers.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -233,6 +264,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_preprocess_flags(e)
     _add_engine_flags(e)
     e.set_defaults(func=cmd_explain)
+
+    v = sub.add_parser("evaluate", help="faithfulness and localization metrics with an HTML report")
+    v.add_argument("model")
+    v.add_argument("images", nargs="+")
+    v.add_argument("--methods", default="gradcam,scorecam", help="comma-separated method names")
+    v.add_argument("--layers", nargs="+", default=["auto"])
+    v.add_argument("--boxes", help="JSON boxes file (see models/photos/boxes.json)")
+    v.add_argument("--steps", type=int, default=50, help="deletion/insertion steps")
+    v.add_argument("--baseline", choices=["zero", "blur", "mean"], default="zero")
+    v.add_argument("--out", required=True)
+    v.add_argument("--overwrite", action="store_true")
+    v.add_argument("--json", action="store_true")
+    _add_preprocess_flags(v)
+    _add_engine_flags(v)
+    v.set_defaults(func=cmd_evaluate)
     return p
 
 

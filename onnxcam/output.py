@@ -48,6 +48,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -66,6 +69,10 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     _atomic_write(path, buf.getvalue())
+
+
+def write_text(path: Path, text: str) -> None:
+    _atomic_write(path, text.encode())
 
 
 def write_json(path: Path, data) -> None:

@@ -114,6 +114,21 @@ def fit_view(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def view_box(box, image_hw: tuple[int, int], spec: PreprocessSpec) -> tuple[float, float, float, float]:
+    """A box given as fractions of the original photo, in pixels of the view the model sees
+    (the same geometry as fit_view: stretch, or shorter-side resize + centre crop)."""
+    h, w = image_hw
+    x0, y0, x1, y1 = (box[0] * w, box[1] * h, box[2] * w, box[3] * h)
+    th, tw = spec.size
+    if spec.resize == "center_crop":
+        f = int(round(min(th, tw) / spec.crop_fraction)) / min(h, w)
+        rh, rw = max(th, int(round(h * f))), max(tw, int(round(w * f)))
+        top, left = (rh - th) // 2, (rw - tw) // 2
+        fx, fy = rw / w, rh / h
+        return (x0 * fx - left, y0 * fy - top, x1 * fx - left, y1 * fy - top)
+    return (x0 * tw / w, y0 * th / h, x1 * tw / w, y1 * th / h)
+
+
 def to_input(views: list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
     """uint8 RGB views -> float32 batch in the model's layout and channel order."""
     x = np.stack(views).astype(np.float32)

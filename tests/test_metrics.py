@@ -79,3 +79,42 @@ def test_randomizing_the_model_decorrelates_gradcam(lite0):
     assert last["randomized_layers"] == total
     assert last["spearman"] < 0.5 and last["spearman"] < first["spearman"]
     assert last["ssim"] < first["ssim"]
+
+
+def test_evaluate_cli_writes_json_and_a_self_contained_report(tmp_path, capsys):
+    import json
+    from onnxcam.cli import main
+    from conftest import LITE0, PHOTOS
+    imgs = [str(PHOTOS / "chelsea.jpg"), str(PHOTOS / "coffee.jpg")]
+    args = ["evaluate", str(LITE0), *imgs, "--methods", "gradcam,eigencam", "--boxes",
+            str(PHOTOS / "boxes.json"), "--steps", "8", "--out", str(tmp_path), "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary) == {"gradcam", "eigencam"}
+    data = json.loads((tmp_path / "evaluation.json").read_text())
+    row = next(iter(data["methods"]["gradcam"]["layers"].values()))
+    assert 0 <= row["deletion_auc"] <= 1 and 0 <= row["insertion_auc"] <= 1
+    assert row["pointing_hit_rate"] == 1.0          # the espresso cup and the cat are found
+    assert len(row["curves"]["deletion"][0]) == 9
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 * 3 and "<svg" in page and "<script" not in page
+    assert (tmp_path / "report.html").stat().st_mode & 0o044   # readable by others, like any output
+    assert main(args) == 2 and "already exists" in capsys.readouterr().err
+
+
+def test_boxes_file_errors_are_one_line(tmp_path):
+    from onnxcam.evaluate import read_boxes
+    bad = tmp_path / "b.json"
+    bad.write_text('{"boxes": {"a.jpg": [[0.5, 0.5, 0.2, 0.9]]}}')
+    with pytest.raises(onnxcam.OnnxCamError, match="bad box"):
+        read_boxes(bad)
+    with pytest.raises(onnxcam.OnnxCamError, match="cannot read boxes"):
+        read_boxes(tmp_path / "missing.json")
+
+
+def test_view_box_follows_the_preprocessing():
+    from onnxcam.preprocess import PreprocessSpec, view_box
+    assert view_box((0.5, 0.25, 1.0, 0.75), (200, 400), PreprocessSpec(size=(100, 100))) == (50, 25, 100, 75)
+    crop = PreprocessSpec(size=(224, 224), resize="center_crop")
+    x0, y0, x1, y1 = view_box((0.0, 0.0, 1.0, 1.0), (256, 512), crop)
+    assert x0 < 0 and x1 > 224 and y0 == pytest.approx(-16) and y1 == pytest.approx(240)

@@ -1,0 +1,67 @@
+"""`onnxcam.evaluate`: every metric for every method and layer on a set of images, in one call.
+
+Returns plain dicts (JSON-ready): per method and layer the mean Average Drop / Increase, Deletion /
+Insertion AUC and, given boxes, the pointing game; per image the figures and curves. The report
+module turns the same dict into a self-contained HTML page.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import OnnxCamError
+from .metrics import average_drop_increase, deletion_insertion, pointing_game
+from .preprocess import load_images, read_rgb, view_box
+
+
+def read_boxes(path) -> dict[str, list]:
+    """Boxes file: {"boxes": {"photo.jpg": [[x0, y0, x1, y1], ...]}} in fractions of the photo."""
+    try:
+        data = json.loads(Path(path).read_text())
+        boxes = data["boxes"]
+        for name, items in boxes.items():
+            for b in items:
+                if len(b) != 4 or not all(0 <= v <= 1 for v in b) or b[2] <= b[0] or b[3] <= b[1]:
+                    raise ValueError(f"bad box {b} for {name}")
+        return boxes
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OnnxCamError(f"cannot read boxes from {path}: {exc}; expected "
+                           '{"boxes": {"photo.jpg": [[x0, y0, x1, y1]]}} with fractions in [0, 1]') from None
+
+
+def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=None, steps: int = 50,
+             baseline: str = "zero", options: dict | None = None, results: dict | None = None) -> dict:
+    """Figures for each method x layer. `images`: paths; `boxes`: a dict from read_boxes or None.
+    `results`, if given, receives the Result of each method (for reports)."""
+    paths = [Path(p) for p in images]
+    x, views = load_images(paths, ex.preprocess, return_views=True)
+    view_boxes = None
+    if boxes is not None:
+        view_boxes = [[view_box(b, read_rgb(p).shape[:2], ex.preprocess) for b in boxes.get(p.name, [])]
+                      for p in paths]
+    out = {"model": str(getattr(ex, "source", "")), "images": [str(p) for p in paths], "steps": steps,
+           "baseline": baseline, "methods": {}}
+    for method in methods:
+        res = ex.explain(x, method=method, layers=layers, **(options or {}).get(method, {}))
+        if results is not None:
+            results[method] = res
+        per_layer = {}
+        for layer, maps in res.maps.items():
+            ad = average_drop_increase(ex, x, maps, res.target)
+            di = deletion_insertion(ex, x, maps, res.target, steps=steps, baseline=baseline)
+            row = {"average_drop": ad["average_drop"], "increase_in_confidence": ad["increase_in_confidence"],
+                   "deletion_auc": float(np.mean(di["deletion"])), "insertion_auc": float(np.mean(di["insertion"])),
+                   "per_image": {"drop": ad["per_image_drop"], "deletion": di["deletion"],
+                                 "insertion": di["insertion"]},
+                   "curves": di["curves"]}
+            if view_boxes is not None:
+                keep = [i for i, b in enumerate(view_boxes) if b]
+                if keep:
+                    pg = pointing_game(maps[keep], boxes=[view_boxes[i] for i in keep])
+                    row["pointing_hit_rate"], row["pointing_energy"] = pg["hit_rate"], pg["mean_energy"]
+                    row["per_image"]["pointing_hit"] = {str(paths[i].name): h for i, h in zip(keep, pg["hits"])}
+            per_layer[layer] = row
+        out["methods"][method] = {"targets": res.target.tolist(), "layers": per_layer}
+    return out
