@@ -14,6 +14,7 @@ import numpy as np
 from .errors import OnnxCamError
 from .metrics import average_drop_increase, deletion_insertion, pointing_game
 from .preprocess import load_images, read_rgb, view_box
+from .progress import Progress
 
 
 def read_boxes(path) -> dict[str, list]:
@@ -43,6 +44,7 @@ def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=N
                       for p in paths]
     out = {"model": str(getattr(ex, "source", "")), "images": [str(p) for p in paths], "steps": steps,
            "baseline": baseline, "methods": {}}
+    bar = Progress(len(methods), "evaluate (methods)", enabled=getattr(ex, "progress", False))
     for method in methods:
         res = ex.explain(x, method=method, layers=layers, **(options or {}).get(method, {}))
         if results is not None:
@@ -64,4 +66,6 @@ def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=N
                     row["per_image"]["pointing_hit"] = {str(paths[i].name): h for i, h in zip(keep, pg["hits"])}
             per_layer[layer] = row
         out["methods"][method] = {"targets": res.target.tolist(), "layers": per_layer}
+        bar.update()
+    bar.close()
     return out
