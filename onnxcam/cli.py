@@ -214,7 +214,7 @@ def cmd_evaluate(args) -> int:
         methods.get(m)
     results = {}
     evaluation = evaluate(ex, args.images, methods_list, args.layers, boxes, args.steps, args.baseline,
-                          results=results)
+                          results=results, road_percentages=() if args.no_road else (10, 30, 50, 70, 90))
     evaluation["model"] = str(args.model)
     _, views = load_images(args.images, ex.preprocess, return_views=True)
     write_json(targets[0], evaluation)
@@ -226,7 +226,8 @@ def cmd_evaluate(args) -> int:
         for m, d in evaluation["methods"].items():
             for l, r in d["layers"].items():
                 print(f"{m:<14} {l[:40]:<40} drop {r['average_drop']:5.1f}  increase {r['increase_in_confidence']:5.1f}"
-                      f"  deletion {r['deletion_auc']:.3f}  insertion {r['insertion_auc']:.3f}")
+                      f"  deletion {r['deletion_auc']:.3f}  insertion {r['insertion_auc']:.3f}"
+                      + (f"  ROAD {r['road_morf']:.3f}/{r['road_lerf']:.3f}" if "road_morf" in r else ""))
         print(f"wrote {targets[0]} and {targets[1]}")
     return 0
 
@@ -273,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--boxes", help="JSON boxes file (see models/photos/boxes.json)")
     v.add_argument("--steps", type=int, default=50, help="deletion/insertion steps")
     v.add_argument("--baseline", choices=["zero", "blur", "mean"], default="zero")
+    v.add_argument("--no-road", action="store_true", help="skip ROAD (MoRF/LeRF at 10..90 %%)")
     v.add_argument("--out", required=True)
     v.add_argument("--overwrite", action="store_true")
     v.add_argument("--json", action="store_true")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OnnxCamError
-from .metrics import average_drop_increase, deletion_insertion, pointing_game
+from .metrics import average_drop_increase, deletion_insertion, pointing_game, road
 from .preprocess import load_images, read_rgb, view_box
 from .progress import Progress
 
@@ -33,9 +33,10 @@ def read_boxes(path) -> dict[str, list]:
 
 
 def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=None, steps: int = 50,
-             baseline: str = "zero", options: dict | None = None, results: dict | None = None) -> dict:
-    """Figures for each method x layer. `images`: paths; `boxes`: a dict from read_boxes or None.
-    `results`, if given, receives the Result of each method (for reports)."""
+             baseline: str = "zero", options: dict | None = None, results: dict | None = None,
+             road_percentages=(10, 30, 50, 70, 90)) -> dict:
+    """Figures for each method x layer. `images`: paths; `boxes`: a dict from read_boxes or None;
+    `road_percentages`: () skips ROAD. `results`, if given, receives each method's Result."""
     paths = [Path(p) for p in images]
     x, views = load_images(paths, ex.preprocess, return_views=True)
     view_boxes = None
@@ -58,6 +59,11 @@ def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=N
                    "per_image": {"drop": ad["per_image_drop"], "deletion": di["deletion"],
                                  "insertion": di["insertion"]},
                    "curves": di["curves"]}
+            if road_percentages:
+                morf = road(ex, x, maps, res.target, road_percentages, "morf")
+                lerf = road(ex, x, maps, res.target, road_percentages, "lerf")
+                row["road_morf"], row["road_lerf"] = morf["mean"], lerf["mean"]
+                row["curves"]["road_morf"], row["curves"]["road_lerf"] = morf["curves"], lerf["curves"]
             if view_boxes is not None:
                 keep = [i for i, b in enumerate(view_boxes) if b]
                 if keep:

@@ -43,9 +43,11 @@ def render(evaluation: dict, results: dict, views: list[np.ndarray], labels=None
         for layer, r in data["layers"].items():
             label = f"{method} @ {layer}"
             point = f"{r['pointing_hit_rate'] * 100:.0f}% / {r['pointing_energy']:.2f}" if "pointing_hit_rate" in r else "–"
+            road_cell = f"{r['road_morf']:.3f} / {r['road_lerf']:.3f}" if "road_morf" in r else "–"
             rows.append(f"<tr><td>{html.escape(method)}</td><td>{html.escape(layer)}</td>"
                         f"<td>{r['average_drop']:.1f}</td><td>{r['increase_in_confidence']:.1f}</td>"
-                        f"<td>{r['deletion_auc']:.3f}</td><td>{r['insertion_auc']:.3f}</td><td>{point}</td></tr>")
+                        f"<td>{r['deletion_auc']:.3f}</td><td>{r['insertion_auc']:.3f}</td>"
+                        f"<td>{road_cell}</td><td>{point}</td></tr>")
             deletion[label] = list(np.mean(r["curves"]["deletion"], axis=0))
             insertion[label] = list(np.mean(r["curves"]["insertion"], axis=0))
     grid = []
@@ -64,7 +66,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:center;font-size:13px}}<
 <h1>onnxcam evaluation</h1><p>model {html.escape(evaluation.get("model", ""))} · {len(views)} images ·
 deletion/insertion with {evaluation["steps"]} steps, deletion baseline {html.escape(evaluation["baseline"])}</p>
 <table><tr><th>method</th><th>layer</th><th>Average Drop % (lower is better)</th><th>Increase in Confidence %</th>
-<th>Deletion AUC (lower)</th><th>Insertion AUC (higher)</th><th>pointing hit / energy</th></tr>{"".join(rows)}</table>
+<th>Deletion AUC (lower)</th><th>Insertion AUC (higher)</th><th>ROAD MoRF (lower) / LeRF (higher)</th>
+<th>pointing hit / energy</th></tr>{"".join(rows)}</table>
 <h2>Mean curves</h2>{_svg(deletion, "deletion: class probability vs fraction removed")}
 {_svg(insertion, "insertion: class probability vs fraction revealed")}
 <h2>Overlays</h2><table>{"".join(grid)}</table></body></html>"""

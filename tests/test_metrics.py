@@ -96,6 +96,7 @@ def test_evaluate_cli_writes_json_and_a_self_contained_report(tmp_path, capsys):
     assert 0 <= row["deletion_auc"] <= 1 and 0 <= row["insertion_auc"] <= 1
     assert row["pointing_hit_rate"] == 1.0          # the espresso cup and the cat are found
     assert len(row["curves"]["deletion"][0]) == 9
+    assert row["road_morf"] < row["road_lerf"] and len(row["curves"]["road_morf"][0]) == 5
     page = (tmp_path / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2 * 3 and "<svg" in page and "<script" not in page
     assert (tmp_path / "report.html").stat().st_mode & 0o044   # readable by others, like any output
@@ -118,3 +119,45 @@ def test_view_box_follows_the_preprocessing():
     crop = PreprocessSpec(size=(224, 224), resize="center_crop")
     x0, y0, x1, y1 = view_box((0.0, 0.0, 1.0, 1.0), (256, 512), crop)
     assert x0 < 0 and x1 > 224 and y0 == pytest.approx(-16) and y1 == pytest.approx(240)
+
+
+def test_road_imputation_solves_the_neighbour_system_exactly():
+    from onnxcam.metrics.road import impute
+    rng = np.random.default_rng(0)
+    h, w = 9, 11
+    img = rng.normal(size=(2, h, w))
+    removed = rng.uniform(size=(h, w)) < 0.5
+    got = impute(img, removed, noise=0.0)
+    # the same system written out densely: W_i v_i - sum_{removed j} w_ij v_j = sum_{known k} w_ik x_k
+    idx = {p: n for n, p in enumerate(zip(*np.nonzero(removed)))}
+    offsets = [(-1, -1, 1 / 12), (-1, 0, 1 / 6), (-1, 1, 1 / 12), (0, -1, 1 / 6), (0, 1, 1 / 6),
+               (1, -1, 1 / 12), (1, 0, 1 / 6), (1, 1, 1 / 12)]
+    for c in range(2):
+        a = np.zeros((len(idx), len(idx)))
+        b = np.zeros(len(idx))
+        for (y, x), n in idx.items():
+            for dy, dx, wgt in offsets:
+                yy, xx = y + dy, x + dx
+                if 0 <= yy < h and 0 <= xx < w:
+                    a[n, n] += wgt
+                    if removed[yy, xx]:
+                        a[n, idx[(yy, xx)]] -= wgt
+                    else:
+                        b[n] += wgt * img[c, yy, xx]
+        a += 1e-8 * np.eye(len(idx))
+        v = np.linalg.solve(a, b)
+        np.testing.assert_allclose([got[c][p] for p in idx], v, atol=1e-6)
+        np.testing.assert_array_equal(got[c][~removed], img[c][~removed])
+
+
+def test_road_morf_falls_faster_for_a_faithful_map(lite0):
+    from onnxcam.metrics import road
+    x = onnxcam.load_images([p for p in photo_paths() if p.stem in ("chelsea", "coffee")], lite0.preprocess)
+    res = lite0.explain(x, method="gradcam")
+    maps = next(iter(res.maps.values()))
+    good = road(lite0, x, maps, res.target, percentages=(20, 50, 80))
+    bad = road(lite0, x, 1.0 - maps, res.target, percentages=(20, 50, 80))
+    assert good["mean"] < bad["mean"]
+    lerf = road(lite0, x, maps, res.target, percentages=(20, 50, 80), order="lerf")
+    assert lerf["mean"] > good["mean"]
+    assert len(good["curves"]) == 2 and len(good["curves"][0]) == 3
