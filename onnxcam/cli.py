@@ -214,7 +214,8 @@ def cmd_evaluate(args) -> int:
         methods.get(m)
     results = {}
     evaluation = evaluate(ex, args.images, methods_list, args.layers, boxes, args.steps, args.baseline,
-                          results=results, road_percentages=() if args.no_road else (10, 30, 50, 70, 90))
+                          results=results, road_percentages=() if args.no_road else (10, 30, 50, 70, 90),
+                          sanity_steps=args.sanity)
     evaluation["model"] = str(args.model)
     _, views = load_images(args.images, ex.preprocess, return_views=True)
     write_json(targets[0], evaluation)
@@ -275,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--steps", type=int, default=50, help="deletion/insertion steps")
     v.add_argument("--baseline", choices=["zero", "blur", "mean"], default="zero")
     v.add_argument("--no-road", action="store_true", help="skip ROAD (MoRF/LeRF at 10..90 %%)")
+    v.add_argument("--sanity", type=int, nargs="+", metavar="K",
+                   help="also run the cascading randomization check with the top K layers random")
     v.add_argument("--out", required=True)
     v.add_argument("--overwrite", action="store_true")
     v.add_argument("--json", action="store_true")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OnnxCamError
-from .metrics import average_drop_increase, deletion_insertion, pointing_game, road
+from .metrics import average_drop_increase, cascading_randomization, deletion_insertion, pointing_game, road
 from .preprocess import load_images, read_rgb, view_box
 from .progress import Progress
 
@@ -34,9 +34,10 @@ def read_boxes(path) -> dict[str, list]:
 
 def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=None, steps: int = 50,
              baseline: str = "zero", options: dict | None = None, results: dict | None = None,
-             road_percentages=(10, 30, 50, 70, 90)) -> dict:
+             road_percentages=(10, 30, 50, 70, 90), sanity_steps=None) -> dict:
     """Figures for each method x layer. `images`: paths; `boxes`: a dict from read_boxes or None;
-    `road_percentages`: () skips ROAD. `results`, if given, receives each method's Result."""
+    `road_percentages`: () skips ROAD; `sanity_steps` (e.g. [1, 4, 16]) adds the cascading
+    randomization check per method. `results`, if given, receives each method's Result."""
     paths = [Path(p) for p in images]
     x, views = load_images(paths, ex.preprocess, return_views=True)
     view_boxes = None
@@ -72,6 +73,10 @@ def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=N
                     row["per_image"]["pointing_hit"] = {str(paths[i].name): h for i, h in zip(keep, pg["hits"])}
             per_layer[layer] = row
         out["methods"][method] = {"targets": res.target.tolist(), "layers": per_layer}
+        if sanity_steps:
+            check = cascading_randomization(ex, x, method, layers=list(res.maps), steps=sanity_steps,
+                                            **(options or {}).get(method, {}))
+            out["methods"][method]["sanity"] = check["steps"]
         bar.update()
     bar.close()
     return out

@@ -50,6 +50,12 @@ def render(evaluation: dict, results: dict, views: list[np.ndarray], labels=None
                         f"<td>{road_cell}</td><td>{point}</td></tr>")
             deletion[label] = list(np.mean(r["curves"]["deletion"], axis=0))
             insertion[label] = list(np.mean(r["curves"]["insertion"], axis=0))
+    sanity = [f"<tr><td>{html.escape(m)}</td><td>{row['randomized_layers']}</td><td>{row['spearman']:.2f}</td>"
+              f"<td>{row['ssim']:.2f}</td></tr>"
+              for m, d in evaluation["methods"].items() for row in d.get("sanity", [])]
+    sanity_html = ("<h2>Sanity check (cascading randomization)</h2><table><tr><th>method</th>"
+                   "<th>top layers randomized</th><th>Spearman</th><th>SSIM</th></tr>" + "".join(sanity)
+                   + "</table>") if sanity else ""
     grid = []
     for i, (path, view) in enumerate(zip(evaluation["images"], views)):
         cells = [f'<td><img src="{_png(view)}"><br>{html.escape(path.split("/")[-1])}</td>']
@@ -69,5 +75,5 @@ deletion/insertion with {evaluation["steps"]} steps, deletion baseline {html.esc
 <th>Deletion AUC (lower)</th><th>Insertion AUC (higher)</th><th>ROAD MoRF (lower) / LeRF (higher)</th>
 <th>pointing hit / energy</th></tr>{"".join(rows)}</table>
 <h2>Mean curves</h2>{_svg(deletion, "deletion: class probability vs fraction removed")}
-{_svg(insertion, "insertion: class probability vs fraction revealed")}
+{_svg(insertion, "insertion: class probability vs fraction revealed")}{sanity_html}
 <h2>Overlays</h2><table>{"".join(grid)}</table></body></html>"""

@@ -87,7 +87,7 @@ def test_evaluate_cli_writes_json_and_a_self_contained_report(tmp_path, capsys):
     from conftest import LITE0, PHOTOS
     imgs = [str(PHOTOS / "chelsea.jpg"), str(PHOTOS / "coffee.jpg")]
     args = ["evaluate", str(LITE0), *imgs, "--methods", "gradcam,eigencam", "--boxes",
-            str(PHOTOS / "boxes.json"), "--steps", "8", "--out", str(tmp_path), "--json"]
+            str(PHOTOS / "boxes.json"), "--steps", "8", "--sanity", "1", "50", "--out", str(tmp_path), "--json"]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert set(summary) == {"gradcam", "eigencam"}
@@ -97,7 +97,10 @@ def test_evaluate_cli_writes_json_and_a_self_contained_report(tmp_path, capsys):
     assert row["pointing_hit_rate"] == 1.0          # the espresso cup and the cat are found
     assert len(row["curves"]["deletion"][0]) == 9
     assert row["road_morf"] < row["road_lerf"] and len(row["curves"]["road_morf"][0]) == 5
+    sanity = data["methods"]["gradcam"]["sanity"]
+    assert [r["randomized_layers"] for r in sanity] == [1, 50] and sanity[1]["spearman"] < sanity[0]["spearman"]
     page = (tmp_path / "report.html").read_text()
+    assert "Sanity check" in page
     assert page.count("data:image/png;base64,") == 2 * 3 and "<svg" in page and "<script" not in page
     assert (tmp_path / "report.html").stat().st_mode & 0o044   # readable by others, like any output
     assert main(args) == 2 and "already exists" in capsys.readouterr().err
