@@ -216,7 +216,6 @@ def cmd_evaluate(args) -> int:
     evaluation = evaluate(ex, args.images, methods_list, args.layers, boxes, args.steps, args.baseline,
                           results=results, road_percentages=() if args.no_road else (10, 30, 50, 70, 90),
                           sanity_steps=args.sanity)
-    evaluation["model"] = str(args.model)
     _, views = load_images(args.images, ex.preprocess, return_views=True)
     write_json(targets[0], evaluation)
     write_text(targets[1], render(evaluation, results, views, ex.labels))

@@ -44,7 +44,7 @@ def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=N
     if boxes is not None:
         view_boxes = [[view_box(b, read_rgb(p).shape[:2], ex.preprocess) for b in boxes.get(p.name, [])]
                       for p in paths]
-    out = {"model": str(getattr(ex, "source", "")), "images": [str(p) for p in paths], "steps": steps,
+    out = {"model": ex.source, "images": [str(p) for p in paths], "steps": steps,
            "baseline": baseline, "methods": {}}
     bar = Progress(len(methods), "evaluate (methods)", enabled=getattr(ex, "progress", False))
     for method in methods:

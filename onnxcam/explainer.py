@@ -56,6 +56,8 @@ class Explainer:
         self.memory_budget_mb = memory_budget_mb
         self.max_batch = max_batch
         self.progress = progress
+        self.source = str(model) if isinstance(model, (str, Path)) else "<ModelProto>"
+        self._batches: dict = {}
         self.labels = self._read_labels(sidecar)
         self.preprocess = self._resolve_spec(preprocess)
         warning = runtime_warning()
@@ -106,8 +108,12 @@ class Explainer:
         return spec
 
     # ----- engine access shared by methods
-    def _batch(self, graph) -> int:
-        return engine.batch_size(graph, self.memory_budget_mb, self.max_batch, self.model.batchable)
+    def _batch(self, key) -> int:
+        """Batch size of the explain graph cached under `key`, computed once per graph."""
+        if key not in self._batches:
+            self._batches[key] = engine.batch_size(self.sessions.graph(key), self.memory_budget_mb,
+                                                   self.max_batch, self.model.batchable)
+        return self._batches[key]
 
     def _forward_session(self, layer_names: tuple[str, ...]):
         return self.sessions.get(("forward", layer_names),
@@ -132,7 +138,7 @@ class Explainer:
         x = self.check_input(x)
         names = tuple(layer.name if hasattr(layer, "name") else layer for layer in layers)
         sess, carried = self._forward_session(names)
-        step = self._batch(self.sessions.graph(("forward", names)))
+        step = self._batch(("forward", names))
         outs = [sess.run({self.model.input_name: x[i:i + step]}) for i in range(0, len(x), step)]
         scores = np.concatenate([o[SCORES] for o in outs])
         acts = {}
@@ -142,18 +148,20 @@ class Explainer:
         return scores, acts
 
     def _gradient_session(self, layer_names: tuple[str, ...], top1: bool, rules_name: str = "plain",
-                          rules: dict | None = None, start: str = "seed"):
+                          rules=None, start: str = "seed"):
         key = ("gradient", layer_names, top1, rules_name, start)
         sess, carried = self.sessions.get(key, lambda: gradient_graph(
-            self.model.proto, self.model.score_name, list(layer_names), top1, rules, start))
-        return sess, carried, self._batch(self.sessions.graph(key))
+            self.model.proto, self.model.score_name, list(layer_names), top1,
+            rules() if callable(rules) else rules, start))
+        return sess, carried, self._batch(key)
 
-    def gradients(self, x, layers, target=None, rules_name: str = "plain", rules: dict | None = None,
+    def gradients(self, x, layers, target=None, rules_name: str = "plain", rules=None,
                   start: str = "seed"):
         """One run per batch: scores [N, K], targets [N], activations and dS/dA per layer (NCHW).
 
         The tensors may be layer names (catalog entries) or the model's input name. With LRP rules
-        (`rules`) the "gradients" are relevances and `start` picks the initial relevance.
+        (`rules`: a table, or a function building it, called only when the graph is built; keyed by
+        `rules_name`) the "gradients" are relevances and `start` picks the initial relevance.
         """
         x = self.check_input(x)
         names = tuple(layer.name if hasattr(layer, "name") else layer for layer in layers)
@@ -217,9 +225,11 @@ class Explainer:
         items = [layers] if isinstance(layers, str) else list(layers)
         names = [self.model.input_name if l in ("input", self.model.input_name)
                  else self.model.layer(getattr(l, "name", l)).name for l in items]
-        rules = relevance_rules(composite, self.model.first_linear, self.box_bounds(),
-                                {n.output[0]: k for k, n in enumerate(self.model.proto.graph.node)})
-        scores, targets, acts, rel = self.gradients(x, names, target, rules_name=f"lrp:{id(composite)}",
+        def rules():
+            depths = {n.output[0]: k for k, n in enumerate(self.model.proto.graph.node)}
+            return relevance_rules(composite, self.model.first_linear, self.box_bounds(), depths)
+        # keyed by the composite's content, not its id: a new object may reuse a freed id
+        scores, targets, acts, rel = self.gradients(x, names, target, rules_name=f"lrp:{composite!r}",
                                                     rules=rules, start=starts[start])
         rename = {self.model.input_name: "input"}
         return (scores, targets, {rename.get(k, k): v for k, v in acts.items()},
@@ -238,7 +248,7 @@ class Explainer:
         m = self.model
         sess, _ = self.sessions.get(key, lambda: (masked_scores_graph(
             m.proto, m.input_name, m.layout, m.image_shape[1:], m.score_name, align_corners, eps), None))
-        step = self._batch(self.sessions.graph(key))
+        step = self._batch(key)
         image_on_device = sess.to_device(np.ascontiguousarray(image, np.float32))
         maps = np.ascontiguousarray(maps, np.float32)
         out = []

@@ -235,8 +235,11 @@ def test_lrp_method_and_custom_composite():
     x = random_images(1, (3, 32, 32))
     res = ex.explain(x, method="lrp", composite="epsilon-gamma-box")
     assert res.pixels["input"].shape == (1, 3, 32, 32)
-    m = res.maps["input"]
-    assert m.min() >= 0 and m.max() <= 1 and abs(m.max() - 1) < 1e-6 or abs(m.min()) < 1e-6
+    m, r = res.maps["input"], res.raw["input"]
+    assert m.min() >= 0 and m.max() <= 1
+    # signed rendering: 0.5 is no relevance, the largest |R| reaches 0 or 1
+    assert abs(np.abs(m - 0.5).max() - 0.5) < 1e-3
+    assert np.sign(m[0, 16, 16] - 0.5) == np.sign(r[0, 16, 16]) or r[0, 16, 16] == 0
     mine = Composite("mine", Rule("epsilon", epsilon=0.25), by_name={"conv2": Rule("zplus")})
     assert ex.relevance(x, "input", composite=mine)["input"].shape == (1, 3, 32, 32)
     with pytest.raises(onnxcam.OnnxCamError, match="unknown composite"):
@@ -298,3 +301,14 @@ def test_sr_map_is_invariant_to_the_scale_of_relevance_and_runs_on_photos(lite0)
     assert m.shape == (2, 224, 224) and np.isfinite(m).all() and m.min() >= 0 and m.max() <= 1
     np.testing.assert_allclose(sr_from_relevance(res.pixels["input"] * 37.0), res.raw["input"], atol=1e-6)
     np.testing.assert_array_equal(lite0.explain(x, method="srmap").raw["input"], res.raw["input"])
+
+
+def test_composites_are_cached_by_content_not_by_object_identity():
+    """Composites made inline are freed after each call and a new one may get the same id()."""
+    ex = onnxcam.Explainer(small_cnn())
+    x = random_images(1, (3, 32, 32))
+    r1 = ex.relevance(x, "input", composite=Composite("mine", Rule("epsilon", epsilon=0.25)))["input"]
+    r2 = ex.relevance(x, "input", composite=Composite("mine", Rule("zplus")))["input"]
+    r3 = ex.relevance(x, "input", composite=Composite("mine", Rule("epsilon", epsilon=0.25)))["input"]
+    assert not np.allclose(r1, r2)
+    np.testing.assert_array_equal(r1, r3)
