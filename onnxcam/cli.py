@@ -1,7 +1,7 @@
-"""Command line: `onnxcam demo`, `onnxcam layers MODEL`, `onnxcam explain MODEL IMG...`.
+"""Command line: `onnxcam demo`, `layers`, `explain`, `evaluate`, `compare`, `export-explainer`.
 
-Every OnnxCamError is printed as one line on stderr with exit code 2; nothing is overwritten
-unless --overwrite is given.
+Every OnnxCamError is printed as one line on stderr with exit code 2; a failed `compare` gate
+exits 1 with its one-line verdict; nothing is overwritten unless --overwrite is given.
 """
 from __future__ import annotations
 
@@ -40,6 +40,19 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
                    help="explain the pre-softmax logits (default) or the exported output")
     g.add_argument("--max-batch", type=int, default=64)
     g.add_argument("--memory-budget-mb", type=float, default=1024)
+
+
+def _add_method_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", help="top1 (default), a class index, or one per image: 3,7,1")
+    p.add_argument("--top-k", type=int, help="Score-CAM: keep the k channels of largest spatial variance")
+    p.add_argument("--composite", help="LRP: epsilon-plus-flat (default), epsilon-gamma-box, "
+                                       "epsilon-alpha2-beta1, epsilon, zplus")
+    p.add_argument("--start", choices=["logit", "onehot", "contrastive"], help="LRP start relevance")
+
+
+def _method_options(args) -> dict:
+    given = {"top_k": args.top_k, "composite": args.composite, "start": args.start}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _spec_overrides(args) -> dict:
@@ -149,8 +162,7 @@ def cmd_explain(args) -> int:
     ex = _explainer(args.model, args, preprocess=_spec_overrides(args) or None)
     images = [Path(p) for p in args.images]
     target = None if args.target in (None, "top1") else _parse_target(args.target)
-    given = {"top_k": args.top_k, "composite": args.composite, "start": args.start}
-    options = {k: v for k, v in given.items() if v is not None}
+    options = _method_options(args)
     res, files, tops = run_explain(ex, images, args.method, args.layer, target, Path(args.out),
                                    args.overwrite, options)
     summary = _summary(ex, res, images, files, tops)
@@ -232,6 +244,64 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _parse_matches(items) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        ref, sep, cand = item.partition("=")
+        if not sep or not ref or not cand:
+            raise OnnxCamError(f"--match takes REF_LAYER=CANDIDATE_LAYER, got {item!r}")
+        out[ref] = cand
+    return out
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare
+    from .report import render_comparison
+
+    out = Path(args.out)
+    targets = [out / "comparison.json", out / "report.html"]
+    check_targets(targets, args.overwrite)
+    methods.get(args.method)
+    target = None if args.target in (None, "top1") else _parse_target(args.target)
+    results = {}
+    result = compare(args.reference, args.candidate, args.images, method=args.method, layers=args.layers,
+                     match=_parse_matches(args.match), target=target, top_percent=args.top_percent,
+                     fail_under=args.fail_under, gate=args.gate, options=_method_options(args),
+                     providers=args.providers, preprocess=_spec_overrides(args) or None, results=results,
+                     score=args.score, memory_budget_mb=args.memory_budget_mb, max_batch=args.max_batch)
+    labels = results["labels"]
+    write_json(targets[0], result)
+    write_text(targets[1], render_comparison(result, results["reference"], results["candidate"],
+                                             results["views"], labels))
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "all_matches"}, indent=2))
+    else:
+        s = result["summary"]
+        print(f"{result['method']}: top-1 agreement {s['top1_agreement']:.0%}, max |score change| "
+              f"{s['max_abs_score_delta']:.3f}")
+        for ref_layer, row in s["layers"].items():
+            print(f"  {ref_layer} -> {row['candidate']}: Pearson {row['mean_pearson']:.3f} (min "
+                  f"{row['min_pearson']:.3f}), Spearman {row['mean_spearman']:.3f}, IoU {row['mean_iou']:.3f}, "
+                  f"activations {row['activation_pearson']:.3f}")
+        print(f"wrote {targets[0]} and {targets[1]}")
+    if "verdict" in result:
+        print(f"onnxcam: {result['verdict']}", file=sys.stdout if result["passed"] else sys.stderr)
+        return 0 if result["passed"] else 1
+    return 0
+
+
+def cmd_export_explainer(args) -> int:
+    from .deploy import export_explainer
+
+    ex = _explainer(args.model, args, preprocess=_spec_overrides(args) or None)
+    path = export_explainer(ex, args.output, args.method, args.layer, args.target, args.overwrite)
+    layer = ex.model.layer(args.layer).name
+    print(f"wrote {path}: {args.method} at layer {layer}; input {ex.model.input_name!r} "
+          f"({ex.model.layout} float32)" + (", target_class int64 [N]" if args.target == "input" else "")
+          + "; outputs logits [N, K], heatmap [N, H, W] in [0, 1], class [N]")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="onnxcam", description="Explain ONNX CNN classifiers.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -254,11 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("images", nargs="+")
     e.add_argument("--method", default="scorecam", choices=sorted(methods.REGISTRY))
     e.add_argument("--layer", nargs="+", default=["auto"], help="auto, all, or layer names")
-    e.add_argument("--target", help="top1 (default), a class index, or one per image: 3,7,1")
-    e.add_argument("--top-k", type=int, help="Score-CAM: keep the k channels of largest spatial variance")
-    e.add_argument("--composite", help="LRP: epsilon-plus-flat (default), epsilon-gamma-box, "
-                                       "epsilon-alpha2-beta1, epsilon, zplus")
-    e.add_argument("--start", choices=["logit", "onehot", "contrastive"], help="LRP start relevance")
+    _add_method_flags(e)
     e.add_argument("--out", required=True)
     e.add_argument("--overwrite", action="store_true")
     e.add_argument("--json", action="store_true", help="print a machine-readable summary")
@@ -283,6 +349,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_preprocess_flags(v)
     _add_engine_flags(v)
     v.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("compare", help="do a deployed build's explanations agree with the reference's? "
+                                       "(exit 1 under --fail-under)")
+    c.add_argument("reference", help="the reference .onnx (e.g. FP32)")
+    c.add_argument("candidate", help="the build to check (FP16, INT8, re-export)")
+    c.add_argument("images", nargs="+")
+    c.add_argument("--method", default="gradcam", choices=sorted(methods.REGISTRY))
+    c.add_argument("--layers", nargs="+", default=["auto"], help="reference layers: auto, all, or names")
+    c.add_argument("--match", nargs="+", metavar="REF=CAND",
+                   help="override the structural layer matching for these reference layers")
+    c.add_argument("--top-percent", type=float, default=20.0, help="region size for the IoU (default 20)")
+    c.add_argument("--fail-under", type=float, help="exit 1 when the gated figure is below this")
+    c.add_argument("--gate", choices=["pearson", "spearman", "iou", "top1"], default="pearson",
+                   help="figure the gate checks: mean map Pearson (default), Spearman, IoU, or top-1 agreement")
+    _add_method_flags(c)
+    c.add_argument("--out", required=True)
+    c.add_argument("--overwrite", action="store_true")
+    c.add_argument("--json", action="store_true")
+    _add_preprocess_flags(c)
+    _add_engine_flags(c)
+    c.set_defaults(func=cmd_compare)
+
+    x = sub.add_parser("export-explainer", help="write a standalone ONNX model returning logits and the "
+                                                "heatmap (runs wherever the model runs)")
+    x.add_argument("model")
+    x.add_argument("--method", default="gradcam", choices=["gradcam", "hirescam", "relevancecam"])
+    x.add_argument("--layer", default="auto")
+    x.add_argument("--target", choices=["top1", "input"], default="top1",
+                   help="explain each image's top-1 class (default) or take an int64 input target_class [N]")
+    x.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    x.add_argument("--overwrite", action="store_true")
+    _add_preprocess_flags(x)
+    _add_engine_flags(x)
+    x.set_defaults(func=cmd_export_explainer)
     return p
 
 

@@ -28,7 +28,7 @@ def check_targets(paths: list[Path], overwrite: bool) -> None:
     existing = [p for p in paths if p.exists()]
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise OnnxCamError(f"{existing[0]} already exists{more}; choose another --out folder or pass "
+        raise OnnxCamError(f"{existing[0]} already exists{more}; choose another output path or pass "
                            "--overwrite")
 
 
@@ -77,3 +77,7 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, data) -> None:
     _atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, data)

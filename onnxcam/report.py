@@ -77,3 +77,66 @@ deletion/insertion with {evaluation["steps"]} steps, deletion baseline {html.esc
 <h2>Mean curves</h2>{_svg(deletion, "deletion: class probability vs fraction removed")}
 {_svg(insertion, "insertion: class probability vs fraction revealed")}{sanity_html}
 <h2>Overlays</h2><table>{"".join(grid)}</table></body></html>"""
+
+
+def _difference(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """cand - ref in [-1, 1] as [0, 1] around 0.5 for the diverging colormap (red: the candidate
+    looks there more, blue: less)."""
+    return np.clip(0.5 + 0.5 * (cand - ref), 0, 1)
+
+
+def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], labels=None) -> str:
+    """HTML for a compare() dict: verdict, per-layer summary, layer matching, and per image (worst
+    first) the reference and candidate overlays side by side with their difference."""
+    name = (lambda t: labels[t] if labels else str(t))
+    index = {path: i for i, path in enumerate(str(p) for p in result.get("image_order", []))}
+    pairs = [(m["reference"], m["candidate"]) for m in result["matching"]]
+    layer_rows = []
+    for (r, c), m in zip(pairs, result["matching"]):
+        s = result["summary"]["layers"][r]
+        layer_rows.append(f"<tr><td>{html.escape(r)}</td><td>{html.escape(c)}</td><td>{m['how']}</td>"
+                          f"<td>{s['activation_pearson']:.3f}</td><td>{s['mean_pearson']:.3f} / {s['min_pearson']:.3f}</td>"
+                          f"<td>{s['mean_spearman']:.3f} / {s['min_spearman']:.3f}</td>"
+                          f"<td>{s['mean_iou']:.3f} / {s['min_iou']:.3f}</td></tr>")
+    image_rows = []
+    for row in result["images"]:
+        i = index[row["image"]]
+        view = views[i]
+        top1 = (f"{row['reference_top1']} {html.escape(name(row['reference_top1']))}" if row["top1_agrees"] else
+                f"<b>{row['reference_top1']} {html.escape(name(row['reference_top1']))} → "
+                f"{row['candidate_top1']} {html.escape(name(row['candidate_top1']))}</b>")
+        for k, (r, c) in enumerate(pairs):
+            a, b = ref_res.maps[r][i], cand_res.maps[c][i]
+            f = row["layers"][r]
+            head = (f'<td rowspan="{len(pairs)}"><img src="{_png(view)}"><br>{html.escape(row["image"].split("/")[-1])}'
+                    f'<br>agreement {row["agreement"]:.3f}</td>') if k == 0 else ""
+            image_rows.append(
+                f"<tr>{head}<td><img src=\"{_png(overlay(view, a))}\"></td><td><img src=\"{_png(overlay(view, b))}\"></td>"
+                f"<td><img src=\"{_png(overlay(view, _difference(a, b), alpha=0.7, diverging=True))}\"></td>"
+                f"<td style='text-align:left'>layer {html.escape(r)}<br>Pearson {f['pearson']:.3f} · Spearman "
+                f"{f['spearman']:.3f} · top-{result['top_percent']:g}% IoU {f['iou']:.3f}<br>top-1 {top1}<br>"
+                f"explained class {row['target']} ({html.escape(name(row['target']))}): score "
+                f"{row['score_delta']:+.3f}, probability {row['probability_delta']:+.4f}</td></tr>")
+    matches = "".join(f"<tr><td>{html.escape(m['reference'])}</td><td>{html.escape(m['candidate'] or '–')}</td>"
+                      f"<td>{m['how']}</td></tr>" for m in result["all_matches"])
+    verdict = (f'<p style="font-size:16px;color:{"#080" if result["passed"] else "#b00"}"><b>'
+               f'{html.escape(result["verdict"])}</b></p>') if "verdict" in result else ""
+    s = result["summary"]
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>onnxcam comparison</title>
+<style>body{{font-family:sans-serif;margin:20px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:center;font-size:13px}}</style></head><body>
+<h1>onnxcam comparison</h1>{verdict}
+<p>reference {html.escape(result["reference"])}<br>candidate {html.escape(result["candidate"])}<br>
+method {html.escape(result["method"])} · {len(result["images"])} images · providers
+{html.escape(result["provider"]["reference"])} / {html.escape(result["provider"]["candidate"])} ·
+top-1 agreement {s["top1_agreement"]:.0%} · max |score change| {s["max_abs_score_delta"]:.3f} ·
+mean |change of the explained score| {s["mean_abs_target_score_delta"]:.3f}</p>
+<table><tr><th>reference layer</th><th>candidate layer</th><th>matched</th><th>activation Pearson</th>
+<th>map Pearson mean / min</th><th>map Spearman mean / min</th><th>top-{result["top_percent"]:g}% IoU mean / min</th></tr>
+{"".join(layer_rows)}</table>
+<h2>Images, least agreement first</h2>
+<p>Difference map: red where the candidate's heatmap is higher, blue where it is lower, white where they agree.</p>
+<table><tr><th>image</th><th>reference</th><th>candidate</th><th>difference</th><th>figures</th></tr>
+{"".join(image_rows)}</table>
+<details><summary>Layer matching for every reference layer</summary><table>
+<tr><th>reference</th><th>candidate</th><th>how</th></tr>{matches}</table></details></body></html>"""

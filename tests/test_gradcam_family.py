@@ -92,11 +92,60 @@ def test_fp16_build_gradients(lite0, lite0_variants):
     assert min(np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1] for i in range(2)) >= 0.99
 
 
-def test_dynamic_int8_build_says_why_gradients_fail(lite0, lite0_variants):
+def _dequantized(proto, node, weight_index=1, channel_axis=0):
+    """sw * (W - zw) of an integer op from the initializers (the quantizer names the weight's
+    scale <weight>_scale next to <weight>_quantized)."""
+    from onnx import numpy_helper
+    inits = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in proto.graph.initializer}
+    name = node.input[weight_index]
+    w, zp = inits[name], inits[node.input[weight_index + 2]]
+    scale = inits[name.replace("_quantized", "_scale")]
+    shape = [1] * w.ndim
+    shape[channel_axis] = -1
+    per_channel = lambda v: np.reshape(v, shape) if np.size(v) > 1 else v  # noqa: E731
+    return (w - per_channel(zp)) * per_channel(scale)
+
+
+def test_dynamic_int8_gradients_are_the_straight_through_estimate(lite0, lite0_variants):
+    """Dynamic INT8 (DynamicQuantizeLinear -> ConvInteger/MatMulInteger -> Cast -> Mul -> Add):
+    the gradient is the float VJP with dequantized weights, exactly. At the head: GAP + FC gives
+    dS/dA = W_fc[:, t] / 49 everywhere; one layer earlier the 1x1 ConvInteger and the ReLU6 mask
+    (read from the candidate's own forward) come in."""
     ex = onnxcam.Explainer(lite0_variants["int8_dynamic"], preprocess=lite0.preprocess)
-    x = onnxcam.load_images(photo_paths(1), lite0.preprocess)
-    with pytest.raises(onnxcam.OnnxCamError, match=r"integer-only (ConvInteger|MatMulInteger|DynamicQuantizeLinear) node"):
-        ex.explain(x, method="gradcam")
+    proto = ex.model.proto
+    fc = next(n for n in proto.graph.node if n.op_type == "MatMulInteger")
+    head = [n for n in proto.graph.node if n.op_type == "ConvInteger"][-1]
+    w_fc = _dequantized(proto, fc, channel_axis=1)            # [1280, 1000]
+    w_head = _dequantized(proto, head)[:, :, 0, 0]            # [1280, 320]
+    x = onnxcam.load_images([p for p in photo_paths() if p.stem in ("chelsea", "coffee")], lite0.preprocess)
+    inner, outer = "/_blocks.15/_project_conv/Conv_output_0", "/_swish_1/Clip_output_0"
+    _, t, acts, grads = ex.gradients(x, [inner, outer])
+    expect_outer = np.broadcast_to((w_fc[:, t].T / 49.0)[:, :, None, None], grads[outer].shape)
+    np.testing.assert_allclose(grads[outer], expect_outer, rtol=1e-5, atol=1e-9)
+    inside = (acts[outer] > 0) & (acts[outer] < 6)             # ReLU6 passes strictly inside
+    expect_inner = np.einsum("ck,nchw->nkhw", w_head, expect_outer * inside)
+    np.testing.assert_allclose(grads[inner], expect_inner, rtol=1e-4, atol=1e-7)
+    res = ex.explain(x, method="gradcam", target=t)           # and the method runs end to end
+    assert np.isfinite(res.maps[outer]).all() and res.maps[outer].max() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_qoperator_int8_says_what_to_do(tmp_path):
+    """QOperator-format quantization (QLinearConv ...) keeps every feature map in uint8: there is
+    nothing float to explain, and the error says which format works."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    src, dst = tmp_path / "small.onnx", tmp_path / "small_qop.onnx"
+    import onnx
+    onnx.save(small_cnn(head="gap"), src)
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"x": random_images(1, (3, 32, 32), seed=s)} for s in range(4)])
+        def get_next(self):
+            return next(self.items, None)
+    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QOperator)
+    ex = onnxcam.Explainer(dst)
+    with pytest.raises(onnxcam.OnnxCamError, match=r"all integer \(QOperator.*QuantFormat.QDQ"):
+        ex.explain(random_images(1, (3, 32, 32)), method="gradcam")
 
 
 @pytest.mark.slow

@@ -22,20 +22,28 @@ from .expose import SCORES, add_scores, as_float, elem_types, prune, set_outputs
 from .rules import RULES
 
 SEED = "onnxcam/seed"
-# Ops of dynamically quantized / QOperator graphs that compute in integers: no derivative exists.
-INTEGER_ONLY = {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul",
-                "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool"}
+# QOperator-format ops compute from integers to integers with fused requantization: no rule yet
+# (dynamic INT8's DynamicQuantizeLinear/ConvInteger/MatMulInteger have straight-through rules).
+INTEGER_ONLY = {"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool",
+                "QLinearConcat", "QLinearAveragePool", "QLinearLeakyRelu", "QLinearSigmoid"}
+# Integer outputs that carry a straight-through cotangent (rules/quantization.py).
+_CARRIES = {"QuantizeLinear", "ConvInteger", "MatMulInteger"}
 _FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
            onnx.TensorProto.BFLOAT16}
 
 
 def _live_tensors(model: onnx.ModelProto, sources: list[str], types: dict) -> set[str]:
     """Float tensors that depend on any source. Integer outputs (Shape, ArgMax, ...) carry no
-    gradient, except QuantizeLinear's, which the straight-through rule passes on to DequantizeLinear."""
+    gradient, except those of quantized ops, which the straight-through rules pass on. Of
+    DynamicQuantizeLinear only the quantized tensor is live: its run-time scale and zero point
+    are constants to the straight-through estimator."""
     live = set(sources)
     for node in model.graph.node:
         if any(i in live for i in node.input):
-            carries = node.op_type == "QuantizeLinear"
+            if node.op_type == "DynamicQuantizeLinear":
+                live.add(node.output[0])
+                continue
+            carries = node.op_type in _CARRIES
             live.update(o for o in node.output
                         if carries or types.get(o, onnx.TensorProto.FLOAT) in _FLOATS)
     return live
@@ -82,8 +90,9 @@ def append_backward(model: onnx.ModelProto, score: str, seed: str, sources: list
     integer = next((n for n in reversed(path) if n.op_type in INTEGER_ONLY), None)
     if integer is not None:
         raise OnnxCamError(f"the path from layer {ctx.layer!r} to the score runs through integer-only "
-                           f"{integer.op_type} node {integer.name!r} (a dynamically quantized model): it "
-                           "has no gradient; use scorecam or eigencam, or explain the FP32 or QDQ model")
+                           f"{integer.op_type} node {integer.name!r} (QOperator-format quantization), "
+                           "which has no gradient rule; use scorecam or eigencam, or quantize in QDQ "
+                           "format (quantize_static(..., quant_format=QuantFormat.QDQ))")
     for node in path:
         outs = [total(o) for o in node.output]
         if all(g is None for g in outs):

@@ -33,11 +33,32 @@ class RuleContext:
                 self.types[node.output[0]] = node.attribute[0].t.data_type
         self.layer = layer
         self._shape_nodes: dict[str, str] = {}
+        self._producers = {o: n for n in model.graph.node for o in n.output}
+        self._folded: dict[str, np.ndarray | None] = {}
 
     # ----- facts about the forward graph
     def const(self, name: str) -> np.ndarray | None:
         t = self.consts.get(name)
         return None if t is None else numpy_helper.to_array(t)
+
+    def folded(self, name: str, depth: int = 0) -> np.ndarray | None:
+        """A tensor's value when it is computed from constants only (weights behind
+        DequantizeLinear in QDQ graphs, or behind a Cast in FP16 graphs), run once at build time;
+        None when it depends on the input."""
+        value = self.const(name)
+        if value is not None or not name:
+            return value
+        if name not in self._folded:
+            node = self._producers.get(name)
+            result = None
+            if node is not None and depth < 8 and len(node.output) == 1 and not any(
+                    a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+                inputs = [self.folded(i, depth + 1) if i else None for i in node.input]
+                if all(v is not None for v, i in zip(inputs, node.input) if i):
+                    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+                    result = self.evaluate(node.op_type, inputs, **attrs)
+            self._folded[name] = result
+        return self._folded[name]
 
     def shape(self, name: str) -> tuple:
         return self.shapes.get(name, ())
@@ -69,7 +90,7 @@ class RuleContext:
         vis = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
                for n, a in zip(names, inputs) if a is not None]
         node = helper.make_node(op_type, names, ["y"], **attrs)
-        out = helper.make_tensor_value_info("y", vis[0].type.tensor_type.elem_type, None)
+        out = helper.make_empty_tensor_value_info("y")  # its type is inferred (Cast changes it)
         graph = helper.make_graph([node], "probe", vis, [out])
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.b.opset)])
         model.ir_version = self.model.ir_version  # what this onnxruntime already accepted
@@ -113,6 +134,10 @@ class RuleContext:
         self.shapes[name] = tuple(arr.shape)
         self.types[name] = self.types.get(like, onnx.TensorProto.FLOAT)
         return name
+
+    def float32(self, value: np.ndarray, hint="const") -> str:
+        """A new float32 constant (gradients of integer tensors are float32)."""
+        return self.tensor(np.ascontiguousarray(value, np.float32), "", hint)
 
     def shape_of(self, name: str) -> str:
         if name not in self._shape_nodes:

@@ -11,6 +11,21 @@ import onnx
 from .._runtime import import_onnxruntime
 
 
+# Ops whose result for one image depends on the other images of the batch.
+BATCH_COUPLED = {"DynamicQuantizeLinear": "dynamic quantization takes its activation ranges over the "
+                                          "whole batch"}
+
+
+def batching_problem(model: onnx.ModelProto, input_name: str, input_dims: list[int]) -> str | None:
+    """Why the model must be run one image at a time, or None when batches are safe."""
+    for node in model.graph.node:
+        if node.op_type in BATCH_COUPLED:
+            return f"{BATCH_COUPLED[node.op_type]} ({node.op_type} node {node.name!r})"
+    if not verify_batching(model, input_name, input_dims):
+        return "the model does not run batches correctly"
+    return None
+
+
 def verify_batching(model: onnx.ModelProto, input_name: str, input_dims: list[int]) -> bool:
     ort = import_onnxruntime()
     opts = ort.SessionOptions()

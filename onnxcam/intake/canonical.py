@@ -66,6 +66,27 @@ def make_batch_symbolic(model: onnx.ModelProto) -> int | None:
     return static
 
 
+def float32_input(model: onnx.ModelProto, name: str) -> bool:
+    """Give a float16 image input a float32 interface (a Cast to float16 right behind it), so every
+    graph we build is fed float32 like any other model. Returns True when it changed the model."""
+    vi = next((i for i in graph_inputs(model) if i.name == name), None)
+    if vi is None or vi.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16:
+        return False
+    inner = f"{name}/onnxcam_fp16"
+    for node in model.graph.node:
+        for k, i in enumerate(node.input):
+            if i == name:
+                node.input[k] = inner
+    for out in model.graph.output:
+        if out.name == name:
+            raise OnnxCamError(f"the image input {name!r} is also a graph output; not a classifier")
+    cast = onnx.helper.make_node("Cast", [name], [inner], name="onnxcam/input_to_fp16",
+                                 to=onnx.TensorProto.FLOAT16)
+    model.graph.node.insert(0, cast)
+    vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    return True
+
+
 def _downstream_of_inputs(model: onnx.ModelProto) -> set[str]:
     live = {i.name for i in graph_inputs(model)}
     for node in model.graph.node:  # exported graphs are topologically sorted

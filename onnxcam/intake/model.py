@@ -10,7 +10,7 @@ import onnx
 from ..errors import OnnxCamError
 from . import canonical
 from .catalog import NCHW, NHWC, LayerInfo, build_catalog, choose_auto, tensor_shapes
-from .batching import verify_batching
+from .batching import batching_problem
 from .loading import load_model
 
 # Final activations whose input is the score we explain by default (probabilities saturate).
@@ -39,6 +39,11 @@ class Model:
         """Resolve a layer name (or 'auto'); unknown names list the close matches."""
         if name == "auto":
             if self.auto_layer is None:
+                if any(n.op_type.startswith("QLinear") for n in self.proto.graph.node):
+                    raise OnnxCamError("this model's feature maps are all integer (QOperator-format "
+                                       "quantization: QLinearConv ...); quantize in QDQ format "
+                                       "(quantize_static(..., quant_format=QuantFormat.QDQ)) or explain "
+                                       "the FP32 model")
                 raise OnnxCamError("this model has no 4-D feature tensor with spatial extent to explain")
             return self.auto_layer
         for layer in self.layers:
@@ -171,7 +176,9 @@ def load(source, score: str = "logits", image_size=None) -> Model:
         notes.append(f"upgraded opset {old} -> {canonical.TARGET_OPSET}")
     canonical.drop_value_info(proto)
     static = canonical.make_batch_symbolic(proto)
-    _find_image_input(proto, image_size)  # fails early, and fixes dynamic H, W before folding
+    name, _, _ = _find_image_input(proto, image_size)  # fails early, fixes dynamic H, W before folding
+    if canonical.float32_input(proto, name):
+        notes.append("the model takes float16 images: fed float32 through a Cast")
     patched = canonical.patch_batch_constants(proto, static)
     if patched:
         notes.append(f"patched {patched} Reshape(s) that hard-coded batch {static}")
@@ -191,9 +198,10 @@ def load(source, score: str = "logits", image_size=None) -> Model:
         notes.append(f"explaining the input of the final {act} (pre-activation score)")
     layers = build_catalog(proto, input_name, layout)
     c, h, w = image_shape
-    batchable = verify_batching(proto, input_name, [c, h, w] if layout == NCHW else [h, w, c])
-    if not batchable:
-        notes.append("the model does not run batches correctly: explaining image by image")
+    problem = batching_problem(proto, input_name, [c, h, w] if layout == NCHW else [h, w, c])
+    batchable = problem is None
+    if problem:
+        notes.append(f"{problem}: explaining image by image")
     return Model(proto, input_name, layout, image_shape, output_name, score_name, act, k,
                  layers, choose_auto(proto, layers), batchable=batchable, notes=notes,
                  first_linear=_first_linear(proto, input_name))

@@ -8,14 +8,7 @@ import cv2
 import numpy as np
 
 from ..graph.randomize import parametric_layers, randomized
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra = np.argsort(np.argsort(a.ravel(), kind="stable"), kind="stable").astype(np.float64)
-    rb = np.argsort(np.argsort(b.ravel(), kind="stable"), kind="stable").astype(np.float64)
-    if ra.std() == 0 or rb.std() == 0:
-        return 0.0
-    return float(np.corrcoef(ra, rb)[0, 1])
+from .agreement import spearman
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import onnx
+
 from .registry import registry
 
 RULES, rule = registry()
@@ -19,9 +21,16 @@ def identity(ctx, node, g, wants):
     return [g[0]] + [None] * (len(node.input) - 1)
 
 
+_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                onnx.TensorProto.BFLOAT16}
+
+
 @rule("Cast")
 def cast(ctx, node, g, wants):
-    return [ctx.op("Cast", [g[0]], to=ctx.types.get(node.input[0], 1))]
+    """The cotangent takes the input's float type; an integer input (the int32 output of
+    ConvInteger/MatMulInteger) keeps a float32 cotangent (straight-through, see quantization.py)."""
+    source = ctx.types.get(node.input[0], onnx.TensorProto.FLOAT)
+    return [ctx.op("Cast", [g[0]], to=source if source in _FLOAT_TYPES else onnx.TensorProto.FLOAT)]
 
 
 @rule("Relu")

@@ -110,12 +110,12 @@ def _divide(ctx, r, z, eps):
 
 def _linear_parts(ctx, node):
     x, w = node.input[:2]
-    weight = ctx.const(w)
+    weight = ctx.folded(w)
     if weight is None:
-        ctx.fail(node, "LRP needs constant weights (fold DequantizeLinear of weights first)")
+        ctx.fail(node, "LRP needs weights that do not depend on the input")
     bias = None
     if len(node.input) > 2 and node.input[2]:
-        bias = ctx.const(node.input[2])
+        bias = ctx.folded(node.input[2])
         if bias is None:
             ctx.fail(node, "LRP needs a constant bias")
     return x, weight.astype(np.float64), None if bias is None else bias.astype(np.float64)
@@ -280,8 +280,17 @@ def relevance_rules(composite: Composite, first_linear: str | None, bounds=None,
     table.update({op: (lambda ctx, node, r, wants: _z_rule(ctx, node, r[0], wants, composite))
                   for op in Z_RULE})
     table["Mul"] = lambda ctx, node, r, wants: _mul(ctx, node, r[0], wants)
+    table["Cast"] = GRADIENT_RULES["Cast"]  # relevance passes unchanged, in the input's float type
+    for op in ("ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"):
+        table[op] = _dynamic_int8
     table["Div"] = lambda ctx, node, r, wants: [r[0], None]
     return table
+
+
+def _dynamic_int8(ctx, node, r, wants):
+    ctx.fail(node, "LRP rules act on a whole linear layer, and dynamic INT8 splits each one into "
+             "DynamicQuantizeLinear, an integer op and a rescaling Mul/Add; explain the FP32 or the "
+             "static (QDQ) INT8 build with LRP, or use a gradient method (gradcam, ...) on this one")
 
 
 def _composites() -> dict[str, Composite]:

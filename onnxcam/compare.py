@@ -1,0 +1,139 @@
+"""`onnxcam.compare`: does a deployed build (FP16, INT8, another exporter) look where the reference looks?
+
+Both models see the same images, preprocessed the reference's way; both explain the *reference's*
+class for each image (its top-1 unless a target is given), so the maps answer the same question.
+Layers are matched structurally (intake/matching.py). Per image and layer: Pearson, Spearman and
+top-k% IoU of the two heatmaps; per image: top-1 agreement and the change of the explained score.
+A gate (`fail_under` on one figure) turns this into a pass/fail check for CI.
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from .errors import OnnxCamError
+from .explainer import Explainer
+from .intake.matching import counterpart, match_layers
+from .metrics.agreement import map_agreement, pearson
+from .methods.scorecam import softmax
+from .preprocess import PreprocessSpec, load_images
+
+GATES = ("pearson", "spearman", "iou", "top1")
+
+
+def _explainer(model, providers, preprocess, **kw) -> Explainer:
+    return model if isinstance(model, Explainer) else Explainer(model, providers=providers,
+                                                                preprocess=preprocess, **kw)
+
+
+def _activation_agreement(ref: Explainer, cand: Explainer, x_ref, x_cand, pairs) -> dict[str, float]:
+    """Pearson of the matched activations over all images: a wrong match or a broken layer shows
+    here before it shows in the maps."""
+    _, a = ref.forward(x_ref, [r for r, _ in pairs])
+    _, b = cand.forward(x_cand, [c for _, c in pairs])
+    out = {}
+    for r, c in pairs:
+        if a[r].shape != b[c].shape:
+            raise OnnxCamError(f"matched layers have different shapes: reference {r} {a[r].shape[1:]}, "
+                               f"candidate {c} {b[c].shape[1:]}; fix the match with --match")
+        out[r] = pearson(a[r], b[c])
+    return out
+
+
+def compare(reference, candidate, images, method: str = "gradcam", layers="auto", match=None,
+            target=None, top_percent: float = 20.0, fail_under: float | None = None,
+            gate: str = "pearson", options: dict | None = None, providers=None, preprocess=None,
+            results: dict | None = None, **explainer_args) -> dict:
+    """Compare the explanations of `candidate` with those of `reference` on `images` (paths).
+
+    reference / candidate: paths, ModelProtos or Explainers. layers: reference layers ("auto",
+    names, "all"); match: {reference layer: candidate layer} overrides. gate: the figure
+    `fail_under` applies to ("pearson", "spearman", "iou": mean over images and layers; "top1":
+    top-1 agreement). Returns a JSON-ready dict; `results`, if given, receives both Results and
+    the images' views under "reference", "candidate", "views".
+    """
+    if gate not in GATES:
+        raise OnnxCamError(f"gate must be one of {', '.join(GATES)}, got {gate!r}")
+    if not 0 < top_percent <= 100:
+        raise OnnxCamError(f"top_percent must be in (0, 100], got {top_percent}")
+    ref = _explainer(reference, providers, preprocess, **explainer_args)
+    # the candidate reads the images the reference's way (only the layout is its own)
+    same_way = {f.name: getattr(ref.preprocess, f.name) for f in fields(PreprocessSpec) if f.name != "layout"}
+    cand = _explainer(candidate, providers, same_way, **explainer_args)
+    if cand.model.num_classes != ref.model.num_classes:
+        raise OnnxCamError(f"the reference has {ref.model.num_classes} classes and the candidate "
+                           f"{cand.model.num_classes}: they are not builds of one classifier")
+    paths = [Path(p) for p in images]
+    x_ref, views = load_images(paths, ref.preprocess, return_views=True)
+    x_cand = x_ref if cand.preprocess == ref.preprocess else load_images(paths, cand.preprocess)
+    matches = match_layers(ref.model, cand.model, match)
+    ref_layers = [l.name for l in ref.model.resolve_layers(layers)]
+    pairs = [(r, counterpart(matches, r)) for r in ref_layers]
+    options = options or {}
+
+    a = ref.explain(x_ref, method=method, layers=ref_layers, target=target, **options)
+    b = cand.explain(x_cand, method=method, layers=[c for _, c in pairs], target=a.target, **options)
+    acts = _activation_agreement(ref, cand, x_ref, x_cand, pairs)
+    if results is not None:
+        results.update(reference=a, candidate=b, views=views, labels=ref.labels)
+
+    pa, pb = softmax(a.logits), softmax(b.logits)
+    per_image = []
+    for i, path in enumerate(paths):
+        t = int(a.target[i])
+        row = {"image": str(path), "target": t, "reference_top1": int(a.logits[i].argmax()),
+               "candidate_top1": int(b.logits[i].argmax()),
+               "score_delta": float(b.logits[i, t] - a.logits[i, t]),
+               "probability_delta": float(pb[i, t] - pa[i, t]),
+               "max_abs_score_delta": float(np.abs(b.logits[i] - a.logits[i]).max()),
+               "layers": {r: map_agreement(a.maps[r][i], b.maps[c][i], top_percent) for r, c in pairs}}
+        row["top1_agrees"] = row["reference_top1"] == row["candidate_top1"]
+        per_image.append(row)
+
+    summary = {"top1_agreement": float(np.mean([r["top1_agrees"] for r in per_image])),
+               "max_abs_score_delta": float(max(r["max_abs_score_delta"] for r in per_image)),
+               "mean_abs_target_score_delta": float(np.mean([abs(r["score_delta"]) for r in per_image])),
+               "layers": {}}
+    for r, c in pairs:
+        figures = {k: [img["layers"][r][k] for img in per_image] for k in ("pearson", "spearman", "iou")}
+        summary["layers"][r] = {"candidate": c, "activation_pearson": acts[r],
+                                **{f"mean_{k}": float(np.mean(v)) for k, v in figures.items()},
+                                **{f"min_{k}": float(np.min(v)) for k, v in figures.items()}}
+
+    def image_figure(row):
+        if gate == "top1":
+            return float(row["top1_agrees"])
+        return float(np.mean([row["layers"][r][gate] for r, _ in pairs]))
+
+    for row in per_image:
+        row["agreement"] = image_figure(row)
+    per_image.sort(key=lambda row: row["agreement"])  # worst first
+    value = float(np.mean([row["agreement"] for row in per_image]))
+    out = {"reference": ref.source, "candidate": cand.source, "method": method,
+           "image_order": [str(p) for p in paths],
+           "provider": {"reference": a.provider, "candidate": b.provider},
+           "top_percent": top_percent, "gate": gate, "agreement": value,
+           "matching": [matches[r].as_dict() for r in ref_layers],
+           "all_matches": [m.as_dict() for m in matches.values()],
+           "summary": summary, "images": per_image, "notes": sorted(set(a.notes + b.notes))}
+    if fail_under is not None:
+        out["fail_under"] = fail_under
+        out["passed"] = value >= fail_under
+        out["verdict"] = verdict(out)
+    return out
+
+
+def verdict(result: dict) -> str:
+    """One line for a CI log: pass/fail, the gated figure, and the worst image."""
+    gate, value = result["gate"], result["agreement"]
+    worst = result["images"][0]
+    name = {"pearson": "map Pearson", "spearman": "map Spearman", "iou": f"top-{result['top_percent']:g}% IoU",
+            "top1": "top-1 agreement"}[gate]
+    status = "PASS" if result.get("passed", True) else "FAIL"
+    sign = ">=" if result.get("passed", True) else "<"
+    threshold = f" {sign} {result['fail_under']:.3f}" if "fail_under" in result else ""
+    return (f"{status}: mean {name} {value:.3f}{threshold} ({result['method']}, "
+            f"{len(result['images'])} images; top-1 agreement {result['summary']['top1_agreement']:.0%}; "
+            f"worst image {Path(worst['image']).name} at {worst['agreement']:.3f})")

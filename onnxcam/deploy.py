@@ -1,0 +1,163 @@
+"""A deployable explainer: one standalone ONNX model that returns the logits and the heatmap.
+
+The explain graph the engine already builds (forward + backward to one layer, or the Relevance-CAM
+relevance graph) gets the method's last steps appended as standard ops: channel weights, weighted
+sum, ReLU, min-max, bilinear resize to the input size (half-pixel, as cv2.INTER_LINEAR) and min-max
+again, in the method's own normalization order (postprocess.py). The result runs wherever the model
+runs: onnxruntime on servers, mobile or web, with no Python. Its heatmap equals `Explainer.explain`
+(tested to 1e-5); the numpy forms of the same formulas live in methods/.
+
+Outputs: `logits` [N, K] (the explained score), `heatmap` [N, H, W] in [0, 1], `class` [N] (the
+explained class). The explained class is each image's top-1, or, with target="input", an int64
+input `target_class` [N].
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from .errors import OnnxCamError
+from .graph.backward import SEED, gradient_graph
+from .graph.builder import GraphBuilder
+from .graph.expose import SCORES, prune, set_outputs
+from .postprocess import EPS
+
+EXPORTABLE = {"gradcam": "relu_minmax_resize", "hirescam": "relu_minmax_resize",
+              "relevancecam": "minmax_resize"}
+TARGET_INPUT = "target_class"
+OUTPUTS = ("logits", "heatmap", "class")
+
+
+def _free_names(model: onnx.ModelProto, names) -> None:
+    """Rename tensors of the model that carry one of our input/output names (many models call
+    their output `logits`): names must be unique in a graph."""
+    taken = set(names)
+    graph = model.graph
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            if name in taken:
+                node.input[k] = f"{name}/model"
+        for k, name in enumerate(node.output):
+            if name in taken:
+                node.output[k] = f"{name}/model"
+    for vi in list(graph.output) + list(graph.value_info) + list(graph.input):
+        if vi.name in taken:
+            vi.name = f"{vi.name}/model"
+    for t in graph.initializer:
+        if t.name in taken:
+            t.name = f"{t.name}/model"
+
+
+def _minmax(b: GraphBuilder, x: str) -> str:
+    lo = b.reduce("ReduceMin", x, [2, 3], keepdims=1)
+    hi = b.reduce("ReduceMax", x, [2, 3], keepdims=1)
+    span = b.op("Add", [b.op("Sub", [hi, lo]), b.const(np.float32(EPS), "eps")])
+    return b.op("Div", [b.op("Sub", [x, lo]), span], hint="minmax")
+
+
+def _resize(b: GraphBuilder, x: str, size: tuple[int, int]) -> str:
+    batch_channels = b.op("Slice", [b.op("Shape", [x]), b.const(np.array([0], np.int64)),
+                                    b.const(np.array([2], np.int64))])
+    sizes = b.op("Concat", [batch_channels, b.const(np.array(size, np.int64), "size")], axis=0)
+    return b.op("Resize", [x, "", "", sizes], hint="upsampled", mode="linear",
+                coordinate_transformation_mode="half_pixel")
+
+
+def _head(b: GraphBuilder, method: str, acts: str, grads: str, size: tuple[int, int]) -> str:
+    """Raw map [N, 1, h, w] from activations and gradients (or relevances), then normalized."""
+    if method == "hirescam":
+        raw = b.reduce("ReduceSum", b.op("Mul", [grads, acts]), [1], keepdims=1, hint="hirescam")
+    else:  # gradcam and relevancecam: w_k = spatial mean of dS/dA_k (or of R_k)
+        weights = b.reduce("ReduceMean", grads, [2, 3], keepdims=1, hint="channel_weights")
+        raw = b.reduce("ReduceSum", b.op("Mul", [weights, acts]), [1], keepdims=1, hint="cam")
+    if EXPORTABLE[method] == "relu_minmax_resize":
+        raw = b.op("Relu", [raw])
+    return _minmax(b, _resize(b, _minmax(b, raw), size))
+
+
+def _class_input(model: onnx.ModelProto, num_classes: int) -> None:
+    """Replace the float seed input [N, K] by an int64 class input [N] and an in-graph one-hot."""
+    seeds = [i for i in model.graph.input if i.name == SEED]
+    for vi in seeds:
+        model.graph.input.remove(vi)
+    model.graph.input.append(helper.make_tensor_value_info(TARGET_INPUT, onnx.TensorProto.INT64, ["N"]))
+    b = GraphBuilder(model)
+    b.op("OneHot", [TARGET_INPUT, b.const(np.array([num_classes], np.int64), "depth"),
+                    b.const(np.array([0.0, 1.0], np.float32), "onehot_values")], outputs=[SEED], axis=-1)
+    b.prepend_to(model.graph)
+
+
+def build_explainer_model(ex, method: str = "gradcam", layer="auto", target: str = "top1") -> onnx.ModelProto:
+    """The standalone explainer for an Explainer `ex` (see the module docstring)."""
+    if method not in EXPORTABLE:
+        raise OnnxCamError(f"export-explainer supports {', '.join(EXPORTABLE)}, not {method!r}")
+    if target not in ("top1", "input"):
+        raise OnnxCamError(f"target must be 'top1' or 'input', got {target!r}")
+    m = ex.model
+    chosen = m.layer(getattr(layer, "name", layer))
+    top1 = target == "top1"
+    if method == "relevancecam":
+        from .graph.rules.lrp import COMPOSITES, relevance_rules
+        depths = {n.output[0]: k for k, n in enumerate(m.proto.graph.node)}
+        rules = relevance_rules(COMPOSITES["relevance-cam"], m.first_linear, ex.box_bounds(), depths)
+        graph, carried = gradient_graph(m.proto, m.score_name, [chosen.name], top1, rules, "contrastive")
+    else:
+        graph, carried = gradient_graph(m.proto, m.score_name, [chosen.name], top1)
+    graph = copy.deepcopy(graph)
+    _free_names(graph, OUTPUTS + (TARGET_INPUT,))
+    if not top1:
+        _class_input(graph, m.num_classes)
+    acts, grads = carried[chosen.name]
+    b = GraphBuilder(graph)
+    if chosen.layout == "NHWC":
+        acts, grads = (b.op("Transpose", [t], perm=[0, 3, 1, 2]) for t in (acts, grads))
+    heat = _head(b, method, acts, grads, m.image_shape[1:])
+    b.op("Squeeze", [heat, b.const(np.array([1], np.int64), "axis")], outputs=["heatmap"])
+    b.op("Identity", [SCORES], outputs=["logits"])
+    b.op("ArgMax", [SEED], outputs=["class"], axis=1, keepdims=0)
+    b.append_to(graph.graph)
+    set_outputs(graph, list(OUTPUTS))
+    _type_outputs(graph, m.num_classes, m.image_shape[1:])
+    prune(graph.graph)
+    graph.graph.name = f"onnxcam_{method}"
+    graph.doc_string = (f"onnxcam {method} explainer at layer {chosen.name}: outputs logits [N, K], "
+                        f"heatmap [N, H, W] in [0, 1], class [N] ({'top-1' if top1 else 'input target_class'})")
+    del graph.graph.value_info[:]
+    _check(graph)
+    return graph
+
+
+def _type_outputs(model: onnx.ModelProto, k: int, size) -> None:
+    del model.graph.output[:]
+    model.graph.output.extend([
+        helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", k]),
+        helper.make_tensor_value_info("heatmap", onnx.TensorProto.FLOAT, ["N", *size]),
+        helper.make_tensor_value_info("class", onnx.TensorProto.INT64, ["N"])])
+
+
+def _check(model: onnx.ModelProto) -> None:
+    """Full checker (strict shape inference) and standard ops only: what any runtime accepts."""
+    custom = sorted({n.op_type for n in model.graph.node if n.domain not in ("", "ai.onnx")})
+    if custom:
+        raise OnnxCamError(f"the explainer would need non-standard ops {', '.join(custom)}; "
+                           "explain a model exported with standard ONNX ops")
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # noqa: BLE001 - report the checker's finding as one line
+        raise OnnxCamError(f"the exported explainer fails onnx.checker: {str(exc).splitlines()[0]}") from None
+
+
+def export_explainer(ex, path, method: str = "gradcam", layer="auto", target: str = "top1",
+                     overwrite: bool = False) -> Path:
+    """Write the standalone explainer to `path` (never over an existing file unless overwrite)."""
+    from .output import check_targets, write_bytes
+
+    path = Path(path)
+    check_targets([path], overwrite)
+    model = build_explainer_model(ex, method, layer, target)
+    write_bytes(path, model.SerializeToString())
+    return path
