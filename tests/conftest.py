@@ -47,9 +47,11 @@ def random_images(n: int, shape, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def lite0_variants(tmp_path_factory):
-    """FP16, static INT8 QDQ and dynamic INT8 builds of the bundled model (converters/quantize.py)."""
+    """FP16 (float32 or float16 I/O), static INT8 QDQ and dynamic INT8 builds of the bundled model
+    (converters/quantize.py)."""
     from quantize import to_fp16, to_int8_dynamic, to_int8_static
     out = tmp_path_factory.mktemp("quant")
     return {"fp16": to_fp16(LITE0, out / "fp16.onnx"),
+            "fp16_io": to_fp16(LITE0, out / "fp16_io.onnx", keep_io_types=False),
             "int8_static": to_int8_static(LITE0, out / "int8_static.onnx"),
             "int8_dynamic": to_int8_dynamic(LITE0, out / "int8_dynamic.onnx")}

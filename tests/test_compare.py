@@ -1,0 +1,237 @@
+"""Edge-deployment checks: layer matching across builds, `onnxcam compare`, and the exported explainer."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import onnxcam
+from onnxcam.cli import main
+from onnxcam.compare import compare
+from onnxcam.deploy import build_explainer_model
+from onnxcam.intake import load
+from onnxcam.intake.matching import match_layers
+from onnxcam.metrics import pearson, spearman, topk_iou
+from conftest import LITE0, photo_paths
+
+AUTO = "/_swish_1/Clip_output_0"
+# Known pairs (reference layer -> candidate layer) for the bundled model's builds (quantize.py).
+KNOWN = {
+    "fp16": {AUTO: "InsertedPrecisionFreeCast_" + AUTO,
+             "/_blocks.0/_project_conv/Conv_output_0": "InsertedPrecisionFreeCast_/_blocks.0/_project_conv/Conv_output_0"},
+    # QDQ drops the Clip after each Conv: the Conv's float output now carries the Clip's name,
+    # and the clipped tensor is the DequantizeLinear output
+    "int8_static": {"/_conv_stem/Conv_output_0": "/_swish/Clip_output_0",
+                    "/_swish/Clip_output_0": "/_swish/Clip_output_0_DequantizeLinear_Output",
+                    "/_blocks.14/Add_output_0": "/_blocks.14/Add_output_0",  # float Add, before its Q
+                    AUTO: AUTO + "_DequantizeLinear_Output"},
+    # dynamic INT8: ConvInteger -> Cast -> Mul(scale) -> Add(bias), the Add keeps the Conv's name
+    "int8_dynamic": {"/_conv_stem/Conv_output_0": "/_conv_stem/Conv_output_0", AUTO: AUTO},
+}
+
+
+def two_photos():
+    return [p for p in photo_paths() if p.stem in ("chelsea", "coffee")]
+
+
+@pytest.mark.parametrize("variant", ["fp16", "fp16_io", "int8_static", "int8_dynamic"])
+def test_every_layer_is_matched_one_to_one_and_known_pairs_hold(lite0, lite0_variants, variant):
+    cand = load(lite0_variants[variant])
+    matches = match_layers(lite0.model, cand)
+    assert all(m.candidate for m in matches.values()), [m for m in matches.values() if not m.candidate]
+    used = [m.candidate for m in matches.values()]
+    assert len(set(used)) == len(used) == len(lite0.layers) == 91
+    for ref, want in KNOWN.get(variant, KNOWN["fp16"] if variant == "fp16_io" else {}).items():
+        assert matches[ref].candidate == want, (ref, matches[ref])
+
+
+def test_matched_activations_agree_on_static_int8(lite0, lite0_variants):
+    """The matching is right by value, not only by name: every matched pair's activations
+    correlate (r >= 0.9; INT8 noise grows with depth)."""
+    cand = onnxcam.Explainer(lite0_variants["int8_static"], preprocess=lite0.preprocess)
+    matches = match_layers(lite0.model, cand.model)
+    x = onnxcam.load_images(two_photos(), lite0.preprocess)
+    names = [l.name for l in lite0.layers]
+    _, a = lite0.forward(x, names)
+    _, b = cand.forward(x, [matches[n].candidate for n in names])
+    worst = min((pearson(a[n], b[matches[n].candidate]), n) for n in names)
+    assert worst[0] >= 0.9, worst
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small"])
+def test_matching_across_the_two_pytorch_exporters(arch, export_dir):
+    """TorchScript and dynamo exports name every tensor differently and order branches their own
+    way; every layer still finds the tensor with the same values."""
+    pytest.importorskip("torchvision")
+    from export_torchvision import export
+    paths = [export(arch, export_dir / f"match_{arch}_{e}" / "model.onnx", exporter=e, size=112,
+                    seed=0, verify=False)[1] for e in ("torchscript", "dynamo")]
+    ex_ts, ex_dy = onnxcam.Explainer(paths[0]), onnxcam.Explainer(paths[1])
+    matches = match_layers(ex_ts.model, ex_dy.model)
+    x = onnxcam.load_images(photo_paths(1), ex_ts.preprocess)
+    names = [l.name for l in ex_ts.layers]
+    assert all(matches[n].candidate for n in names)
+    _, a = ex_ts.forward(x, names)
+    _, b = ex_dy.forward(x, [matches[n].candidate for n in names])
+    for n in names:
+        np.testing.assert_allclose(b[matches[n].candidate], a[n], rtol=1e-3, atol=1e-4, err_msg=n)
+    assert matches[ex_ts.model.auto_layer.name].candidate == ex_dy.model.auto_layer.name
+
+
+def test_user_overrides_win_and_bad_ones_are_one_line(lite0, lite0_variants):
+    cand = load(lite0_variants["fp16"])
+    other = "InsertedPrecisionFreeCast_/_conv_head/Conv_output_0"
+    m = match_layers(lite0.model, cand, {AUTO: other})
+    assert m[AUTO].candidate == other and m[AUTO].how == "user"
+    with pytest.raises(onnxcam.OnnxCamError, match="candidate has no layer 'nope'") as info:
+        match_layers(lite0.model, cand, {AUTO: "nope"})
+    assert "\n" not in str(info.value)
+
+
+def test_agreement_figures_by_hand():
+    a = np.array([[0.0, 0.0], [1.0, 3.0]])
+    b = np.array([[0.0, 1.0], [2.0, 2.0]])
+    # average ranks: a -> [0.5, 0.5, 2, 3], b -> [0, 1, 2.5, 2.5]
+    ra, rb = np.array([0.5, 0.5, 2, 3]), np.array([0, 1, 2.5, 2.5])
+    assert spearman(a, b) == pytest.approx(np.corrcoef(ra, rb)[0, 1])
+    assert pearson(a, b) == pytest.approx(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+    assert topk_iou(a, b, 25) == pytest.approx(0.5)   # {3.0 at (1,1)} vs the tied 2.0s {(1,0), (1,1)}
+    assert topk_iou(a, b, 50) == pytest.approx(1.0)   # both: the bottom row
+    flat = np.zeros((4, 4))
+    assert pearson(flat, a.repeat(2, 0).repeat(2, 1)) == 0.0 and pearson(flat, flat) == 1.0
+    assert spearman(flat, np.eye(4)) == 0.0 and topk_iou(flat, np.eye(4)) == 0.0
+
+
+def test_compare_figures_are_the_maps_figures(lite0, lite0_variants):
+    """The report's numbers are exactly the agreement of the two explain() results."""
+    results = {}
+    out = compare(LITE0, lite0_variants["int8_static"], two_photos(), method="gradcam", results=results,
+                  fail_under=0.9)
+    a, b = results["reference"], results["candidate"]
+    cand_layer = out["matching"][0]["candidate"]
+    assert out["matching"][0] == {"reference": AUTO, "candidate": AUTO + "_DequantizeLinear_Output",
+                                  "how": "structural"}
+    for row in out["images"]:
+        i = out["image_order"].index(row["image"])
+        f = row["layers"][AUTO]
+        assert f["pearson"] == pytest.approx(np.corrcoef(a.maps[AUTO][i].ravel(), b.maps[cand_layer][i].ravel())[0, 1], abs=1e-9)
+        assert f["iou"] == pytest.approx(topk_iou(a.maps[AUTO][i], b.maps[cand_layer][i], 20))
+        t = row["target"]
+        assert t == a.target[i] == b.target[i]          # both explain the reference's class
+        assert row["score_delta"] == pytest.approx(float(b.logits[i, t] - a.logits[i, t]))
+    assert [r["agreement"] for r in out["images"]] == sorted(r["agreement"] for r in out["images"])
+    assert out["passed"] and out["summary"]["layers"][AUTO]["mean_pearson"] >= 0.97
+    assert out["summary"]["top1_agreement"] == 1.0
+
+
+@pytest.mark.parametrize("variant,method,floor", [("fp16", "gradcam", 0.999), ("fp16_io", "relevancecam", 0.999),
+                                                  ("int8_static", "relevancecam", 0.95),
+                                                  ("int8_dynamic", "gradcam", 0.8),
+                                                  ("int8_dynamic", "scorecam", 0.8)])
+def test_compare_each_build(lite0, lite0_variants, variant, method, floor):
+    options = {"top_k": 64} if method == "scorecam" else {}
+    out = compare(LITE0, lite0_variants[variant], two_photos(), method=method, options=options)
+    layer = out["summary"]["layers"][AUTO]
+    assert layer["mean_pearson"] >= floor, layer
+    assert np.isfinite([layer[k] for k in layer if k != "candidate"]).all()
+
+
+def test_dynamic_int8_relevance_methods_say_why_not(lite0_variants):
+    with pytest.raises(onnxcam.OnnxCamError, match="dynamic INT8 splits each one"):
+        compare(LITE0, lite0_variants["int8_dynamic"], two_photos()[:1], method="relevancecam")
+
+
+def broken_copy(tmp_path):
+    """The bundled model with the last block's projection weights zeroed."""
+    model = onnx.load(LITE0)
+    conv = next(n for n in model.graph.node if n.output[0] == "/_blocks.15/_project_conv/Conv_output_0")
+    w = next(t for t in model.graph.initializer if t.name == conv.input[1])
+    w.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(w)), w.name))
+    path = tmp_path / "broken.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def test_cli_gate_fails_a_broken_candidate_and_passes_fp16(lite0_variants, tmp_path, capsys):
+    images = [str(p) for p in two_photos()]
+    out = tmp_path / "bad"
+    code = main(["compare", str(LITE0), str(broken_copy(tmp_path)), *images, "--fail-under", "0.9",
+                 "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith("onnxcam: FAIL: mean map Pearson 0.000 < 0.900")
+    report = json.loads((out / "comparison.json").read_text())
+    assert report["passed"] is False and report["summary"]["top1_agreement"] == 0.0
+    html = (out / "report.html").read_text()
+    assert "FAIL" in html and "difference" in html and html.count("<img") == 2 * 4
+    good = tmp_path / "good"
+    assert main(["compare", str(LITE0), str(lite0_variants["fp16"]), *images, "--fail-under", "0.99",
+                 "--gate", "iou", "--out", str(good)]) == 0
+    before = (good / "report.html").read_bytes()
+    assert main(["compare", str(LITE0), str(lite0_variants["fp16"]), *images, "--out", str(good)]) == 2
+    assert (good / "report.html").read_bytes() == before   # nothing overwritten without --overwrite
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_cli_match_override(lite0_variants, tmp_path, capsys):
+    layer = "/_blocks.15/_project_conv/Conv_output_0"
+    cand_layer = "InsertedPrecisionFreeCast_" + layer
+    code = main(["compare", str(LITE0), str(lite0_variants["fp16"]), str(two_photos()[0]), "--layers", layer,
+                 "--match", f"{layer}={cand_layer}", "--out", str(tmp_path / "o"), "--json"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["matching"] == [{"reference": layer, "candidate": cand_layer, "how": "user"}]
+
+
+# ----- the exported explainer
+
+def _run(model: onnx.ModelProto, feeds: dict):
+    import onnxruntime as ort
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "hirescam", "relevancecam"])
+def test_exported_explainer_equals_explain(lite0, method):
+    model = build_explainer_model(lite0, method)
+    onnx.checker.check_model(model, full_check=True)
+    assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"}
+    assert [o.name for o in model.graph.output] == ["logits", "heatmap", "class"]
+    x = onnxcam.load_images(photo_paths(3), lite0.preprocess)
+    logits, heat, cls = _run(model, {lite0.model.input_name: x})
+    res = lite0.explain(x, method=method)
+    np.testing.assert_allclose(heat, res.maps[AUTO], atol=1e-5)
+    np.testing.assert_allclose(logits, res.logits, atol=1e-5)
+    np.testing.assert_array_equal(cls, res.target)
+
+
+def test_exported_explainer_with_a_class_input_other_layouts_and_builds(lite0, lite0_variants):
+    from conftest import ROOT
+    x = onnxcam.load_images(photo_paths(2), lite0.preprocess)
+    targets = np.array([281, 504], np.int64)
+    model = build_explainer_model(lite0, "gradcam", "/_blocks.15/_swish_1/Clip_output_0", target="input")
+    _, heat, cls = _run(model, {lite0.model.input_name: x, "target_class": targets})
+    res = lite0.explain(x, method="gradcam", layers="/_blocks.15/_swish_1/Clip_output_0", target=targets)
+    np.testing.assert_allclose(heat, res.maps["/_blocks.15/_swish_1/Clip_output_0"], atol=1e-5)
+    np.testing.assert_array_equal(cls, targets)
+    keras = onnxcam.Explainer(ROOT / "tests" / "fixtures" / "keras_small_nhwc.onnx")   # NHWC layers
+    c, h, w = keras.model.image_shape
+    xk = np.random.default_rng(0).normal(size=(2, h, w, c)).astype(np.float32)
+    _, heat, _ = _run(build_explainer_model(keras, "hirescam"), {keras.model.input_name: xk})
+    np.testing.assert_allclose(heat, keras.explain(xk, method="hirescam").maps[keras.model.auto_layer.name], atol=1e-5)
+    q = onnxcam.Explainer(lite0_variants["int8_static"], preprocess=lite0.preprocess)
+    _, heat, _ = _run(build_explainer_model(q, "relevancecam"), {q.model.input_name: x})
+    np.testing.assert_allclose(heat, q.explain(x, method="relevancecam").maps[q.model.auto_layer.name], atol=1e-5)
+
+
+def test_export_explainer_cli(tmp_path, capsys):
+    out = tmp_path / "explain.onnx"
+    assert main(["export-explainer", str(LITE0), "--method", "hirescam", "-o", str(out)]) == 0
+    onnx.checker.check_model(str(out), full_check=True)
+    before = out.read_bytes()
+    assert main(["export-explainer", str(LITE0), "-o", str(out)]) == 2
+    assert out.read_bytes() == before and "already exists" in capsys.readouterr().err
+    with pytest.raises(SystemExit):   # argparse: scorecam cannot be computed in one graph run
+        main(["export-explainer", str(LITE0), "--method", "scorecam", "-o", str(tmp_path / "s.onnx")])
