@@ -2,7 +2,10 @@
 from .errors import OnnxCamError
 from .explainer import Explainer, Result
 from .evaluate import evaluate  # noqa: E402  (the function; the module stays importable by path)
+from .compare import compare  # noqa: E402  (likewise)
+from .deploy import build_explainer_model, export_explainer
 from .preprocess import PreprocessSpec, load_images
 
 __version__ = "0.1.0"
-__all__ = ["Explainer", "Result", "OnnxCamError", "PreprocessSpec", "evaluate", "load_images", "__version__"]
+__all__ = ["Explainer", "Result", "OnnxCamError", "PreprocessSpec", "evaluate", "compare", "export_explainer",
+           "build_explainer_model", "load_images", "__version__"]
