@@ -42,6 +42,12 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--memory-budget-mb", type=float, default=1024)
 
 
+def _add_output_flags(p: argparse.ArgumentParser, what: str = "print a machine-readable summary") -> None:
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace files that exist")
+    p.add_argument("--json", action="store_true", help=what)
+
+
 def _add_method_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", help="top1 (default), a class index, or one per image: 3,7,1")
     p.add_argument("--top-k", type=int, help="Score-CAM: keep the k channels of largest spatial variance")
@@ -281,8 +287,8 @@ def cmd_compare(args) -> int:
               f"{s['max_abs_score_delta']:.3f}")
         for ref_layer, row in s["layers"].items():
             print(f"  {ref_layer} -> {row['candidate']}: Pearson {row['mean_pearson']:.3f} (min "
-                  f"{row['min_pearson']:.3f}), Spearman {row['mean_spearman']:.3f}, IoU {row['mean_iou']:.3f}, "
-                  f"activations {row['activation_pearson']:.3f}")
+                  f"{row['min_pearson']:.3f}), Spearman {row['mean_spearman']:.3f}, IoU {row['mean_iou']:.3f}"
+                  + (f", activations {row['activation_pearson']:.3f}" if row["activation_pearson"] is not None else ""))
         print(f"wrote {targets[0]} and {targets[1]}")
     if "verdict" in result:
         print(f"onnxcam: {result['verdict']}", file=sys.stdout if result["passed"] else sys.stderr)
@@ -325,9 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--method", default="scorecam", choices=sorted(methods.REGISTRY))
     e.add_argument("--layer", nargs="+", default=["auto"], help="auto, all, or layer names")
     _add_method_flags(e)
-    e.add_argument("--out", required=True)
-    e.add_argument("--overwrite", action="store_true")
-    e.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    _add_output_flags(e)
     _add_preprocess_flags(e)
     _add_engine_flags(e)
     e.set_defaults(func=cmd_explain)
@@ -343,9 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-road", action="store_true", help="skip ROAD (MoRF/LeRF at 10..90 %%)")
     v.add_argument("--sanity", type=int, nargs="+", metavar="K",
                    help="also run the cascading randomization check with the top K layers random")
-    v.add_argument("--out", required=True)
-    v.add_argument("--overwrite", action="store_true")
-    v.add_argument("--json", action="store_true")
+    _add_output_flags(v)
     _add_preprocess_flags(v)
     _add_engine_flags(v)
     v.set_defaults(func=cmd_evaluate)
@@ -364,9 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--gate", choices=["pearson", "spearman", "iou", "top1"], default="pearson",
                    help="figure the gate checks: mean map Pearson (default), Spearman, IoU, or top-1 agreement")
     _add_method_flags(c)
-    c.add_argument("--out", required=True)
-    c.add_argument("--overwrite", action="store_true")
-    c.add_argument("--json", action="store_true")
+    _add_output_flags(c)
     _add_preprocess_flags(c)
     _add_engine_flags(c)
     c.set_defaults(func=cmd_compare)

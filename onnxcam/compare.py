@@ -75,7 +75,13 @@ def compare(reference, candidate, images, method: str = "gradcam", layers="auto"
 
     a = ref.explain(x_ref, method=method, layers=ref_layers, target=target, **options)
     b = cand.explain(x_cand, method=method, layers=[c for _, c in pairs], target=a.target, **options)
-    acts = _activation_agreement(ref, cand, x_ref, x_cand, pairs)
+    matching = [matches[r].as_dict() for r in ref_layers]
+    if list(a.maps) == ref_layers:
+        acts = _activation_agreement(ref, cand, x_ref, x_cand, pairs)
+    else:  # pixel methods (lrp, srmap) map the input, not the layers
+        pairs = [(k, k) for k in a.maps]
+        matching = [{"reference": k, "candidate": k, "how": "input"} for k in a.maps]
+        acts = {k: None for k in a.maps}
     if results is not None:
         results.update(reference=a, candidate=b, views=views, labels=ref.labels)
 
@@ -115,7 +121,7 @@ def compare(reference, candidate, images, method: str = "gradcam", layers="auto"
            "image_order": [str(p) for p in paths],
            "provider": {"reference": a.provider, "candidate": b.provider},
            "top_percent": top_percent, "gate": gate, "agreement": value,
-           "matching": [matches[r].as_dict() for r in ref_layers],
+           "matching": matching,
            "all_matches": [m.as_dict() for m in matches.values()],
            "summary": summary, "images": per_image, "notes": sorted(set(a.notes + b.notes))}
     if fail_under is not None:

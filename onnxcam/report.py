@@ -94,8 +94,9 @@ def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], 
     layer_rows = []
     for (r, c), m in zip(pairs, result["matching"]):
         s = result["summary"]["layers"][r]
+        act = "–" if s["activation_pearson"] is None else f"{s['activation_pearson']:.3f}"
         layer_rows.append(f"<tr><td>{html.escape(r)}</td><td>{html.escape(c)}</td><td>{m['how']}</td>"
-                          f"<td>{s['activation_pearson']:.3f}</td><td>{s['mean_pearson']:.3f} / {s['min_pearson']:.3f}</td>"
+                          f"<td>{act}</td><td>{s['mean_pearson']:.3f} / {s['min_pearson']:.3f}</td>"
                           f"<td>{s['mean_spearman']:.3f} / {s['min_spearman']:.3f}</td>"
                           f"<td>{s['mean_iou']:.3f} / {s['min_iou']:.3f}</td></tr>")
     image_rows = []

@@ -128,7 +128,7 @@ def test_compare_figures_are_the_maps_figures(lite0, lite0_variants):
 
 
 @pytest.mark.parametrize("variant,method,floor", [("fp16", "gradcam", 0.999), ("fp16_io", "relevancecam", 0.999),
-                                                  ("int8_static", "relevancecam", 0.95),
+                                                  ("int8_static", "relevancecam", 0.95), ("int8_static", "lrp", 0.95),
                                                   ("int8_dynamic", "gradcam", 0.8),
                                                   ("int8_dynamic", "scorecam", 0.8)])
 def test_compare_each_build(lite0, lite0_variants, variant, method, floor):
