@@ -18,7 +18,6 @@ from .explainer import Explainer, Result
 from .output import check_targets, fresh_folder, safe_name, write_json, write_npz, write_png, write_text
 from .postprocess import grid, overlay, pixels_to_rgb
 from .preprocess import load_images, read_json
-from .methods.scorecam import softmax
 
 
 def _add_preprocess_flags(p: argparse.ArgumentParser) -> None:
@@ -79,7 +78,7 @@ def _label(ex: Explainer, k: int) -> str:
 
 
 def top_classes(ex: Explainer, scores: np.ndarray, k: int = 5) -> list[list[dict]]:
-    probs = softmax(scores) if ex.model.final_activation != "Sigmoid" else 1 / (1 + np.exp(-scores))
+    probs = ex.probabilities(scores)
     out = []
     for row_p, row_s in zip(probs, scores):
         idx = np.argsort(-row_s)[:k]

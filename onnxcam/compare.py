@@ -17,7 +17,6 @@ from .errors import OnnxCamError
 from .explainer import Explainer
 from .intake.matching import counterpart, match_layers
 from .metrics.agreement import map_agreement, pearson
-from .methods.scorecam import softmax
 from .preprocess import PreprocessSpec, load_images
 
 GATES = ("pearson", "spearman", "iou", "top1")
@@ -85,7 +84,7 @@ def compare(reference, candidate, images, method: str = "gradcam", layers="auto"
     if results is not None:
         results.update(reference=a, candidate=b, views=views, labels=ref.labels)
 
-    pa, pb = softmax(a.logits), softmax(b.logits)
+    pa, pb = ref.probabilities(a.logits), cand.probabilities(b.logits)
     per_image = []
     for i, path in enumerate(paths):
         t = int(a.target[i])

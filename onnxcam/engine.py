@@ -11,7 +11,7 @@ import math
 import numpy as np
 import onnx
 
-from ._runtime import import_onnxruntime, runtime_warning
+from ._runtime import import_onnxruntime
 from .errors import OnnxCamError
 
 ort = import_onnxruntime()

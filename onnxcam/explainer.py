@@ -120,6 +120,15 @@ class Explainer:
                                  lambda: forward_graph(self.model.proto, self.model.score_name,
                                                        list(layer_names)))
 
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """Class probabilities from explained scores: sigmoid for a model that ends in Sigmoid
+        (multi-label), softmax otherwise."""
+        scores = np.asarray(scores, np.float64)
+        if self.model.final_activation == "Sigmoid":
+            return 1.0 / (1.0 + np.exp(-scores))
+        z = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        return z / z.sum(axis=-1, keepdims=True)
+
     def check_input(self, x) -> np.ndarray:
         x = np.asarray(x)
         c, h, w = self.model.image_shape

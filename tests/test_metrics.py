@@ -164,3 +164,13 @@ def test_road_morf_falls_faster_for_a_faithful_map(lite0):
     lerf = road(lite0, x, maps, res.target, percentages=(20, 50, 80), order="lerf")
     assert lerf["mean"] > good["mean"]
     assert len(good["curves"]) == 2 and len(good["curves"][0]) == 3
+
+
+def test_probabilities_follow_the_final_activation():
+    """Multi-label models (final Sigmoid) get sigmoid probabilities in metrics and reports."""
+    x = random_images(2, (3, 32, 32), seed=3)
+    for final, expect in (("Sigmoid", lambda s: 1 / (1 + np.exp(-s))),
+                          ("Softmax", lambda s: np.exp(s) / np.exp(s).sum(1, keepdims=True))):
+        ex = onnxcam.Explainer(small_cnn(final=final))
+        scores, _ = ex.forward(x)
+        np.testing.assert_allclose(ex.probabilities(scores), expect(scores.astype(np.float64)), rtol=1e-6)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..methods.scorecam import softmax
 
 
 def class_probability(ex, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Softmax probability of each image's target class ([M] for M images and M targets)."""
+    """Probability of each image's target class ([M] for M images and M targets): softmax, or
+    sigmoid for multi-label models (Explainer.probabilities)."""
     scores, _ = ex.forward(images)
-    return softmax(scores)[np.arange(len(images)), targets].astype(np.float64)
+    return ex.probabilities(scores)[np.arange(len(images)), targets]
 
 
 def as_nchw_mask(ex, maps: np.ndarray) -> np.ndarray:
