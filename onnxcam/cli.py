@@ -261,7 +261,7 @@ def _parse_matches(items) -> dict[str, str]:
 
 def cmd_compare(args) -> int:
     from .compare import compare
-    from .report import render_comparison
+    from .report import fmt, render_comparison
 
     out = Path(args.out)
     targets = [out / "comparison.json", out / "report.html"]
@@ -283,11 +283,11 @@ def cmd_compare(args) -> int:
     else:
         s = result["summary"]
         print(f"{result['method']}: top-1 agreement {s['top1_agreement']:.0%}, max |score change| "
-              f"{s['max_abs_score_delta']:.3f}")
+              f"{fmt(s['max_abs_score_delta'])}")
         for ref_layer, row in s["layers"].items():
             print(f"  {ref_layer} -> {row['candidate']}: Pearson {row['mean_pearson']:.3f} (min "
                   f"{row['min_pearson']:.3f}), Spearman {row['mean_spearman']:.3f}, IoU {row['mean_iou']:.3f}"
-                  + (f", activations {row['activation_pearson']:.3f}" if row["activation_pearson"] is not None else ""))
+                  + (f", activations {fmt(row['activation_pearson'])}" if row["activation_pearson"] is not None else ""))
         print(f"wrote {targets[0]} and {targets[1]}")
     if "verdict" in result:
         print(f"onnxcam: {result['verdict']}", file=sys.stdout if result["passed"] else sys.stderr)

@@ -27,18 +27,45 @@ def _explainer(model, providers, preprocess, **kw) -> Explainer:
                                                                 preprocess=preprocess, **kw)
 
 
-def _activation_agreement(ref: Explainer, cand: Explainer, x_ref, x_cand, pairs) -> dict[str, float]:
+def _activation_agreement(ref: Explainer, cand: Explainer, x_ref, x_cand, pairs, chunk: int = 4) -> dict:
     """Pearson of the matched activations over all images: a wrong match or a broken layer shows
-    here before it shows in the maps."""
-    _, a = ref.forward(x_ref, [r for r, _ in pairs])
-    _, b = cand.forward(x_cand, [c for _, c in pairs])
+    here before it shows in the maps. Streamed over chunks of images (sums of a, b, a², b², ab),
+    so memory stays that of a few images whatever the number of layers."""
+    sums = {r: np.zeros(5) for r, _ in pairs}
+    count = dict.fromkeys(sums, 0)
+    for i in range(0, len(x_ref), chunk):
+        _, a = ref.forward(x_ref[i:i + chunk], [r for r, _ in pairs])
+        _, b = cand.forward(x_cand[i:i + chunk], [c for _, c in pairs])
+        for r, c in pairs:
+            if a[r].shape != b[c].shape:
+                raise OnnxCamError(f"matched layers have different shapes: reference {r} {a[r].shape[1:]}, "
+                                   f"candidate {c} {b[c].shape[1:]}; fix the match with --match")
+            u, v = a[r].astype(np.float64).ravel(), b[c].astype(np.float64).ravel()
+            sums[r] += [u.sum(), v.sum(), u @ u, v @ v, u @ v]
+            count[r] += u.size
     out = {}
-    for r, c in pairs:
-        if a[r].shape != b[c].shape:
-            raise OnnxCamError(f"matched layers have different shapes: reference {r} {a[r].shape[1:]}, "
-                               f"candidate {c} {b[c].shape[1:]}; fix the match with --match")
-        out[r] = pearson(a[r], b[c])
+    for r, (su, sv, suu, svv, suv) in sums.items():
+        n = count[r]
+        cov, vu, vv = suv - su * sv / n, suu - su * su / n, svv - sv * sv / n
+        ok = np.isfinite([cov, vu, vv]).all() and vu > 0 and vv > 0
+        out[r] = float(np.clip(cov / np.sqrt(vu * vv), -1, 1)) if ok else (1.0 if vu == vv == 0 else 0.0)
     return out
+
+
+def _number(value) -> float | None:
+    """A JSON-safe figure: None where the model produced NaN or infinity."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _same_preprocessing(ref: Explainer, cand: Explainer) -> None:
+    """A candidate given as an Explainer must read images the reference's way (layout aside)."""
+    for f in fields(PreprocessSpec):
+        if f.name != "layout" and getattr(ref.preprocess, f.name) != getattr(cand.preprocess, f.name):
+            raise OnnxCamError(f"the candidate preprocesses images differently from the reference "
+                               f"({f.name}: {getattr(cand.preprocess, f.name)} vs "
+                               f"{getattr(ref.preprocess, f.name)}); pass it as a path, or build it "
+                               "with preprocess=reference.preprocess")
 
 
 def compare(reference, candidate, images, method: str = "gradcam", layers="auto", match=None,
@@ -61,6 +88,7 @@ def compare(reference, candidate, images, method: str = "gradcam", layers="auto"
     # the candidate reads the images the reference's way (only the layout is its own)
     same_way = {f.name: getattr(ref.preprocess, f.name) for f in fields(PreprocessSpec) if f.name != "layout"}
     cand = _explainer(candidate, providers, same_way, **explainer_args)
+    _same_preprocessing(ref, cand)
     if cand.model.num_classes != ref.model.num_classes:
         raise OnnxCamError(f"the reference has {ref.model.num_classes} classes and the candidate "
                            f"{cand.model.num_classes}: they are not builds of one classifier")
@@ -86,20 +114,31 @@ def compare(reference, candidate, images, method: str = "gradcam", layers="auto"
 
     pa, pb = ref.probabilities(a.logits), cand.probabilities(b.logits)
     per_image = []
+    notes = sorted(set(a.notes + b.notes))
+    for r, c in pairs:
+        for name, maps in (("reference", a.maps[r]), ("candidate", b.maps[c])):
+            bad = [paths[i].name for i in range(len(paths)) if not np.isfinite(maps[i]).all()]
+            if bad:
+                notes.append(f"the {name}'s map at {r if name == 'reference' else c} is not finite for "
+                             f"{', '.join(bad)} (NaN or infinite values in the model): scored as no agreement")
+    if not (np.isfinite(a.logits).all() and np.isfinite(b.logits).all()):
+        notes.append("scores contain NaN or infinite values: their deltas are null")
     for i, path in enumerate(paths):
         t = int(a.target[i])
         row = {"image": str(path), "target": t, "reference_top1": int(a.logits[i].argmax()),
                "candidate_top1": int(b.logits[i].argmax()),
-               "score_delta": float(b.logits[i, t] - a.logits[i, t]),
-               "probability_delta": float(pb[i, t] - pa[i, t]),
-               "max_abs_score_delta": float(np.abs(b.logits[i] - a.logits[i]).max()),
+               "score_delta": _number(b.logits[i, t] - a.logits[i, t]),
+               "probability_delta": _number(pb[i, t] - pa[i, t]),
+               "max_abs_score_delta": _number(np.abs(b.logits[i] - a.logits[i]).max()),
                "layers": {r: map_agreement(a.maps[r][i], b.maps[c][i], top_percent) for r, c in pairs}}
         row["top1_agrees"] = row["reference_top1"] == row["candidate_top1"]
         per_image.append(row)
 
+    deltas = [r["max_abs_score_delta"] for r in per_image if r["max_abs_score_delta"] is not None]
+    target_deltas = [abs(r["score_delta"]) for r in per_image if r["score_delta"] is not None]
     summary = {"top1_agreement": float(np.mean([r["top1_agrees"] for r in per_image])),
-               "max_abs_score_delta": float(max(r["max_abs_score_delta"] for r in per_image)),
-               "mean_abs_target_score_delta": float(np.mean([abs(r["score_delta"]) for r in per_image])),
+               "max_abs_score_delta": max(deltas) if len(deltas) == len(per_image) else None,
+               "mean_abs_target_score_delta": float(np.mean(target_deltas)) if len(target_deltas) == len(per_image) else None,
                "layers": {}}
     for r, c in pairs:
         figures = {k: [img["layers"][r][k] for img in per_image] for k in ("pearson", "spearman", "iou")}
@@ -122,7 +161,7 @@ def compare(reference, candidate, images, method: str = "gradcam", layers="auto"
            "top_percent": top_percent, "gate": gate, "agreement": value,
            "matching": matching,
            "all_matches": [m.as_dict() for m in matches.values()],
-           "summary": summary, "images": per_image, "notes": sorted(set(a.notes + b.notes))}
+           "summary": summary, "images": per_image, "notes": notes}
     if fail_under is not None:
         out["fail_under"] = fail_under
         out["passed"] = value >= fail_under

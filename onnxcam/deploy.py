@@ -9,7 +9,9 @@ runs: onnxruntime on servers, mobile or web, with no Python. Its heatmap equals 
 
 Outputs: `logits` [N, K] (the explained score), `heatmap` [N, H, W] in [0, 1], `class` [N] (the
 explained class). The explained class is each image's top-1, or, with target="input", an int64
-input `target_class` [N].
+input `target_class` [N] with values in [0, K) (ONNX OneHot: outside that range the seed is zero
+and so is the heatmap). A model that intake runs image by image (dynamic INT8: its activation
+ranges span the batch) is exported with a batch of 1.
 """
 from __future__ import annotations
 
@@ -32,9 +34,9 @@ TARGET_INPUT = "target_class"
 OUTPUTS = ("logits", "heatmap", "class")
 
 
-def _free_names(model: onnx.ModelProto, names) -> None:
+def _free_names(model: onnx.ModelProto, names) -> dict[str, str]:
     """Rename tensors of the model that carry one of our input/output names (many models call
-    their output `logits`): names must be unique in a graph."""
+    their output `logits`): names must be unique in a graph. Returns {old: new}."""
     taken = set(names)
     graph = model.graph
     for node in graph.node:
@@ -50,6 +52,7 @@ def _free_names(model: onnx.ModelProto, names) -> None:
     for t in graph.initializer:
         if t.name in taken:
             t.name = f"{t.name}/model"
+    return {name: f"{name}/model" for name in taken}
 
 
 def _minmax(b: GraphBuilder, x: str) -> str:
@@ -99,19 +102,25 @@ def build_explainer_model(ex, method: str = "gradcam", layer="auto", target: str
         raise OnnxCamError(f"target must be 'top1' or 'input', got {target!r}")
     m = ex.model
     chosen = m.layer(getattr(layer, "name", layer))
+    reserved = OUTPUTS + (TARGET_INPUT,)
+    if m.input_name in reserved:
+        raise OnnxCamError(f"the model's image input is named {m.input_name!r}, a name the explainer "
+                           f"gives to one of its own inputs/outputs ({', '.join(reserved)}); rename it")
+    proto = copy.deepcopy(m.proto)
+    renamed = _free_names(proto, reserved)
+    layer_name, score = renamed.get(chosen.name, chosen.name), renamed.get(m.score_name, m.score_name)
     top1 = target == "top1"
     if method == "relevancecam":
         from .graph.rules.lrp import COMPOSITES, relevance_rules
-        depths = {n.output[0]: k for k, n in enumerate(m.proto.graph.node)}
-        rules = relevance_rules(COMPOSITES["relevance-cam"], m.first_linear, ex.box_bounds(), depths)
-        graph, carried = gradient_graph(m.proto, m.score_name, [chosen.name], top1, rules, "contrastive")
+        depths = {n.output[0]: k for k, n in enumerate(proto.graph.node)}
+        rules = relevance_rules(COMPOSITES["relevance-cam"], renamed.get(m.first_linear, m.first_linear),
+                                ex.box_bounds(), depths)
+        graph, carried = gradient_graph(proto, score, [layer_name], top1, rules, "contrastive")
     else:
-        graph, carried = gradient_graph(m.proto, m.score_name, [chosen.name], top1)
-    graph = copy.deepcopy(graph)
-    _free_names(graph, OUTPUTS + (TARGET_INPUT,))
+        graph, carried = gradient_graph(proto, score, [layer_name], top1)
     if not top1:
         _class_input(graph, m.num_classes)
-    acts, grads = carried[chosen.name]
+    acts, grads = carried[layer_name]
     b = GraphBuilder(graph)
     if chosen.layout == "NHWC":
         acts, grads = (b.op("Transpose", [t], perm=[0, 3, 1, 2]) for t in (acts, grads))
@@ -121,22 +130,36 @@ def build_explainer_model(ex, method: str = "gradcam", layer="auto", target: str
     b.op("ArgMax", [SEED], outputs=["class"], axis=1, keepdims=0)
     b.append_to(graph.graph)
     set_outputs(graph, list(OUTPUTS))
-    _type_outputs(graph, m.num_classes, m.image_shape[1:])
+    batch = "N" if m.batchable else 1
+    _type_outputs(graph, m.num_classes, m.image_shape[1:], batch)
+    if not m.batchable:
+        _fix_batch(graph, 1)
     prune(graph.graph)
     graph.graph.name = f"onnxcam_{method}"
     graph.doc_string = (f"onnxcam {method} explainer at layer {chosen.name}: outputs logits [N, K], "
-                        f"heatmap [N, H, W] in [0, 1], class [N] ({'top-1' if top1 else 'input target_class'})")
+                        f"heatmap [N, H, W] in [0, 1], class [N] ({'top-1' if top1 else 'input target_class'})"
+                        + ("" if m.batchable else f"; batch fixed to 1 ({'; '.join(m.notes[-1:])})"))
     del graph.graph.value_info[:]
     _check(graph)
     return graph
 
 
-def _type_outputs(model: onnx.ModelProto, k: int, size) -> None:
+def _type_outputs(model: onnx.ModelProto, k: int, size, batch) -> None:
     del model.graph.output[:]
     model.graph.output.extend([
-        helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", k]),
-        helper.make_tensor_value_info("heatmap", onnx.TensorProto.FLOAT, ["N", *size]),
-        helper.make_tensor_value_info("class", onnx.TensorProto.INT64, ["N"])])
+        helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [batch, k]),
+        helper.make_tensor_value_info("heatmap", onnx.TensorProto.FLOAT, [batch, *size]),
+        helper.make_tensor_value_info("class", onnx.TensorProto.INT64, [batch])])
+
+
+def _fix_batch(model: onnx.ModelProto, n: int) -> None:
+    """A model whose images interact within a batch (dynamic quantization) is exported for one
+    image per run, so the explainer cannot silently give batch-dependent heatmaps."""
+    for vi in model.graph.input:
+        dims = vi.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_param"):
+            dims[0].Clear()
+            dims[0].dim_value = n
 
 
 def _check(model: onnx.ModelProto) -> None:

@@ -122,9 +122,13 @@ class Explainer:
 
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
         """Class probabilities from explained scores: sigmoid for a model that ends in Sigmoid
-        (multi-label), softmax otherwise."""
+        (multi-label), softmax otherwise; the scores themselves when they already are the output
+        of the model's final Softmax/Sigmoid (score="output")."""
         scores = np.asarray(scores, np.float64)
-        if self.model.final_activation == "Sigmoid":
+        m = self.model
+        if m.score_name == m.output_name and m.output_activation in ("Softmax", "Sigmoid"):
+            return scores
+        if m.final_activation == "Sigmoid":
             return 1.0 / (1.0 + np.exp(-scores))
         z = np.exp(scores - scores.max(axis=-1, keepdims=True))
         return z / z.sum(axis=-1, keepdims=True)

@@ -79,6 +79,11 @@ deletion/insertion with {evaluation["steps"]} steps, deletion baseline {html.esc
 <h2>Overlays</h2><table>{"".join(grid)}</table></body></html>"""
 
 
+def fmt(value, spec: str = ".3f") -> str:
+    """A figure for people; "–" where there is none (JSON null: not computed, or not finite)."""
+    return "–" if value is None else format(value, spec)
+
+
 def _difference(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
     """cand - ref in [-1, 1] as [0, 1] around 0.5 for the diverging colormap (red: the candidate
     looks there more, blue: less)."""
@@ -94,7 +99,7 @@ def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], 
     layer_rows = []
     for (r, c), m in zip(pairs, result["matching"]):
         s = result["summary"]["layers"][r]
-        act = "–" if s["activation_pearson"] is None else f"{s['activation_pearson']:.3f}"
+        act = fmt(s["activation_pearson"])
         layer_rows.append(f"<tr><td>{html.escape(r)}</td><td>{html.escape(c)}</td><td>{m['how']}</td>"
                           f"<td>{act}</td><td>{s['mean_pearson']:.3f} / {s['min_pearson']:.3f}</td>"
                           f"<td>{s['mean_spearman']:.3f} / {s['min_spearman']:.3f}</td>"
@@ -115,9 +120,10 @@ def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], 
                 f"<tr>{head}<td><img src=\"{_png(overlay(view, a))}\"></td><td><img src=\"{_png(overlay(view, b))}\"></td>"
                 f"<td><img src=\"{_png(overlay(view, _difference(a, b), alpha=0.7, diverging=True))}\"></td>"
                 f"<td style='text-align:left'>layer {html.escape(r)}<br>Pearson {f['pearson']:.3f} · Spearman "
-                f"{f['spearman']:.3f} · top-{result['top_percent']:g}% IoU {f['iou']:.3f}<br>top-1 {top1}<br>"
+                f"{f['spearman']:.3f} · top-{result['top_percent']:g}% IoU {f['iou']:.3f} · largest pixel "
+                f"difference {fmt(f['max_abs_difference'])}<br>top-1 {top1}<br>"
                 f"explained class {row['target']} ({html.escape(name(row['target']))}): score "
-                f"{row['score_delta']:+.3f}, probability {row['probability_delta']:+.4f}</td></tr>")
+                f"{fmt(row['score_delta'], '+.3f')}, probability {fmt(row['probability_delta'], '+.4f')}</td></tr>")
     matches = "".join(f"<tr><td>{html.escape(m['reference'])}</td><td>{html.escape(m['candidate'] or '–')}</td>"
                       f"<td>{m['how']}</td></tr>" for m in result["all_matches"])
     verdict = (f'<p style="font-size:16px;color:{"#080" if result["passed"] else "#b00"}"><b>'
@@ -130,8 +136,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:center;font-size:13px}}<
 <p>reference {html.escape(result["reference"])}<br>candidate {html.escape(result["candidate"])}<br>
 method {html.escape(result["method"])} · {len(result["images"])} images · providers
 {html.escape(result["provider"]["reference"])} / {html.escape(result["provider"]["candidate"])} ·
-top-1 agreement {s["top1_agreement"]:.0%} · max |score change| {s["max_abs_score_delta"]:.3f} ·
-mean |change of the explained score| {s["mean_abs_target_score_delta"]:.3f}</p>
+top-1 agreement {s["top1_agreement"]:.0%} · max |score change| {fmt(s["max_abs_score_delta"])} ·
+mean |change of the explained score| {fmt(s["mean_abs_target_score_delta"])}</p>
 <table><tr><th>reference layer</th><th>candidate layer</th><th>matched</th><th>activation Pearson</th>
 <th>map Pearson mean / min</th><th>map Spearman mean / min</th><th>top-{result["top_percent"]:g}% IoU mean / min</th></tr>
 {"".join(layer_rows)}</table>

@@ -100,6 +100,12 @@ def test_agreement_figures_by_hand():
     assert pearson(a, b) == pytest.approx(np.corrcoef(a.ravel(), b.ravel())[0, 1])
     assert topk_iou(a, b, 25) == pytest.approx(0.5)   # {3.0 at (1,1)} vs the tied 2.0s {(1,0), (1,1)}
     assert topk_iou(a, b, 50) == pytest.approx(1.0)   # both: the bottom row
+    sparse_a, sparse_b = np.zeros((10, 10)), np.zeros((10, 10))   # disjoint blobs on a zero floor
+    sparse_a[1:4, 1:4], sparse_b[6:9, 6:9] = 1.0, 1.0
+    assert topk_iou(sparse_a, sparse_b, 20) == 0.0 and topk_iou(sparse_a, sparse_a, 20) == 1.0
+    broken = a.copy()
+    broken[0, 0] = np.nan
+    assert pearson(a, broken) == spearman(a, broken) == topk_iou(a, broken) == 0.0
     flat = np.zeros((4, 4))
     assert pearson(flat, a.repeat(2, 0).repeat(2, 1)) == 0.0 and pearson(flat, flat) == 1.0
     assert spearman(flat, np.eye(4)) == 0.0 and topk_iou(flat, np.eye(4)) == 0.0
@@ -134,9 +140,12 @@ def test_compare_figures_are_the_maps_figures(lite0, lite0_variants):
 def test_compare_each_build(lite0, lite0_variants, variant, method, floor):
     options = {"top_k": 64} if method == "scorecam" else {}
     out = compare(LITE0, lite0_variants[variant], two_photos(), method=method, options=options)
-    layer = out["summary"]["layers"][AUTO]
+    (name, layer), = out["summary"]["layers"].items()
+    assert name == ("input" if method == "lrp" else AUTO)
     assert layer["mean_pearson"] >= floor, layer
-    assert np.isfinite([layer[k] for k in layer if k != "candidate"]).all()
+    figures = [v for k, v in layer.items() if k not in ("candidate", "activation_pearson")]
+    assert np.isfinite(figures).all()
+    assert (layer["activation_pearson"] is None) == (method == "lrp")
 
 
 def test_dynamic_int8_relevance_methods_say_why_not(lite0_variants):
@@ -144,13 +153,13 @@ def test_dynamic_int8_relevance_methods_say_why_not(lite0_variants):
         compare(LITE0, lite0_variants["int8_dynamic"], two_photos()[:1], method="relevancecam")
 
 
-def broken_copy(tmp_path):
-    """The bundled model with the last block's projection weights zeroed."""
+def broken_copy(tmp_path, value=0.0):
+    """The bundled model with the last block's projection weights set to `value`."""
     model = onnx.load(LITE0)
     conv = next(n for n in model.graph.node if n.output[0] == "/_blocks.15/_project_conv/Conv_output_0")
     w = next(t for t in model.graph.initializer if t.name == conv.input[1])
-    w.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(w)), w.name))
-    path = tmp_path / "broken.onnx"
+    w.CopyFrom(numpy_helper.from_array(np.full_like(numpy_helper.to_array(w), value), w.name))
+    path = tmp_path / f"broken_{value}.onnx"
     onnx.save(model, path)
     return path
 
@@ -173,6 +182,13 @@ def test_cli_gate_fails_a_broken_candidate_and_passes_fp16(lite0_variants, tmp_p
     assert main(["compare", str(LITE0), str(lite0_variants["fp16"]), *images, "--out", str(good)]) == 2
     assert (good / "report.html").read_bytes() == before   # nothing overwritten without --overwrite
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_candidate_that_computes_nan_scores_zero_and_stays_valid_json(tmp_path):
+    out = compare(LITE0, broken_copy(tmp_path, np.inf), two_photos(), method="gradcam", fail_under=0.5)
+    json.dumps(out, allow_nan=False)                    # strict JSON: no NaN anywhere
+    assert not out["passed"] and out["agreement"] == 0.0
+    assert any("not finite" in note for note in out["notes"])
 
 
 def test_cli_match_override(lite0_variants, tmp_path, capsys):
@@ -235,3 +251,28 @@ def test_export_explainer_cli(tmp_path, capsys):
     assert out.read_bytes() == before and "already exists" in capsys.readouterr().err
     with pytest.raises(SystemExit):   # argparse: scorecam cannot be computed in one graph run
         main(["export-explainer", str(LITE0), "--method", "scorecam", "-o", str(tmp_path / "s.onnx")])
+
+
+def test_exported_explainer_survives_models_that_use_its_names():
+    """Many models call their output `logits`; a layer may even be called `heatmap`."""
+    from nets import small_cnn
+    model = small_cnn(head="gap")
+    for node in model.graph.node:
+        node.input[:] = ["heatmap" if i == "feat" else i for i in node.input]
+        node.output[:] = ["heatmap" if o == "feat" else o for o in node.output]
+    ex = onnxcam.Explainer(model)
+    x = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    for method in ("gradcam", "relevancecam"):
+        exported = build_explainer_model(ex, method, "heatmap")
+        _, heat, _ = _run(exported, {ex.model.input_name: x})
+        np.testing.assert_allclose(heat, ex.explain(x, method=method, layers="heatmap").maps["heatmap"], atol=1e-5)
+
+
+def test_exported_explainer_of_dynamic_int8_runs_one_image_at_a_time(lite0, lite0_variants):
+    """Dynamic quantization couples the images of a batch: the export fixes the batch to 1."""
+    q = onnxcam.Explainer(lite0_variants["int8_dynamic"], preprocess=lite0.preprocess)
+    model = build_explainer_model(q, "gradcam")
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    x = onnxcam.load_images(two_photos(), lite0.preprocess)
+    heat = np.concatenate([_run(model, {q.model.input_name: x[i:i + 1]})[1] for i in range(2)])
+    np.testing.assert_allclose(heat, q.explain(x, method="gradcam").maps[AUTO], atol=1e-5)

@@ -174,3 +174,6 @@ def test_probabilities_follow_the_final_activation():
         ex = onnxcam.Explainer(small_cnn(final=final))
         scores, _ = ex.forward(x)
         np.testing.assert_allclose(ex.probabilities(scores), expect(scores.astype(np.float64)), rtol=1e-6)
+        out = onnxcam.Explainer(small_cnn(final=final), score="output")   # scores are probabilities
+        probs, _ = out.forward(x)
+        np.testing.assert_allclose(out.probabilities(probs), expect(scores.astype(np.float64)), rtol=1e-5)

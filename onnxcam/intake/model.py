@@ -34,6 +34,7 @@ class Model:
     batchable: bool = True
     notes: list[str] = field(default_factory=list)
     first_linear: str | None = None  # output of the first Conv/Gemm/MatMul after the image (LRP)
+    output_activation: str | None = None  # Softmax / Sigmoid that ends the graph, even when explained
 
     def layer(self, name: str) -> LayerInfo:
         """Resolve a layer name (or 'auto'); unknown names list the close matches."""
@@ -192,6 +193,7 @@ def load(source, score: str = "logits", image_size=None) -> Model:
                      "(LRP sees the merged layers)")
     input_name, layout, image_shape = _find_image_input(proto, image_size)
     output_name, score_name, act, k = _find_score(proto)
+    output_activation = act
     if score == "output" or act is None:
         score_name, act = output_name, None
     else:
@@ -204,7 +206,7 @@ def load(source, score: str = "logits", image_size=None) -> Model:
         notes.append(f"{problem}: explaining image by image")
     return Model(proto, input_name, layout, image_shape, output_name, score_name, act, k,
                  layers, choose_auto(proto, layers), batchable=batchable, notes=notes,
-                 first_linear=_first_linear(proto, input_name))
+                 first_linear=_first_linear(proto, input_name), output_activation=output_activation)
 
 
 def _first_linear(proto: onnx.ModelProto, input_name: str) -> str | None:

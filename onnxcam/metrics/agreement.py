@@ -1,12 +1,15 @@
 """How alike two heatmaps of the same image are (DESIGN §7, between two builds of one model).
 
 All three figures are defined for every pair of maps, so a broken build shows as a low number,
-never as NaN: a constant map carries no ranking, and agrees with nothing but another constant map.
+never as NaN: a constant map carries no ranking, and agrees with nothing but another constant map;
+a map with NaN or infinite pixels agrees with nothing.
 
 - Pearson correlation of the pixel values.
 - Spearman rank correlation with tied pixels given their average rank (ReLU'd CAMs are mostly ties
   at 0; ranking ties by position would make two maps agree on where their zeros are stored).
-- IoU of the top-k% regions: the pixels at or above each map's (100-k)-th percentile.
+- IoU of the top-k% regions: the pixels at or above each map's (100-k)-th percentile; when that
+  percentile is the map's floor (a ReLU'd CAM that is zero on more than 100-k% of the image), the
+  pixels above the floor.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ def _constant(a: np.ndarray) -> bool:
 
 
 def _degenerate(a, b) -> float | None:
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return 0.0
     ca, cb = _constant(a), _constant(b)
     if ca and cb:
         return 1.0
@@ -58,7 +63,8 @@ def top_region(a: np.ndarray, percent: float) -> np.ndarray:
     a = np.asarray(a, np.float64)
     if _constant(a):
         return np.zeros(a.shape, bool)
-    return a >= np.percentile(a, 100.0 - percent)
+    cut = np.percentile(a, 100.0 - percent)
+    return a > cut if cut <= a.min() else a >= cut
 
 
 def topk_iou(a: np.ndarray, b: np.ndarray, percent: float = 20.0) -> float:
@@ -71,5 +77,7 @@ def topk_iou(a: np.ndarray, b: np.ndarray, percent: float = 20.0) -> float:
 
 
 def map_agreement(a: np.ndarray, b: np.ndarray, percent: float = 20.0) -> dict[str, float]:
-    """Pearson, Spearman and top-k% IoU of two [H, W] maps."""
-    return {"pearson": pearson(a, b), "spearman": spearman(a, b), "iou": topk_iou(a, b, percent)}
+    """Pearson, Spearman and top-k% IoU of two [H, W] maps, and their largest pixel difference."""
+    diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max()
+    return {"pearson": pearson(a, b), "spearman": spearman(a, b), "iou": topk_iou(a, b, percent),
+            "max_abs_difference": float(diff) if np.isfinite(diff) else None}
