@@ -112,39 +112,9 @@ def compare(reference, candidate, images, method: str = "gradcam", layers="auto"
     if results is not None:
         results.update(reference=a, candidate=b, views=views, labels=ref.labels)
 
-    pa, pb = ref.probabilities(a.logits), cand.probabilities(b.logits)
-    per_image = []
-    notes = sorted(set(a.notes + b.notes))
-    for r, c in pairs:
-        for name, maps in (("reference", a.maps[r]), ("candidate", b.maps[c])):
-            bad = [paths[i].name for i in range(len(paths)) if not np.isfinite(maps[i]).all()]
-            if bad:
-                notes.append(f"the {name}'s map at {r if name == 'reference' else c} is not finite for "
-                             f"{', '.join(bad)} (NaN or infinite values in the model): scored as no agreement")
-    if not (np.isfinite(a.logits).all() and np.isfinite(b.logits).all()):
-        notes.append("scores contain NaN or infinite values: their deltas are null")
-    for i, path in enumerate(paths):
-        t = int(a.target[i])
-        row = {"image": str(path), "target": t, "reference_top1": int(a.logits[i].argmax()),
-               "candidate_top1": int(b.logits[i].argmax()),
-               "score_delta": _number(b.logits[i, t] - a.logits[i, t]),
-               "probability_delta": _number(pb[i, t] - pa[i, t]),
-               "max_abs_score_delta": _number(np.abs(b.logits[i] - a.logits[i]).max()),
-               "layers": {r: map_agreement(a.maps[r][i], b.maps[c][i], top_percent) for r, c in pairs}}
-        row["top1_agrees"] = row["reference_top1"] == row["candidate_top1"]
-        per_image.append(row)
-
-    deltas = [r["max_abs_score_delta"] for r in per_image if r["max_abs_score_delta"] is not None]
-    target_deltas = [abs(r["score_delta"]) for r in per_image if r["score_delta"] is not None]
-    summary = {"top1_agreement": float(np.mean([r["top1_agrees"] for r in per_image])),
-               "max_abs_score_delta": max(deltas) if len(deltas) == len(per_image) else None,
-               "mean_abs_target_score_delta": float(np.mean(target_deltas)) if len(target_deltas) == len(per_image) else None,
-               "layers": {}}
-    for r, c in pairs:
-        figures = {k: [img["layers"][r][k] for img in per_image] for k in ("pearson", "spearman", "iou")}
-        summary["layers"][r] = {"candidate": c, "activation_pearson": acts[r],
-                                **{f"mean_{k}": float(np.mean(v)) for k, v in figures.items()},
-                                **{f"min_{k}": float(np.min(v)) for k, v in figures.items()}}
+    notes = sorted(set(a.notes + b.notes)) + _finiteness_notes(a, b, pairs, paths)
+    per_image = [_image_row(ref, cand, a, b, i, path, pairs, top_percent) for i, path in enumerate(paths)]
+    summary = _summary(per_image, pairs, acts)
 
     def image_figure(row):
         if gate == "top1":
@@ -167,6 +137,51 @@ def compare(reference, candidate, images, method: str = "gradcam", layers="auto"
         out["passed"] = value >= fail_under
         out["verdict"] = verdict(out)
     return out
+
+
+def _finiteness_notes(a, b, pairs, paths) -> list[str]:
+    """Say where a model produced NaN/inf: those figures are scored as no agreement or null."""
+    notes = []
+    for r, c in pairs:
+        for who, layer, maps in (("reference", r, a.maps[r]), ("candidate", c, b.maps[c])):
+            bad = [paths[i].name for i in range(len(paths)) if not np.isfinite(maps[i]).all()]
+            if bad:
+                notes.append(f"the {who}'s map at {layer} is not finite for {', '.join(bad)} "
+                             "(NaN or infinite values in the model): scored as no agreement")
+    if not (np.isfinite(a.logits).all() and np.isfinite(b.logits).all()):
+        notes.append("scores contain NaN or infinite values: their deltas are null")
+    return notes
+
+
+def _image_row(ref, cand, a, b, i: int, path: Path, pairs, top_percent: float) -> dict:
+    """One image: both top-1s, the change of the explained score, the maps' agreement per layer."""
+    t = int(a.target[i])
+    pa, pb = ref.probabilities(a.logits[i:i + 1])[0], cand.probabilities(b.logits[i:i + 1])[0]
+    row = {"image": str(path), "target": t, "reference_top1": int(a.logits[i].argmax()),
+           "candidate_top1": int(b.logits[i].argmax()),
+           "score_delta": _number(b.logits[i, t] - a.logits[i, t]),
+           "probability_delta": _number(pb[t] - pa[t]),
+           "max_abs_score_delta": _number(np.abs(b.logits[i] - a.logits[i]).max()),
+           "layers": {r: map_agreement(a.maps[r][i], b.maps[c][i], top_percent) for r, c in pairs}}
+    row["top1_agrees"] = row["reference_top1"] == row["candidate_top1"]
+    return row
+
+
+def _summary(per_image: list[dict], pairs, acts: dict) -> dict:
+    """Means and minima over the images; score deltas only when every one is finite."""
+    deltas = [r["max_abs_score_delta"] for r in per_image if r["max_abs_score_delta"] is not None]
+    target_deltas = [abs(r["score_delta"]) for r in per_image if r["score_delta"] is not None]
+    complete = len(deltas) == len(target_deltas) == len(per_image)
+    summary = {"top1_agreement": float(np.mean([r["top1_agrees"] for r in per_image])),
+               "max_abs_score_delta": max(deltas) if complete else None,
+               "mean_abs_target_score_delta": float(np.mean(target_deltas)) if complete else None,
+               "layers": {}}
+    for r, c in pairs:
+        figures = {k: [img["layers"][r][k] for img in per_image] for k in ("pearson", "spearman", "iou")}
+        summary["layers"][r] = {"candidate": c, "activation_pearson": acts[r],
+                                **{f"mean_{k}": float(np.mean(v)) for k, v in figures.items()},
+                                **{f"min_{k}": float(np.min(v)) for k, v in figures.items()}}
+    return summary
 
 
 def verdict(result: dict) -> str:
