@@ -16,7 +16,7 @@ import numpy as np
 from .errors import OnnxCamError
 from .explainer import Explainer
 from .intake.matching import counterpart, match_layers
-from .metrics.agreement import map_agreement, pearson
+from .metrics.agreement import map_agreement
 from .preprocess import PreprocessSpec, load_images
 
 GATES = ("pearson", "spearman", "iou", "top1")
