@@ -58,6 +58,11 @@ def _number(value) -> float | None:
     return value if np.isfinite(value) else None
 
 
+def _explained(ex: Explainer) -> str:
+    act = ex.model.final_activation
+    return "its output as exported" if act is None else f"the input of its final {act}"
+
+
 def _same_preprocessing(ref: Explainer, cand: Explainer) -> None:
     """A candidate given as an Explainer must read images the reference's way (layout aside)."""
     for f in fields(PreprocessSpec):
@@ -92,6 +97,9 @@ def compare(reference, candidate, images, method: str = "gradcam", layers="auto"
     if cand.model.num_classes != ref.model.num_classes:
         raise OnnxCamError(f"the reference has {ref.model.num_classes} classes and the candidate "
                            f"{cand.model.num_classes}: they are not builds of one classifier")
+    if ref.model.final_activation != cand.model.final_activation:
+        raise OnnxCamError(f"the reference explains {_explained(ref)} but the candidate {_explained(cand)}; "
+                           "pass --score output (score='output') to compare both outputs as exported")
     paths = [Path(p) for p in images]
     x_ref, views = load_images(paths, ref.preprocess, return_views=True)
     x_cand = x_ref if cand.preprocess == ref.preprocess else load_images(paths, cand.preprocess)

@@ -276,3 +276,38 @@ def test_exported_explainer_of_dynamic_int8_runs_one_image_at_a_time(lite0, lite
     x = onnxcam.load_images(two_photos(), lite0.preprocess)
     heat = np.concatenate([_run(model, {q.model.input_name: x[i:i + 1]})[1] for i in range(2)])
     np.testing.assert_allclose(heat, q.explain(x, method="gradcam").maps[AUTO], atol=1e-5)
+
+
+def test_production_paddle_classifier_builds(tmp_path):
+    """The rapidocr Paddle export (opset 11, HardSigmoid x Mul, MaxPool): FP16 and static INT8
+    builds match every layer and keep the evidence. onnxruntime writes the FP16 build's final
+    Softmax as ReduceMax/Exp/ReduceSum/Div; intake still finds the logits under it."""
+    from conftest import PADDLE_CLS
+    from quantize import to_fp16, to_int8_static
+    ref = onnxcam.Explainer(PADDLE_CLS)
+    builds = {"fp16": to_fp16(PADDLE_CLS, tmp_path / "fp16.onnx"),
+              "int8_static": to_int8_static(PADDLE_CLS, tmp_path / "int8.onnx")}
+    floors = {"fp16": 0.999, "int8_static": 0.85}
+    for name, path in builds.items():
+        cand = onnxcam.Explainer(path, preprocess=ref.preprocess)
+        assert cand.model.final_activation == "Softmax", name
+        matches = match_layers(ref.model, cand.model)
+        assert all(m.candidate for m in matches.values()), name
+        out = compare(ref, cand, photo_paths(), method="gradcam")
+        (layer,) = out["summary"]["layers"].values()
+        assert layer["mean_pearson"] >= floors[name], (name, layer)
+        assert out["summary"]["top1_agreement"] == 1.0
+
+
+def test_builds_explaining_different_scores_are_refused(tmp_path):
+    """Logits against probabilities would compare two questions: one line says how to align them."""
+    from nets import small_cnn
+    onnx.save(small_cnn(final="Softmax"), tmp_path / "soft.onnx")
+    onnx.save(small_cnn(), tmp_path / "plain.onnx")
+    x = tmp_path / "x.png"
+    import cv2
+    cv2.imwrite(str(x), np.full((32, 32, 3), 128, np.uint8))
+    with pytest.raises(onnxcam.OnnxCamError, match="input of its final Softmax but the candidate its output"):
+        compare(tmp_path / "soft.onnx", tmp_path / "plain.onnx", [x], layers="feat")
+    out = compare(tmp_path / "soft.onnx", tmp_path / "plain.onnx", [x], layers="feat", score="output")
+    assert out["matching"][0]["candidate"] == "feat"

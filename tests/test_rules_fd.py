@@ -214,3 +214,28 @@ def test_op_without_rule_names_op_node_and_layer():
                                           (np.array(1, np.int64), 0)])
 def test_gather_constant_indices(indices, axis):
     check([n("Gather", ["x", "i"], axis=axis)], {"x": rnd(3, 4, 5)}, ["x"], consts={"i": indices})
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_reduce_max_min(op, keepdims):
+    check([n(op, ["x"], axes=[1], keepdims=keepdims)], {"x": rnd(2, 5, 3)}, ["x"])
+
+
+def test_reduce_max_splits_ties_evenly_as_pytorch():
+    """x has a tie for the maximum: each tied element gets half the cotangent (torch.amax)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto
+    from onnxcam.graph.backward import append_backward
+    graph = helper.make_graph([n("ReduceMax", ["x"], axes=[1], keepdims=0)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3]),
+                               helper.make_tensor_value_info("s", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = onnx.shape_inference.infer_shapes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+    grad = append_backward(model, "y", "s", ["x"])["x"]
+    model.graph.output.append(helper.make_tensor_value_info(grad, TensorProto.FLOAT, None))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    out = sess.run([grad], {"x": np.array([[2.0, 5.0, 5.0]], np.float32), "s": np.ones(1, np.float32)})[0]
+    np.testing.assert_allclose(out, [[0.0, 0.5, 0.5]])

@@ -15,7 +15,7 @@ from .loading import load_model
 
 # Final activations whose input is the score we explain by default (probabilities saturate).
 _SCORE_ACTIVATIONS = {"Softmax", "LogSoftmax", "Sigmoid"}
-_PASS_THROUGH = {"Identity", "Flatten", "Reshape", "Squeeze"}
+_PASS_THROUGH = {"Identity", "Flatten", "Reshape", "Squeeze", "Cast", "QuantizeLinear", "DequantizeLinear"}
 
 
 @dataclass
@@ -143,6 +143,23 @@ def _find_image_input(model: onnx.ModelProto, image_size=None) -> tuple[str, str
                        "with C in (1, 3, 4); onnxcam explains image classifiers")
 
 
+def _decomposed_softmax(node, producers) -> str | None:
+    """x when `node` computes Exp(x - ReduceMax(x)) / ReduceSum(Exp(...)): onnxruntime writes
+    Softmax that way where it has no kernel for the type (FP16 builds on CPU)."""
+    if node.op_type != "Div":
+        return None
+    exp, total = producers.get(node.input[0]), producers.get(node.input[1])
+    if exp is None or exp.op_type != "Exp" or total is None or total.op_type != "ReduceSum" \
+            or total.input[0] != exp.output[0]:
+        return None
+    sub = producers.get(exp.input[0])
+    if sub is not None and sub.op_type == "Sub":
+        peak = producers.get(sub.input[1])
+        if peak is not None and peak.op_type == "ReduceMax" and peak.input[0] == sub.input[0]:
+            return sub.input[0]
+    return exp.input[0]
+
+
 def _find_score(model: onnx.ModelProto) -> tuple[str, str, str | None, int]:
     shapes = tensor_shapes(model)
     producers = {o: n for n in model.graph.node for o in n.output}
@@ -156,6 +173,9 @@ def _find_score(model: onnx.ModelProto) -> tuple[str, str, str | None, int]:
             name, node = node.input[0], producers.get(node.input[0])
         if node is not None and node.op_type in _SCORE_ACTIVATIONS:
             return out.name, node.input[0], node.op_type, int(shape[-1])
+        logits = _decomposed_softmax(node, producers) if node is not None else None
+        if logits is not None:
+            return out.name, logits, "Softmax", int(shape[-1])
         return out.name, out.name, None, int(shape[-1])
     raise OnnxCamError("no classifier output: expected an output of shape [N,K]; "
                        "onnxcam explains classification scores")

@@ -104,3 +104,20 @@ def reduce_mean_sum(ctx, node, g, wants):
             ctx.fail(node, "mean over a dynamic axis")
         grad = ctx.op("Div", [grad, ctx.scalar(count, x)])
     return [ctx.op("Expand", [grad, ctx.shape_of(x)], hint="reduce_grad")] + [None] * (len(node.input) - 1)
+
+
+@rule("ReduceMax", "ReduceMin")
+def reduce_max_min(ctx, node, g, wants):
+    """As PyTorch's amax/amin: the cotangent is shared evenly by the elements that attain the
+    extreme (a decomposed Softmax starts with ReduceMax, as onnxruntime writes FP16 Softmax)."""
+    x, y = node.input[0], node.output[0]
+    axes = _reduce_axes(ctx, node)
+    if not axes:
+        return [g[0]] + [None] * (len(node.input) - 1)
+    grad, extreme = g[0], y
+    if not ctx.attr(node, "keepdims", 1):
+        grad = ctx.op("Unsqueeze", [grad, ctx.ints(axes)])
+        extreme = ctx.op("Unsqueeze", [y, ctx.ints(axes)])
+    hit = ctx.op("Cast", [ctx.op("Equal", [x, extreme])], hint="extreme", to=ctx.types.get(x, 1))
+    share = ctx.op("Div", [grad, ctx.b.reduce("ReduceSum", hit, axes, keepdims=1)])
+    return [ctx.op("Mul", [hit, share], hint="reduce_extreme_grad")] + [None] * (len(node.input) - 1)
