@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from . import bundled, methods
+from .compare import GATES, compare
+from .deploy import EXPORTABLE, export_explainer
 from .errors import OnnxCamError
 from .explainer import Explainer, Result
 from .output import check_targets, fresh_folder, safe_name, write_json, write_npz, write_png, write_text
@@ -45,6 +47,14 @@ def _add_output_flags(p: argparse.ArgumentParser, what: str = "print a machine-r
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace files that exist")
     p.add_argument("--json", action="store_true", help=what)
+
+
+def _reads_images(p: argparse.ArgumentParser, func) -> None:
+    """The flags every command that explains image files shares, and its handler."""
+    _add_output_flags(p)
+    _add_preprocess_flags(p)
+    _add_engine_flags(p)
+    p.set_defaults(func=func)
 
 
 def _add_method_flags(p: argparse.ArgumentParser) -> None:
@@ -260,13 +270,11 @@ def _parse_matches(items) -> dict[str, str]:
 
 
 def cmd_compare(args) -> int:
-    from .compare import compare
     from .report import fmt, render_comparison
 
     out = Path(args.out)
     targets = [out / "comparison.json", out / "report.html"]
     check_targets(targets, args.overwrite)
-    methods.get(args.method)
     target = None if args.target in (None, "top1") else _parse_target(args.target)
     results = {}
     result = compare(args.reference, args.candidate, args.images, method=args.method, layers=args.layers,
@@ -296,8 +304,6 @@ def cmd_compare(args) -> int:
 
 
 def cmd_export_explainer(args) -> int:
-    from .deploy import export_explainer
-
     ex = _explainer(args.model, args, preprocess=_spec_overrides(args) or None)
     path = export_explainer(ex, args.output, args.method, args.layer, args.target, args.overwrite)
     layer = ex.model.layer(args.layer).name
@@ -330,10 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--method", default="scorecam", choices=sorted(methods.REGISTRY))
     e.add_argument("--layer", nargs="+", default=["auto"], help="auto, all, or layer names")
     _add_method_flags(e)
-    _add_output_flags(e)
-    _add_preprocess_flags(e)
-    _add_engine_flags(e)
-    e.set_defaults(func=cmd_explain)
+    _reads_images(e, cmd_explain)
 
     v = sub.add_parser("evaluate", help="faithfulness and localization metrics with an HTML report")
     v.add_argument("model")
@@ -346,10 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-road", action="store_true", help="skip ROAD (MoRF/LeRF at 10..90 %%)")
     v.add_argument("--sanity", type=int, nargs="+", metavar="K",
                    help="also run the cascading randomization check with the top K layers random")
-    _add_output_flags(v)
-    _add_preprocess_flags(v)
-    _add_engine_flags(v)
-    v.set_defaults(func=cmd_evaluate)
+    _reads_images(v, cmd_evaluate)
 
     c = sub.add_parser("compare", help="do a deployed build's explanations agree with the reference's? "
                                        "(exit 1 under --fail-under)")
@@ -362,18 +362,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the structural layer matching for these reference layers")
     c.add_argument("--top-percent", type=float, default=20.0, help="region size for the IoU (default 20)")
     c.add_argument("--fail-under", type=float, help="exit 1 when the gated figure is below this")
-    c.add_argument("--gate", choices=["pearson", "spearman", "iou", "top1"], default="pearson",
+    c.add_argument("--gate", choices=GATES, default="pearson",
                    help="figure the gate checks: mean map Pearson (default), Spearman, IoU, or top-1 agreement")
     _add_method_flags(c)
-    _add_output_flags(c)
-    _add_preprocess_flags(c)
-    _add_engine_flags(c)
-    c.set_defaults(func=cmd_compare)
+    _reads_images(c, cmd_compare)
 
     x = sub.add_parser("export-explainer", help="write a standalone ONNX model returning logits and the "
                                                 "heatmap (runs wherever the model runs)")
     x.add_argument("model")
-    x.add_argument("--method", default="gradcam", choices=["gradcam", "hirescam", "relevancecam"])
+    x.add_argument("--method", default="gradcam", choices=sorted(EXPORTABLE))
     x.add_argument("--layer", default="auto")
     x.add_argument("--target", choices=["top1", "input"], default="top1",
                    help="explain each image's top-1 class (default) or take an int64 input target_class [N]")

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from ..errors import OnnxCamError
+from ..intake.catalog import FLOAT_TYPES
 from .builder import GraphBuilder
 from .context import RuleContext
 from .expose import SCORES, add_scores, as_float, elem_types, prune, set_outputs
@@ -28,8 +29,6 @@ INTEGER_ONLY = {"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLi
                 "QLinearConcat", "QLinearAveragePool", "QLinearLeakyRelu", "QLinearSigmoid"}
 # Integer outputs that carry a straight-through cotangent (rules/quantization.py).
 _CARRIES = {"QuantizeLinear", "ConvInteger", "MatMulInteger"}
-_FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
-           onnx.TensorProto.BFLOAT16}
 
 
 def _live_tensors(model: onnx.ModelProto, sources: list[str], types: dict) -> set[str]:
@@ -45,7 +44,7 @@ def _live_tensors(model: onnx.ModelProto, sources: list[str], types: dict) -> se
                 continue
             carries = node.op_type in _CARRIES
             live.update(o for o in node.output
-                        if carries or types.get(o, onnx.TensorProto.FLOAT) in _FLOATS)
+                        if carries or types.get(o, onnx.TensorProto.FLOAT) in FLOAT_TYPES)
     return live
 
 

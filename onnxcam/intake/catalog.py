@@ -108,7 +108,8 @@ def propagate_layouts(model: onnx.ModelProto, input_name: str, input_layout: str
     return layouts
 
 
-_FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+# Element types that carry gradients and can be explained (shared by the rewriter).
+FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
            onnx.TensorProto.BFLOAT16}
 
 
@@ -127,7 +128,7 @@ def build_catalog(model: onnx.ModelProto, input_name: str, input_layout: str) ->
     for depth, node in enumerate(model.graph.node):
         for out in node.output[:1]:
             shape, layout = shapes.get(out), layouts.get(out)
-            if layout is None or shape is None or len(shape) != 4 or types.get(out) not in _FLOATS:
+            if layout is None or shape is None or len(shape) != 4 or types.get(out) not in FLOAT_TYPES:
                 continue
             _, c, h, w = (shape[i] for i in _TO_NCHW[layout])
             if not all(isinstance(v, int) and v > 0 for v in (c, h, w)) or h * w <= 1:

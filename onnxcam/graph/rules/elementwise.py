@@ -7,6 +7,7 @@ import math
 
 import onnx
 
+from ...intake.catalog import FLOAT_TYPES
 from .registry import registry
 
 RULES, rule = registry()
@@ -21,16 +22,12 @@ def identity(ctx, node, g, wants):
     return [g[0]] + [None] * (len(node.input) - 1)
 
 
-_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
-                onnx.TensorProto.BFLOAT16}
-
-
 @rule("Cast")
 def cast(ctx, node, g, wants):
     """The cotangent takes the input's float type; an integer input (the int32 output of
     ConvInteger/MatMulInteger) keeps a float32 cotangent (straight-through, see quantization.py)."""
     source = ctx.types.get(node.input[0], onnx.TensorProto.FLOAT)
-    return [ctx.op("Cast", [g[0]], to=source if source in _FLOAT_TYPES else onnx.TensorProto.FLOAT)]
+    return [ctx.op("Cast", [g[0]], to=source if source in FLOAT_TYPES else onnx.TensorProto.FLOAT)]
 
 
 @rule("Relu")
