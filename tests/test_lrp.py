@@ -312,3 +312,16 @@ def test_composites_are_cached_by_content_not_by_object_identity():
     r3 = ex.relevance(x, "input", composite=Composite("mine", Rule("epsilon", epsilon=0.25)))["input"]
     assert not np.allclose(r1, r2)
     np.testing.assert_array_equal(r1, r3)
+
+
+@pytest.mark.parametrize("method", ["lrp", "srmap"])
+def test_pixel_methods_on_an_nhwc_model_equal_the_nchw_model(method):
+    """The same network behind a leading NHWC Transpose gives the same NCHW pixel relevance."""
+    from nets import nhwc_wrapper
+    nchw, nhwc = onnxcam.Explainer(small_cnn()), onnxcam.Explainer(nhwc_wrapper(small_cnn()))
+    x = random_images(2, (3, 32, 32), seed=4)
+    a = nchw.explain(x, method=method)
+    b = nhwc.explain(x.transpose(0, 2, 3, 1), method=method)
+    assert b.pixels["input"].shape == (2, 3, 32, 32) and b.maps["input"].shape == (2, 32, 32)
+    np.testing.assert_allclose(b.pixels["input"], a.pixels["input"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(b.maps["input"], a.maps["input"], atol=1e-4)

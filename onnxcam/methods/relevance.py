@@ -30,14 +30,16 @@ def _relevancecam(req: Request) -> dict[str, np.ndarray]:
     return out
 
 
-def _lrp(req: Request) -> dict[str, np.ndarray]:
-    composite = req.options.get("composite", "epsilon-plus-flat")
-    start = req.options.get("start", "logit")
+def _input_relevance(req: Request, composite: str, start: str) -> np.ndarray:
+    """Pixel relevance [N, C, H, W] (the engine returns NCHW whatever the model's layout)."""
     req.scores, req.targets, _, rel = req.explainer.relevance_run(req.x, [INPUT], composite, req.targets, start)
-    pixels = rel[INPUT]
-    if req.explainer.model.layout == "NHWC":
-        pixels = pixels.transpose(0, 3, 1, 2)
-    req.pixels[INPUT] = pixels
+    req.pixels[INPUT] = rel[INPUT]
+    return rel[INPUT]
+
+
+def _lrp(req: Request) -> dict[str, np.ndarray]:
+    pixels = _input_relevance(req, req.options.get("composite", "epsilon-plus-flat"),
+                              req.options.get("start", "logit"))
     return {INPUT: pixels.sum(axis=1)}
 
 
@@ -53,12 +55,7 @@ def _srmap(req: Request) -> dict[str, np.ndarray]:
     """SR map (Li et al., 2019): LRP pixel relevance with the "sr" composite (LRP-0 with bias on
     convolutions, z+ on dense layers, winner-take-all MaxPool; start = logit of the target), |R| per
     channel scaled by its global maximum and read as an image, then context-aware saliency."""
-    req.scores, req.targets, _, rel = req.explainer.relevance_run(req.x, [INPUT], "sr", req.targets, "logit")
-    pixels = rel[INPUT]
-    if req.explainer.model.layout == "NHWC":
-        pixels = pixels.transpose(0, 3, 1, 2)
-    req.pixels[INPUT] = pixels
-    return {INPUT: sr_from_relevance(pixels)}
+    return {INPUT: sr_from_relevance(_input_relevance(req, "sr", "logit"))}
 
 
 def sr_from_relevance(pixels: np.ndarray) -> np.ndarray:
