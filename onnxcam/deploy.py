@@ -55,21 +55,6 @@ def _free_names(model: onnx.ModelProto, names) -> dict[str, str]:
     return {name: f"{name}/model" for name in taken}
 
 
-def _minmax(b: GraphBuilder, x: str) -> str:
-    lo = b.reduce("ReduceMin", x, [2, 3], keepdims=1)
-    hi = b.reduce("ReduceMax", x, [2, 3], keepdims=1)
-    span = b.op("Add", [b.op("Sub", [hi, lo]), b.const(np.float32(EPS), "eps")])
-    return b.op("Div", [b.op("Sub", [x, lo]), span], hint="minmax")
-
-
-def _resize(b: GraphBuilder, x: str, size: tuple[int, int]) -> str:
-    batch_channels = b.op("Slice", [b.op("Shape", [x]), b.const(np.array([0], np.int64)),
-                                    b.const(np.array([2], np.int64))])
-    sizes = b.op("Concat", [batch_channels, b.const(np.array(size, np.int64), "size")], axis=0)
-    return b.op("Resize", [x, "", "", sizes], hint="upsampled", mode="linear",
-                coordinate_transformation_mode="half_pixel")
-
-
 def _head(b: GraphBuilder, method: str, acts: str, grads: str, size: tuple[int, int]) -> str:
     """Raw map [N, 1, h, w] from activations and gradients (or relevances), then normalized."""
     if method == "hirescam":
@@ -79,7 +64,7 @@ def _head(b: GraphBuilder, method: str, acts: str, grads: str, size: tuple[int, 
         raw = b.reduce("ReduceSum", b.op("Mul", [weights, acts]), [1], keepdims=1, hint="cam")
     if EXPORTABLE[method] == "relu_minmax_resize":
         raw = b.op("Relu", [raw])
-    return _minmax(b, _resize(b, _minmax(b, raw), size))
+    return b.minmax(b.resize_to(b.minmax(raw, EPS), size), EPS, hint="heatmap_nchw")
 
 
 def _class_input(model: onnx.ModelProto, num_classes: int) -> None:

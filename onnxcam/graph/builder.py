@@ -59,6 +59,25 @@ class GraphBuilder:
                            keepdims=keepdims)
         return self.op(op_type, [x], hint, axes=axes, keepdims=keepdims)
 
+    def resize_to(self, x: str, hw, align_corners: bool = False, hint: str = "resized") -> str:
+        """Bilinear resize of an [N, C, h, w] tensor to (H, W), batch and channels kept
+        (half-pixel grid = F.interpolate(align_corners=False) and cv2.INTER_LINEAR)."""
+        head = self.op("Slice", [self.op("Shape", [x]), self.const(np.array([0], np.int64)),
+                                 self.const(np.array([2], np.int64))], hint="batch_channels")
+        sizes = self.op("Concat", [head, self.const(np.asarray(hw, np.int64), "hw")], hint="sizes", axis=0)
+        mode = "align_corners" if align_corners else "half_pixel"
+        return self.op("Resize", [x, "", "", sizes], hint=hint, mode="linear",
+                       coordinate_transformation_mode=mode)
+
+    def minmax(self, x: str, eps: float = 0.0, hint: str = "minmax") -> str:
+        """Per-map (x - min) / (max - min + eps) over the last two axes of [N, C, h, w]."""
+        lo = self.reduce("ReduceMin", x, [2, 3], hint="min")
+        hi = self.reduce("ReduceMax", x, [2, 3], hint="max")
+        span = self.op("Sub", [hi, lo], hint="span")
+        if eps:
+            span = self.op("Add", [span, self.const(np.float32(eps), "eps")], hint="span_eps")
+        return self.op("Div", [self.op("Sub", [x, lo], hint="shifted"), span], hint=hint)
+
     def prepend_to(self, graph: onnx.GraphProto) -> None:
         """Put the new nodes before the existing ones (they feed the original graph)."""
         old = list(graph.node)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import onnx
 from onnx import helper
 
@@ -29,19 +28,7 @@ def masked_scores_graph(proto: onnx.ModelProto, input_name: str, layout: str,
     original = next(i for i in g.input if i.name == input_name)
     in_type = original.type.tensor_type.elem_type
     b = GraphBuilder(model)
-    shape = b.op("Shape", [MAPS], hint="maps_shape")
-    head = b.op("Slice", [shape, b.const(np.array([0], np.int64)), b.const(np.array([2], np.int64))],
-                hint="maps_head")
-    sizes = b.op("Concat", [head, b.const(np.asarray(image_hw, np.int64), "hw")], hint="sizes", axis=0)
-    mode = "align_corners" if align_corners else "half_pixel"
-    up = b.op("Resize", [MAPS, "", "", sizes], hint="up", mode="linear",
-              coordinate_transformation_mode=mode)
-    lo = b.reduce("ReduceMin", up, [2, 3], hint="min")
-    hi = b.reduce("ReduceMax", up, [2, 3], hint="max")
-    span = b.op("Sub", [hi, lo], hint="span")
-    if eps:
-        span = b.op("Add", [span, b.const(np.float32(eps), "eps")], hint="span_eps")
-    mask = b.op("Div", [b.op("Sub", [up, lo], hint="shifted"), span], hint="mask")
+    mask = b.minmax(b.resize_to(MAPS, image_hw, align_corners, hint="up"), eps, hint="mask")
     if layout == "NHWC":
         mask = b.op("Transpose", [mask], hint="mask_nhwc", perm=[0, 2, 3, 1])
     if in_type != onnx.TensorProto.FLOAT:
