@@ -97,9 +97,8 @@ def build_explainer_model(ex, method: str = "gradcam", layer="auto", target: str
     top1 = target == "top1"
     if method == "relevancecam":
         from .graph.rules.lrp import COMPOSITES, relevance_rules
-        depths = {n.output[0]: k for k, n in enumerate(proto.graph.node)}
         rules = relevance_rules(COMPOSITES["relevance-cam"], renamed.get(m.first_linear, m.first_linear),
-                                ex.box_bounds(), depths)
+                                ex.box_bounds())
         graph, carried = gradient_graph(proto, score, [layer_name], top1, rules, "contrastive")
     else:
         graph, carried = gradient_graph(proto, score, [layer_name], top1)

@@ -239,8 +239,7 @@ class Explainer:
         names = [self.model.input_name if l in ("input", self.model.input_name)
                  else self.model.layer(getattr(l, "name", l)).name for l in items]
         def rules():
-            depths = {n.output[0]: k for k, n in enumerate(self.model.proto.graph.node)}
-            return relevance_rules(composite, self.model.first_linear, self.box_bounds(), depths)
+            return relevance_rules(composite, self.model.first_linear, self.box_bounds())
         # keyed by the composite's content, not its id: a new object may reuse a freed id
         scores, targets, acts, rel = self.gradients(x, names, target, rules_name=f"lrp:{composite!r}",
                                                     rules=rules, start=starts[start])

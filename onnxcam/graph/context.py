@@ -34,6 +34,8 @@ class RuleContext:
         self.layer = layer
         self._shape_nodes: dict[str, str] = {}
         self._producers = {o: n for n in model.graph.node for o in n.output}
+        # position of each forward node (composites map layers by depth; Mul finds its signal)
+        self.order = {o: k for k, n in enumerate(model.graph.node) for o in n.output}
         self._folded: dict[str, np.ndarray | None] = {}
 
     # ----- facts about the forward graph
@@ -114,8 +116,8 @@ class RuleContext:
         elif op_type in self._BOOL_OPS:
             self.types[out] = onnx.TensorProto.BOOL
         else:
-            typed = [self.types[i] for i in inputs[1:2] + inputs[:1] if i in self.types] if op_type == "Where" \
-                else [self.types[i] for i in inputs if i in self.types]
+            values = inputs[1:] if op_type == "Where" else inputs  # Where's condition is bool
+            typed = [self.types[i] for i in values if i in self.types]
             if typed:
                 self.types[out] = typed[0]
         return out

@@ -96,7 +96,7 @@ def gemm(ctx, node, g, wants, weight: str | None = None):
 
 @rule("MatMul")
 def matmul(ctx, node, g, wants, weight: str | None = None):
-    a, b = node.input
+    a, b = node.input[:2]  # MatMulInteger's zero points follow
     if weight:
         b = weight
     out = node.output[0]

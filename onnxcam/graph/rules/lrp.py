@@ -20,7 +20,7 @@ from .linear import conv, conv_transpose, gemm, matmul
 
 LINEAR_VJP = {"Conv": conv, "ConvTranspose": conv_transpose, "Gemm": gemm, "MatMul": matmul}
 PASS_THROUGH = {"Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh",
-                "Erf", "Softplus", "Elu", "Selu", "Gelu", "Identity", "Dropout", "Cast",
+                "Erf", "Softplus", "Elu", "Selu", "Gelu", "Identity", "Dropout",
                 "BatchNormalization", "LayerNormalization", "InstanceNormalization",
                 "QuantizeLinear", "DequantizeLinear", "Softmax", "LogSoftmax", "Neg", "Abs", "Exp",
                 "Sqrt", "Reciprocal", "Pow", "Log"}
@@ -257,18 +257,14 @@ def _mul(ctx, node, r, wants):
     if len(live) == 1:
         signal = live[0]
     else:
-        order = {o: k for k, n in enumerate(ctx.model.graph.node) for o in n.output}
-        signal = min(live, key=lambda i: order.get(node.input[i], -1))
+        signal = min(live, key=lambda i: ctx.order.get(node.input[i], -1))
     return [r if i == signal else None for i in range(len(node.input))]
 
 
-def relevance_rules(composite: Composite, first_linear: str | None, bounds=None,
-                    depths: dict | None = None) -> dict:
+def relevance_rules(composite: Composite, first_linear: str | None, bounds=None) -> dict:
     """The rule table for one composite: op type -> rule(ctx, node, out_relevance, wants)."""
-    depths = depths or {}
-
     def linear(ctx, node, r, wants):
-        rule = composite.rule_for(node, depths.get(node.output[0], -1), node.output[0] == first_linear)
+        rule = composite.rule_for(node, ctx.order.get(node.output[0], -1), node.output[0] == first_linear)
         return [linear_relevance(ctx, node, r[0], rule, bounds)] + [None] * (len(node.input) - 1)
 
     def passthrough(ctx, node, r, wants):
@@ -276,11 +272,11 @@ def relevance_rules(composite: Composite, first_linear: str | None, bounds=None,
 
     table = {op: linear for op in LINEAR_VJP}
     table.update({op: passthrough for op in PASS_THROUGH})
-    table.update({op: GRADIENT_RULES[op] for op in MOVES_VALUES if op in GRADIENT_RULES})
+    table.update({op: GRADIENT_RULES[op] for op in MOVES_VALUES})
     table.update({op: (lambda ctx, node, r, wants: _z_rule(ctx, node, r[0], wants, composite))
                   for op in Z_RULE})
     table["Mul"] = lambda ctx, node, r, wants: _mul(ctx, node, r[0], wants)
-    table["Cast"] = GRADIENT_RULES["Cast"]  # relevance passes unchanged, in the input's float type
+    table["Cast"] = GRADIENT_RULES["Cast"]  # relevance passes unchanged, cast to the input's float type
     for op in ("ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"):
         table[op] = _dynamic_int8
     table["Div"] = lambda ctx, node, r, wants: [r[0], None]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .linear import conv
+from .linear import conv, matmul
 from .registry import registry
 
 RULES, rule = registry()
@@ -58,14 +58,5 @@ def conv_integer(ctx, node, g, wants):
 
 @rule("MatMulInteger")
 def matmul_integer(ctx, node, g, wants):
-    a, b = node.input[:2]
-    weight = ctx.const(b)
-    if weight is None or weight.ndim != 2:
-        ctx.fail(node, "MatMulInteger needs a constant 2-D weight")
-    rank = 2
-    wf = ctx.const(_float_weight(ctx, node, 1, 1, rank))
-    grads = [None] * len(node.input)
-    if wants[0]:
-        grads[0] = ctx.unbroadcast(ctx.op("MatMul", [g[0], ctx.float32(wf.T, "weight_t")],
-                                          hint="matmul_integer_grad"), node.output[0], a, node)
-    return grads
+    weight = _float_weight(ctx, node, 1, 1, len(ctx.shape(node.input[1])))
+    return matmul(ctx, node, g, [wants[0], False], weight=weight) + [None] * (len(node.input) - 2)
