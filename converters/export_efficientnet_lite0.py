@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
-from onnxcam.methods.scorecam import softmax  # noqa: E402
+from onnxcam.postprocess import softmax  # noqa: E402
 
 MANIFEST = {  # preprocessing that reproduces chelsea -> 285 (p ~ 0.771)
     "input_size": [224, 224], "mean": C.IMAGENET_MEAN, "std": C.IMAGENET_STD,

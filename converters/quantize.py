@@ -36,7 +36,7 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 import _common as C  # noqa: E402
-from onnxcam.methods.scorecam import softmax  # noqa: E402
+from onnxcam.postprocess import softmax  # noqa: E402
 
 
 def _inputs(manifest, photos=None):

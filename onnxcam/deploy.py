@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .errors import OnnxCamError
+from .errors import OnnxCamError, first_line
 from .graph.backward import SEED, gradient_graph
 from .graph.builder import GraphBuilder
 from .graph.expose import SCORES, prune, set_outputs
@@ -122,7 +122,7 @@ def build_explainer_model(ex, method: str = "gradcam", layer="auto", target: str
     graph.graph.name = f"onnxcam_{method}"
     graph.doc_string = (f"onnxcam {method} explainer at layer {chosen.name}: outputs logits [N, K], "
                         f"heatmap [N, H, W] in [0, 1], class [N] ({'top-1' if top1 else 'input target_class'})"
-                        + ("" if m.batchable else f"; batch fixed to 1 ({'; '.join(m.notes[-1:])})"))
+                        + ("" if m.batchable else f"; batch fixed to 1: {m.batch_problem}"))
     del graph.graph.value_info[:]
     _check(graph)
     return graph
@@ -155,7 +155,7 @@ def _check(model: onnx.ModelProto) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # noqa: BLE001 - report the checker's finding as one line
-        raise OnnxCamError(f"the exported explainer fails onnx.checker: {str(exc).splitlines()[0]}") from None
+        raise OnnxCamError(f"the exported explainer fails onnx.checker: {first_line(exc)}") from None
 
 
 def export_explainer(ex, path, method: str = "gradcam", layer="auto", target: str = "top1",

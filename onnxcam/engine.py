@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 
 from ._runtime import import_onnxruntime
-from .errors import OnnxCamError
+from .errors import OnnxCamError, first_line
 
 ort = import_onnxruntime()
 
@@ -45,8 +45,7 @@ class Session:
         try:
             self.sess = ort.InferenceSession(model.SerializeToString(), opts, providers=providers)
         except Exception as exc:
-            text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise OnnxCamError(f"onnxruntime cannot build the explain graph: {text}") from None
+            raise OnnxCamError(f"onnxruntime cannot build the explain graph: {first_line(exc)}") from None
         self.provider = self.sess.get_providers()[0]
         self.device = "cuda" if self.provider == CUDA else "cpu"
         self.output_names = [o.name for o in self.sess.get_outputs()]

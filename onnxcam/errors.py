@@ -8,3 +8,9 @@ without a traceback from deep inside onnx or onnxruntime.
 
 class OnnxCamError(Exception):
     """A user-facing error: one line, what happened and how to fix it."""
+
+
+def first_line(exc: Exception, limit: int = 300) -> str:
+    """The first line of a third-party exception (onnx and onnxruntime raise C++ text blocks)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

@@ -130,8 +130,7 @@ class Explainer:
             return scores
         if m.final_activation == "Sigmoid":
             return 1.0 / (1.0 + np.exp(-scores))
-        z = np.exp(scores - scores.max(axis=-1, keepdims=True))
-        return z / z.sum(axis=-1, keepdims=True)
+        return postprocess.softmax(scores)
 
     def check_input(self, x) -> np.ndarray:
         x = np.asarray(x)

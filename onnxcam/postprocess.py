@@ -14,6 +14,13 @@ import numpy as np
 EPS = 1e-7
 
 
+def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax in float64 (class probabilities from logits)."""
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
 def minmax(maps: np.ndarray, eps: float = EPS) -> np.ndarray:
     """Per-image (x - min) / (max - min + eps) over the last two axes."""
     lo = maps.min(axis=(-2, -1), keepdims=True)

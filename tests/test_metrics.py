@@ -6,7 +6,7 @@ import pytest
 
 import onnxcam
 from onnxcam.metrics import average_drop_increase, deletion_insertion, pointing_game
-from onnxcam.methods.scorecam import softmax
+from onnxcam.postprocess import softmax
 from conftest import photo_paths, random_images
 from nets import small_cnn
 

@@ -8,7 +8,8 @@ import onnxruntime as ort
 import pytest
 
 import onnxcam
-from onnxcam.methods.scorecam import plan_channels, softmax
+from onnxcam.methods.scorecam import plan_channels
+from onnxcam.postprocess import softmax
 from conftest import LITE0, photo_paths, random_images
 from nets import small_cnn
 

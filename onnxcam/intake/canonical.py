@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, version_converter
 
-from ..errors import OnnxCamError
+from ..errors import OnnxCamError, first_line
 
 TARGET_OPSET = 17
 BATCH_DIM = "N"
@@ -36,9 +36,8 @@ def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return version_converter.convert_version(model, TARGET_OPSET)
     except Exception as exc:  # the converter raises bare RuntimeErrors with C++ text
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise OnnxCamError(f"cannot upgrade the model from opset {default_opset(model)} to "
-                           f"{TARGET_OPSET}: {first}; re-export it with opset >= {TARGET_OPSET}") from None
+                           f"{TARGET_OPSET}: {first_line(exc)}; re-export it with opset >= {TARGET_OPSET}") from None
 
 
 def drop_value_info(model: onnx.ModelProto) -> None:
@@ -150,7 +149,7 @@ def ort_canonicalize(model: onnx.ModelProto) -> onnx.ModelProto:
             ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise OnnxCamError("onnxruntime cannot load this model: "
-                               f"{_first_line(exc)}; check it with onnx.checker or re-export it") from None
+                               f"{first_line(exc)}; check it with onnx.checker or re-export it") from None
         canonical = onnx.load(out)
     used = {n.domain for n in canonical.graph.node}
     keep = [imp for imp in canonical.opset_import if imp.domain in used or imp.domain in ("", "ai.onnx")]
@@ -164,9 +163,4 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as exc:
-        raise OnnxCamError(f"shape inference failed on the canonical model: {_first_line(exc)}") from None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+        raise OnnxCamError(f"shape inference failed on the canonical model: {first_line(exc)}") from None

@@ -32,6 +32,7 @@ class Model:
     layers: list[LayerInfo]
     auto_layer: LayerInfo | None
     batchable: bool = True
+    batch_problem: str | None = None  # why the model runs one image at a time, when it must
     notes: list[str] = field(default_factory=list)
     first_linear: str | None = None  # output of the first Conv/Gemm/MatMul after the image (LRP)
     output_activation: str | None = None  # Softmax / Sigmoid that ends the graph, even when explained
@@ -168,9 +169,9 @@ def _find_score(model: onnx.ModelProto) -> tuple[str, str, str | None, int]:
         if len(shape) < 2 or not isinstance(shape[-1], int) or any(
                 not isinstance(d, int) or d != 1 for d in shape[1:-1]):
             continue
-        name, node = out.name, producers.get(out.name)
+        node = producers.get(out.name)
         while node is not None and node.op_type in _PASS_THROUGH:
-            name, node = node.input[0], producers.get(node.input[0])
+            node = producers.get(node.input[0])
         if node is not None and node.op_type in _SCORE_ACTIVATIONS:
             return out.name, node.input[0], node.op_type, int(shape[-1])
         logits = _decomposed_softmax(node, producers) if node is not None else None
@@ -225,7 +226,7 @@ def load(source, score: str = "logits", image_size=None) -> Model:
     if problem:
         notes.append(f"{problem}: explaining image by image")
     return Model(proto, input_name, layout, image_shape, output_name, score_name, act, k,
-                 layers, choose_auto(proto, layers), batchable=batchable, notes=notes,
+                 layers, choose_auto(proto, layers), batchable=batchable, batch_problem=problem, notes=notes,
                  first_linear=_first_linear(proto, input_name), output_activation=output_activation)
 
 

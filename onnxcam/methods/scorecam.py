@@ -16,13 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..postprocess import softmax
 from .base import Method, Request, register, weighted_sum
-
-
-def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = z.astype(np.float64)
-    e = np.exp(z - z.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
 
 
 def plan_channels(acts: np.ndarray, skip_constant: bool, top_k: int | None):
