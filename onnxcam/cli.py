@@ -112,7 +112,7 @@ def write_results(ex: Explainer, res: Result, images: list[Path], views, out: Pa
         plan.append((out / f"{stem}_{res.method}.npz", i, "npz"))
     check_targets([p for p, _, _ in plan], overwrite)
     depth = {l.name: l.depth for l in ex.layers}
-    diverging = methods.get(res.method).order == "signed"
+    diverging = methods.get(res.method).signed
     for path, i, what in plan:
         if what == "npz":
             write_npz(path, _arrays(res, i))
@@ -176,7 +176,7 @@ def _summary(ex: Explainer, res: Result, images, files, tops) -> dict:
 def cmd_explain(args) -> int:
     ex = _explainer(args.model, args, preprocess=_spec_overrides(args) or None)
     images = [Path(p) for p in args.images]
-    target = None if args.target in (None, "top1") else _parse_target(args.target)
+    target = _parse_target(args.target)
     options = _method_options(args)
     res, files, tops = run_explain(ex, images, args.method, args.layer, target, Path(args.out),
                                    args.overwrite, options)
@@ -188,7 +188,10 @@ def cmd_explain(args) -> int:
     return 0
 
 
-def _parse_target(text: str):
+def _parse_target(text: str | None):
+    """--target: None or "top1" -> None (each image's top-1), else one index or one per image."""
+    if text in (None, "top1"):
+        return None
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
@@ -237,8 +240,6 @@ def cmd_evaluate(args) -> int:
     check_targets(targets, args.overwrite)
     boxes = read_boxes(args.boxes) if args.boxes else None
     methods_list = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for m in methods_list:
-        methods.get(m)
     results = {}
     evaluation = evaluate(ex, args.images, methods_list, args.layers, boxes, args.steps, args.baseline,
                           results=results, road_percentages=() if args.no_road else (10, 30, 50, 70, 90),
@@ -275,7 +276,7 @@ def cmd_compare(args) -> int:
     out = Path(args.out)
     targets = [out / "comparison.json", out / "report.html"]
     check_targets(targets, args.overwrite)
-    target = None if args.target in (None, "top1") else _parse_target(args.target)
+    target = _parse_target(args.target)
     results = {}
     result = compare(args.reference, args.candidate, args.images, method=args.method, layers=args.layers,
                      match=_parse_matches(args.match), target=target, top_percent=args.top_percent,

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OnnxCamError
+from .methods import get as get_method
 from .metrics import average_drop_increase, cascading_randomization, deletion_insertion, pointing_game, road
 from .preprocess import load_images, read_rgb, view_box
+from .metrics.curves import BASELINES
 from .progress import Progress
 
 
@@ -38,6 +40,11 @@ def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=N
     """Figures for each method x layer. `images`: paths; `boxes`: a dict from read_boxes or None;
     `road_percentages`: () skips ROAD; `sanity_steps` (e.g. [1, 4, 16]) adds the cascading
     randomization check per method. `results`, if given, receives each method's Result."""
+    for method in methods:  # fail before the first (possibly long) method runs
+        get_method(method)
+    if baseline not in BASELINES or steps < 1:
+        raise OnnxCamError(f"baseline must be one of {', '.join(BASELINES)} and steps >= 1, "
+                           f"got {baseline!r} and {steps}")
     paths = [Path(p) for p in images]
     x, views = load_images(paths, ex.preprocess, return_views=True)
     view_boxes = None
@@ -75,7 +82,7 @@ def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=N
         out["methods"][method] = {"targets": res.target.tolist(), "layers": per_layer}
         if sanity_steps:
             check = cascading_randomization(ex, x, method, layers=list(res.maps), steps=sanity_steps,
-                                            **(options or {}).get(method, {}))
+                                            base=res, **(options or {}).get(method, {}))
             out["methods"][method]["sanity"] = check["steps"]
         bar.update()
     bar.close()

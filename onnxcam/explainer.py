@@ -53,6 +53,7 @@ class Explainer:
         self.model = intake.load(model, score=score, image_size=self._requested_size(preprocess))
         self.providers = engine.choose_providers(providers)
         self.sessions = engine.SessionCache(self.providers, threads)
+        self.score, self.threads = score, threads
         self.memory_budget_mb = memory_budget_mb
         self.max_batch = max_batch
         self.progress = progress
@@ -63,6 +64,13 @@ class Explainer:
         warning = runtime_warning()
         if warning:
             self.model.notes.append(warning)
+
+    def derived(self, proto) -> "Explainer":
+        """An Explainer of an edited copy of this model (e.g. randomized layers) with the same
+        providers, preprocessing, score choice and engine limits."""
+        return Explainer(proto, providers=self.providers, preprocess=self.preprocess, score=self.score,
+                         memory_budget_mb=self.memory_budget_mb, max_batch=self.max_batch,
+                         threads=self.threads, progress=self.progress)
 
     # ----- what the model offers
     @property

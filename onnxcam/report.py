@@ -8,6 +8,7 @@ import html
 import cv2
 import numpy as np
 
+from .methods import get
 from .postprocess import overlay
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -63,7 +64,7 @@ def render(evaluation: dict, results: dict, views: list[np.ndarray], labels=None
             t = int(res.target[i])
             name = labels[t] if labels else str(t)
             for layer, maps in res.maps.items():
-                cells.append(f'<td><img src="{_png(overlay(view, maps[i]))}"><br>{html.escape(method)}<br>'
+                cells.append(f'<td><img src="{_png(overlay(view, maps[i], diverging=get(method).signed))}"><br>{html.escape(method)}<br>'
                              f'<small>{html.escape(layer)} · {html.escape(name)}</small></td>')
         grid.append("<tr>" + "".join(cells) + "</tr>")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>onnxcam evaluation</title>
@@ -94,6 +95,7 @@ def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], 
     """HTML for a compare() dict: verdict, per-layer summary, layer matching, and per image (worst
     first) the reference and candidate overlays side by side with their difference."""
     name = (lambda t: labels[t] if labels else str(t))
+    signed = get(result["method"]).signed
     index = {path: i for i, path in enumerate(str(p) for p in result.get("image_order", []))}
     pairs = [(m["reference"], m["candidate"]) for m in result["matching"]]
     layer_rows = []
@@ -117,7 +119,8 @@ def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], 
             head = (f'<td rowspan="{len(pairs)}"><img src="{_png(view)}"><br>{html.escape(row["image"].split("/")[-1])}'
                     f'<br>agreement {row["agreement"]:.3f}</td>') if k == 0 else ""
             image_rows.append(
-                f"<tr>{head}<td><img src=\"{_png(overlay(view, a))}\"></td><td><img src=\"{_png(overlay(view, b))}\"></td>"
+                f"<tr>{head}<td><img src=\"{_png(overlay(view, a, diverging=signed))}\"></td>"
+                f"<td><img src=\"{_png(overlay(view, b, diverging=signed))}\"></td>"
                 f"<td><img src=\"{_png(overlay(view, _difference(a, b), alpha=0.7, diverging=True))}\"></td>"
                 f"<td style='text-align:left'>layer {html.escape(r)}<br>Pearson {f['pearson']:.3f} · Spearman "
                 f"{f['spearman']:.3f} · top-{result['top_percent']:g}% IoU {f['iou']:.3f} · largest pixel "

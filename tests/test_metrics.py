@@ -177,3 +177,12 @@ def test_probabilities_follow_the_final_activation():
         out = onnxcam.Explainer(small_cnn(final=final), score="output")   # scores are probabilities
         probs, _ = out.forward(x)
         np.testing.assert_allclose(out.probabilities(probs), expect(scores.astype(np.float64)), rtol=1e-5)
+
+
+def test_randomized_copies_keep_the_explainer_settings():
+    """The sanity check's randomized models explain the same score as the original
+    (score="output" must not silently become the logits under the Softmax)."""
+    ex = onnxcam.Explainer(small_cnn(final="Softmax"), score="output", max_batch=3)
+    copy = ex.derived(ex.model.proto)
+    assert copy.model.score_name == ex.model.score_name == ex.model.output_name
+    assert (copy.max_batch, copy.preprocess, copy.providers) == (3, ex.preprocess, ex.providers)

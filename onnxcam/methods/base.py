@@ -39,6 +39,11 @@ class Method:
     needs_gradients: bool = False
     own_run: bool = False   # the method's own engine run yields scores and targets: no extra forward
 
+    @property
+    def signed(self) -> bool:
+        """Maps centred on 0.5 (signed relevance): drawn with a diverging colormap, not JET."""
+        return self.order == "signed"
+
 
 REGISTRY: dict[str, Method] = {}
 

@@ -16,6 +16,9 @@ from ..errors import OnnxCamError
 from .common import blurred, class_probability
 
 
+BASELINES = ("zero", "blur", "mean")
+
+
 def _baseline(ex, x, kind):
     if kind == "zero":
         return np.zeros_like(x)

@@ -22,18 +22,17 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def cascading_randomization(ex, x: np.ndarray, method: str, layers="auto", steps=None,
-                            seed: int = 0, **options) -> dict:
+                            seed: int = 0, base=None, **options) -> dict:
     """Per randomization step k (top-k layers random): mean Spearman and SSIM of the maps to the
-    originals. Targets stay the original model's classes."""
-    from ..explainer import Explainer
-
-    base = ex.explain(x, method=method, layers=layers, **options)
+    originals. Targets stay the original model's classes. `base`: the original Result of this
+    method on x, when the caller already has it."""
+    base = base or ex.explain(x, method=method, layers=layers, **options)
     names = base.layers
     total = len(parametric_layers(ex.model.proto))
     steps = steps or [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= total] + [total]
     rows = []
     for k in sorted(set(steps)):
-        rnd = Explainer(randomized(ex.model.proto, k, seed), providers=ex.providers, preprocess=ex.preprocess)
+        rnd = ex.derived(randomized(ex.model.proto, k, seed))
         res = rnd.explain(x, method=method, layers=names, target=base.target, **options)
         sp = [spearman(base.maps[n][i], res.maps[n][i]) for n in names for i in range(len(x))]
         ss = [ssim(base.maps[n][i], res.maps[n][i]) for n in names for i in range(len(x))]
