@@ -107,7 +107,7 @@ def with_backward(model: onnx.ModelProto, output: str, wrt: list[str], rules=Non
 
 
 def check(nodes, inputs: dict, wrt: list[str], consts: dict | None = None, output: str = "y",
-          rtol: float = 1e-5, directions: int = 3, seed: int = 0, opset: int = 17, rules=None):
+          rtol: float = 1e-6, directions: int = 3, seed: int = 0, opset: int = 17, rules=None):
     """Assert the appended gradients equal finite differences (float64) and run in onnxruntime."""
     consts = consts or {}
     rng = np.random.default_rng(seed)

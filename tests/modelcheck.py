@@ -34,7 +34,7 @@ def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def check_layer_gradient(ex, x: np.ndarray, layer: str, seed: np.ndarray, directions: int = 3,
-                         rtol: float = 1e-5) -> float:
+                         rtol: float = 1e-6) -> float:
     """Our dS/dA at `layer` (float64 run of the very graph onnxcam builds) against central
     differences of the sub-model layer -> score. Returns the largest relative error seen."""
     model = ex.model

@@ -19,8 +19,8 @@ import pytest
 import onnxcam
 from conftest import photo_paths
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("torchvision")
+import torch
+import torchvision  # noqa: F401 - test extras: a broken install must fail
 
 DEPTHS = {
     "resnet18": ["layer1", "layer2", "layer4"],

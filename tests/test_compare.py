@@ -50,7 +50,7 @@ def test_every_layer_is_matched_one_to_one_and_known_pairs_hold(lite0, lite0_var
 
 def test_matched_activations_agree_on_static_int8(lite0, lite0_variants):
     """The matching is right by value, not only by name: every matched pair's activations
-    correlate (r >= 0.9; INT8 noise grows with depth)."""
+    correlate (r >= 0.97, measured worst 0.984; INT8 noise grows with depth)."""
     cand = onnxcam.Explainer(lite0_variants["int8_static"], preprocess=lite0.preprocess)
     matches = match_layers(lite0.model, cand.model)
     x = onnxcam.load_images(two_photos(), lite0.preprocess)
@@ -58,14 +58,14 @@ def test_matched_activations_agree_on_static_int8(lite0, lite0_variants):
     _, a = lite0.forward(x, names)
     _, b = cand.forward(x, [matches[n].candidate for n in names])
     worst = min((pearson(a[n], b[matches[n].candidate]), n) for n in names)
-    assert worst[0] >= 0.9, worst
+    assert worst[0] >= 0.97, worst
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small"])
 def test_matching_across_the_two_pytorch_exporters(arch, export_dir):
     """TorchScript and dynamo exports name every tensor differently and order branches their own
     way; every layer still finds the tensor with the same values."""
-    pytest.importorskip("torchvision")
+    import torchvision  # noqa: F401 - test extras: a broken install must fail
     from export_torchvision import export
     paths = [export(arch, export_dir / f"match_{arch}_{e}" / "model.onnx", exporter=e, size=112,
                     seed=0, verify=False)[1] for e in ("torchscript", "dynamo")]
@@ -129,14 +129,14 @@ def test_compare_figures_are_the_maps_figures(lite0, lite0_variants):
         assert t == a.target[i] == b.target[i]          # both explain the reference's class
         assert row["score_delta"] == pytest.approx(float(b.logits[i, t] - a.logits[i, t]))
     assert [r["agreement"] for r in out["images"]] == sorted(r["agreement"] for r in out["images"])
-    assert out["passed"] and out["summary"]["layers"][AUTO]["mean_pearson"] >= 0.97
+    assert out["passed"] and out["summary"]["layers"][AUTO]["mean_pearson"] >= 0.99  # measured 0.9992
     assert out["summary"]["top1_agreement"] == 1.0
 
 
 @pytest.mark.parametrize("variant,method,floor", [("fp16", "gradcam", 0.999), ("fp16_io", "relevancecam", 0.999),
-                                                  ("int8_static", "relevancecam", 0.95), ("int8_static", "lrp", 0.95),
-                                                  ("int8_dynamic", "gradcam", 0.8),
-                                                  ("int8_dynamic", "scorecam", 0.8)])
+                                                  ("int8_static", "relevancecam", 0.99), ("int8_static", "lrp", 0.99),
+                                                  ("int8_dynamic", "gradcam", 0.98),
+                                                  ("int8_dynamic", "scorecam", 0.98)])  # measured >= 0.990
 def test_compare_each_build(lite0, lite0_variants, variant, method, floor):
     options = {"top_k": 64} if method == "scorecam" else {}
     out = compare(LITE0, lite0_variants[variant], two_photos(), method=method, options=options)
@@ -287,7 +287,7 @@ def test_production_paddle_classifier_builds(tmp_path):
     ref = onnxcam.Explainer(PADDLE_CLS)
     builds = {"fp16": to_fp16(PADDLE_CLS, tmp_path / "fp16.onnx"),
               "int8_static": to_int8_static(PADDLE_CLS, tmp_path / "int8.onnx")}
-    floors = {"fp16": 0.999, "int8_static": 0.85}
+    floors = {"fp16": 0.999, "int8_static": 0.94}  # measured 1.000 / 0.949
     for name, path in builds.items():
         cand = onnxcam.Explainer(path, preprocess=ref.preprocess)
         assert cand.model.final_activation == "Softmax", name

@@ -80,7 +80,7 @@ def test_static_int8_qdq_build_gives_the_fp32_maps(lite0, lite0_variants, method
     assert np.abs(next(iter(got.raw.values()))).max() > 0
     for i in range(len(x)):
         r = np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1]
-        assert r >= 0.9, (method, photos[i].stem, r)
+        assert r >= 0.98, (method, photos[i].stem, r)   # measured >= 0.9896
 
 
 def test_fp16_build_gradients(lite0, lite0_variants):
@@ -89,7 +89,7 @@ def test_fp16_build_gradients(lite0, lite0_variants):
     ref = lite0.explain(x, method="gradcam")
     got = ex.explain(x, method="gradcam", target=ref.target)
     a, b = next(iter(ref.maps.values())), next(iter(got.maps.values()))
-    assert min(np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1] for i in range(2)) >= 0.99
+    assert min(np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1] for i in range(2)) >= 0.9999  # measured 0.99999
 
 
 def _dequantized(proto, node, weight_index=1, channel_axis=0):
@@ -149,11 +149,13 @@ def test_qoperator_int8_says_what_to_do(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", GRADIENT_METHODS[:5])
+@pytest.mark.parametrize("method", GRADIENT_METHODS + ["eigencam"])
 def test_equal_to_pytorch_grad_cam_on_resnet18(method, export_dir):
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("torchvision")
-    pgc = pytest.importorskip("pytorch_grad_cam")
+    """Raw maps equal pytorch-grad-cam's; Eigen-CAM maps up to the SVD's sign, which pgc leaves
+    arbitrary and we fix."""
+    import torch
+    import torchvision  # noqa: F401 - test extras: a broken install must fail
+    import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     from export_torchvision import build, export
 
@@ -164,7 +166,9 @@ def test_equal_to_pytorch_grad_cam_on_resnet18(method, export_dir):
     ex = onnxcam.Explainer(path)
     x = onnxcam.load_images(photo_paths(3), ex.preprocess)
     cls = {"gradcam": pgc.GradCAM, "hirescam": pgc.HiResCAM, "gradcam++": pgc.GradCAMPlusPlus,
-           "xgradcam": pgc.XGradCAM, "layercam": pgc.LayerCAM}[method]
+           "xgradcam": pgc.XGradCAM, "layercam": pgc.LayerCAM, "eigengradcam": pgc.EigenGradCAM,
+           "eigencam": pgc.EigenCAM}[method]
+    eigen = method.startswith("eigen")
     for torch_layer, prefix in ((net.layer4, "/layer4/"), (net.layer3, "/layer3/")):
         layer = max((l for l in ex.layers if l.name.startswith(prefix)), key=lambda l: l.depth)
         res = ex.explain(x, method=method, layers=layer.name)
@@ -173,14 +177,18 @@ def test_equal_to_pytorch_grad_cam_on_resnet18(method, export_dir):
         xt = torch.from_numpy(x)
         maps = cam(input_tensor=xt, targets=targets)
         acts = cam.activations_and_grads.activations[0].numpy()
-        grads = cam.activations_and_grads.gradients[0].numpy()
+        saved = cam.activations_and_grads.gradients
+        grads = saved[0].numpy() if saved else None
         raw = cam.get_cam_image(xt, torch_layer, targets, acts, grads, False)
         for i in range(len(x)):
-            r = np.corrcoef(raw[i].ravel(), res.raw[layer.name][i].ravel())[0, 1]
+            ours = res.raw[layer.name][i]
+            if eigen:
+                ours = ours * np.sign(np.sum(ours * raw[i]))
+            r = np.corrcoef(raw[i].ravel(), ours.ravel())[0, 1]
             assert r >= 0.999, (method, prefix, i, r)
-            np.testing.assert_allclose(res.raw[layer.name][i], raw[i], rtol=1e-3,
-                                       atol=1e-4 * np.abs(raw[i]).max())
-        assert np.abs(maps - res.maps[layer.name]).max() < 1e-3
+            np.testing.assert_allclose(ours, raw[i], rtol=1e-3, atol=1e-4 * np.abs(raw[i]).max())
+        if not eigen:
+            assert np.abs(maps - res.maps[layer.name]).max() < 1e-3
 
 
 def test_guided_relu_passes_only_positive_cotangents_of_active_units():
@@ -196,8 +204,8 @@ def test_guided_relu_passes_only_positive_cotangents_of_active_units():
 
 @pytest.mark.slow
 def test_guided_backprop_equals_pytorch_grad_cam_on_resnet18(export_dir):
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("torchvision")
+    import torch
+    import torchvision  # noqa: F401 - test extras: a broken install must fail
     from pytorch_grad_cam import GuidedBackpropReLUModel
     from export_torchvision import build, export
 

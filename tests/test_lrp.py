@@ -105,7 +105,7 @@ def test_conv_rule_equals_closed_form(rule):
                    np.repeat(low, size * size), np.repeat(high, size * size))
     got = lrp_graph_run([helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[pad] * 4)], x,
                         {"w": w, "b": b}, rule, r, bounds=(low, high))
-    np.testing.assert_allclose(got.ravel(), want, atol=1e-5, rtol=1e-6)
+    np.testing.assert_allclose(got.ravel(), want, atol=1e-9, rtol=1e-7)  # float64: measured 3e-12
 
 
 @pytest.mark.parametrize("rule", [r for r in RULES if r.name != "zbox"], ids=lambda r: r.name)
@@ -120,7 +120,7 @@ def test_gemm_rule_equals_closed_form(rule):
     bounds = (low, high)
     got = lrp_graph_run([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], x,
                         {"w": w, "b": b}, rule, r, bounds=bounds)
-    np.testing.assert_allclose(got.ravel(), want, atol=1e-5, rtol=1e-6)
+    np.testing.assert_allclose(got.ravel(), want, atol=1e-9, rtol=1e-7)  # float64: measured 3e-12
 
 
 # ---------- conservation ------------------------------------------------------------------------------
@@ -250,9 +250,9 @@ def test_lrp_method_and_custom_composite():
 @pytest.mark.slow
 @pytest.mark.parametrize("arch,size", [("vgg16_bn", 224), ("resnet50", 112)])
 def test_epsilon_plus_flat_equals_zennit(arch, size, export_dir):
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("torchvision")
-    pytest.importorskip("zennit")
+    import torch
+    import torchvision  # noqa: F401 - test extras: a broken install must fail
+    import zennit  # noqa: F401 - test extras: a broken install must fail
     from zennit.composites import EpsilonPlusFlat
     from zennit.torchvision import ResNetCanonizer, VGGCanonizer
     from export_torchvision import build, export
@@ -276,9 +276,10 @@ def test_epsilon_plus_flat_equals_zennit(arch, size, export_dir):
         ref, = torch.autograd.grad(out, xt, grad_outputs=out * onehot)
     ref = ref.detach().numpy()
     ours = res.pixels["input"]
-    for i in range(2):
+    for i in range(2):   # measured: 1 - r <= 6e-9, max |diff| <= 2.6e-4 of max |R|
         r = np.corrcoef(ours[i].ravel(), ref[i].ravel())[0, 1]
-        assert r >= 0.99, (arch, i, r)
+        assert r >= 0.99999, (arch, i, r)
+        np.testing.assert_allclose(ours[i], ref[i], atol=1e-3 * np.abs(ref[i]).max())
 
 
 # ---------- SR map --------------------------------------------------------------------------------

@@ -77,8 +77,9 @@ def test_randomizing_the_model_decorrelates_gradcam(lite0):
     first, last = out["steps"][0], out["steps"][-1]
     assert out["parametric_layers"] == total > 40
     assert last["randomized_layers"] == total
-    assert last["spearman"] < 0.5 and last["spearman"] < first["spearman"]
-    assert last["ssim"] < first["ssim"]
+    # measured: Spearman 0.46 -> -0.11, SSIM 0.36 -> 0.19
+    assert last["spearman"] < 0.1 and last["spearman"] < first["spearman"]
+    assert last["ssim"] < 0.25 and last["ssim"] < first["ssim"]
 
 
 def test_evaluate_cli_writes_json_and_a_self_contained_report(tmp_path, capsys):

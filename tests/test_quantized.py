@@ -8,8 +8,8 @@ import onnxcam
 from conftest import photo_paths
 
 
-@pytest.mark.parametrize("variant,min_pearson", [("fp16", 0.999), ("int8_static", 0.97),
-                                                 ("int8_dynamic", 0.95)])
+@pytest.mark.parametrize("variant,min_pearson", [("fp16", 0.999), ("int8_static", 0.99),
+                                                 ("int8_dynamic", 0.98)])  # measured 0.998 / 0.990
 def test_scorecam_on_quantized_builds_agrees_with_fp32(lite0, lite0_variants, variant, min_pearson):
     ex = onnxcam.Explainer(lite0_variants[variant], preprocess=lite0.preprocess)
     assert ex.model.auto_layer.shape == (1280, 7, 7)

@@ -1,4 +1,4 @@
-"""Every backward rule against finite differences (float64, relative error <= 1e-5)."""
+"""Every backward rule against finite differences (float64, relative error <= 1e-6)."""
 from __future__ import annotations
 
 import numpy as np
@@ -199,9 +199,8 @@ def test_quantize_dequantize_is_straight_through():
         sess = ort.InferenceSession(back.SerializeToString(), providers=["CPUExecutionProvider"])
         grads.append(sess.run(None, {"x": x.astype(np.float32), "seed": seed.astype(np.float32)})[0])
     assert np.abs(grads[0]).sum() > 0
-    # where the quantized activation keeps the sign of the float one, the gradients agree
-    same = np.mean(np.isclose(grads[0], grads[1], atol=1e-5))
-    assert same > 0.9
+    # no activation changes sign under this quantization, so straight-through = the float gradient
+    np.testing.assert_allclose(grads[0], grads[1], atol=1e-5)
 
 
 def test_op_without_rule_names_op_node_and_layer():
