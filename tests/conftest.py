@@ -21,6 +21,11 @@ def photo_paths(n: int | None = None) -> list[Path]:
     return paths[:n] if n else paths
 
 
+def cat_and_coffee() -> list[Path]:
+    """The two bundled photos with one clear ImageNet object each (285 Egyptian cat, 967 espresso)."""
+    return [p for p in photo_paths() if p.stem in ("chelsea", "coffee")]
+
+
 @pytest.fixture(scope="session")
 def lite0():
     import onnxcam

@@ -38,11 +38,24 @@ def test_cam_on_the_bundled_model_completes_to_the_logit(lite0):
     assert res.target[names.index("coffee")] == 967       # espresso
 
 
-def test_cam_head_through_softmax_and_paddle_style_matmul():
-    ex = onnxcam.Explainer(small_cnn(final="Softmax"))
-    x = random_images(1, (3, 32, 32))
-    res = ex.explain(x, method="cam")
-    assert res.raw["feat"].shape == (1, 16, 16)
+@pytest.mark.parametrize("head", ["Gemm", "MatMul"])
+def test_cam_reads_gemm_and_matmul_heads_through_a_final_softmax(head):
+    """GAP -> linear head: the spatial mean of CAM plus the bias is the target's logit exactly.
+    The MatMul variant (no bias, as bias-free heads export) takes the other branch of the head reader."""
+    from onnx import helper, numpy_helper
+    model = small_cnn(final="Softmax")
+    wf, bf = head_params(model)
+    if head == "MatMul":
+        fc = next(n for n in model.graph.node if n.name == "fc")
+        fc.CopyFrom(helper.make_node("MatMul", ["flat", "wf_t"], ["logits"], name="fc"))
+        model.graph.initializer.append(numpy_helper.from_array(wf.T.copy(), "wf_t"))
+        bf = np.zeros_like(bf)
+    ex = onnxcam.Explainer(model)
+    assert ex.model.final_activation == "Softmax"
+    x = random_images(2, (3, 32, 32), seed=2)
+    res = ex.explain(x, method="cam", target=[3, 7])
+    np.testing.assert_allclose(res.raw["feat"].mean(axis=(1, 2)) + bf[[3, 7]],
+                               res.logits[[0, 1], [3, 7]], rtol=1e-5, atol=1e-6)
 
 
 def test_eigencam_matches_svd_projection_and_fixes_the_sign():

@@ -15,7 +15,7 @@ from onnxcam.deploy import build_explainer_model
 from onnxcam.intake import load
 from onnxcam.intake.matching import match_layers
 from onnxcam.metrics import pearson, spearman, topk_iou
-from conftest import LITE0, photo_paths
+from conftest import LITE0, cat_and_coffee, photo_paths
 
 AUTO = "/_swish_1/Clip_output_0"
 # Known pairs (reference layer -> candidate layer) for the bundled model's builds (quantize.py).
@@ -31,10 +31,6 @@ KNOWN = {
     # dynamic INT8: ConvInteger -> Cast -> Mul(scale) -> Add(bias), the Add keeps the Conv's name
     "int8_dynamic": {"/_conv_stem/Conv_output_0": "/_conv_stem/Conv_output_0", AUTO: AUTO},
 }
-
-
-def two_photos():
-    return [p for p in photo_paths() if p.stem in ("chelsea", "coffee")]
 
 
 @pytest.mark.parametrize("variant", ["fp16", "fp16_io", "int8_static", "int8_dynamic"])
@@ -53,7 +49,7 @@ def test_matched_activations_agree_on_static_int8(lite0, lite0_variants):
     correlate (r >= 0.97, measured worst 0.984; INT8 noise grows with depth)."""
     cand = onnxcam.Explainer(lite0_variants["int8_static"], preprocess=lite0.preprocess)
     matches = match_layers(lite0.model, cand.model)
-    x = onnxcam.load_images(two_photos(), lite0.preprocess)
+    x = onnxcam.load_images(cat_and_coffee(), lite0.preprocess)
     names = [l.name for l in lite0.layers]
     _, a = lite0.forward(x, names)
     _, b = cand.forward(x, [matches[n].candidate for n in names])
@@ -114,7 +110,7 @@ def test_agreement_figures_by_hand():
 def test_compare_figures_are_the_maps_figures(lite0, lite0_variants):
     """The report's numbers are exactly the agreement of the two explain() results."""
     results = {}
-    out = compare(LITE0, lite0_variants["int8_static"], two_photos(), method="gradcam", results=results,
+    out = compare(LITE0, lite0_variants["int8_static"], cat_and_coffee(), method="gradcam", results=results,
                   fail_under=0.9)
     a, b = results["reference"], results["candidate"]
     cand_layer = out["matching"][0]["candidate"]
@@ -139,7 +135,7 @@ def test_compare_figures_are_the_maps_figures(lite0, lite0_variants):
                                                   ("int8_dynamic", "scorecam", 0.98)])  # measured >= 0.990
 def test_compare_each_build(lite0, lite0_variants, variant, method, floor):
     options = {"top_k": 64} if method == "scorecam" else {}
-    out = compare(LITE0, lite0_variants[variant], two_photos(), method=method, options=options)
+    out = compare(LITE0, lite0_variants[variant], cat_and_coffee(), method=method, options=options)
     (name, layer), = out["summary"]["layers"].items()
     assert name == ("input" if method == "lrp" else AUTO)
     assert layer["mean_pearson"] >= floor, layer
@@ -150,7 +146,7 @@ def test_compare_each_build(lite0, lite0_variants, variant, method, floor):
 
 def test_dynamic_int8_relevance_methods_say_why_not(lite0_variants):
     with pytest.raises(onnxcam.OnnxCamError, match="dynamic INT8 splits each one"):
-        compare(LITE0, lite0_variants["int8_dynamic"], two_photos()[:1], method="relevancecam")
+        compare(LITE0, lite0_variants["int8_dynamic"], cat_and_coffee()[:1], method="relevancecam")
 
 
 def broken_copy(tmp_path, value=0.0):
@@ -165,7 +161,7 @@ def broken_copy(tmp_path, value=0.0):
 
 
 def test_cli_gate_fails_a_broken_candidate_and_passes_fp16(lite0_variants, tmp_path, capsys):
-    images = [str(p) for p in two_photos()]
+    images = [str(p) for p in cat_and_coffee()]
     out = tmp_path / "bad"
     code = main(["compare", str(LITE0), str(broken_copy(tmp_path)), *images, "--fail-under", "0.9",
                  "--out", str(out)])
@@ -185,7 +181,7 @@ def test_cli_gate_fails_a_broken_candidate_and_passes_fp16(lite0_variants, tmp_p
 
 
 def test_a_candidate_that_computes_nan_scores_zero_and_stays_valid_json(tmp_path):
-    out = compare(LITE0, broken_copy(tmp_path, np.inf), two_photos(), method="gradcam", fail_under=0.5)
+    out = compare(LITE0, broken_copy(tmp_path, np.inf), cat_and_coffee(), method="gradcam", fail_under=0.5)
     json.dumps(out, allow_nan=False)                    # strict JSON: no NaN anywhere
     assert not out["passed"] and out["agreement"] == 0.0
     assert any("not finite" in note for note in out["notes"])
@@ -194,7 +190,7 @@ def test_a_candidate_that_computes_nan_scores_zero_and_stays_valid_json(tmp_path
 def test_cli_match_override(lite0_variants, tmp_path, capsys):
     layer = "/_blocks.15/_project_conv/Conv_output_0"
     cand_layer = "InsertedPrecisionFreeCast_" + layer
-    code = main(["compare", str(LITE0), str(lite0_variants["fp16"]), str(two_photos()[0]), "--layers", layer,
+    code = main(["compare", str(LITE0), str(lite0_variants["fp16"]), str(cat_and_coffee()[0]), "--layers", layer,
                  "--match", f"{layer}={cand_layer}", "--out", str(tmp_path / "o"), "--json"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
@@ -273,7 +269,7 @@ def test_exported_explainer_of_dynamic_int8_runs_one_image_at_a_time(lite0, lite
     q = onnxcam.Explainer(lite0_variants["int8_dynamic"], preprocess=lite0.preprocess)
     model = build_explainer_model(q, "gradcam")
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
-    x = onnxcam.load_images(two_photos(), lite0.preprocess)
+    x = onnxcam.load_images(cat_and_coffee(), lite0.preprocess)
     heat = np.concatenate([_run(model, {q.model.input_name: x[i:i + 1]})[1] for i in range(2)])
     np.testing.assert_allclose(heat, q.explain(x, method="gradcam").maps[AUTO], atol=1e-5)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import onnxcam
-from conftest import photo_paths, random_images
+from conftest import cat_and_coffee, photo_paths, random_images
 from nets import head_params, small_cnn
 
 GRADIENT_METHODS = ["gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigengradcam"]
@@ -117,7 +117,7 @@ def test_dynamic_int8_gradients_are_the_straight_through_estimate(lite0, lite0_v
     head = [n for n in proto.graph.node if n.op_type == "ConvInteger"][-1]
     w_fc = _dequantized(proto, fc, channel_axis=1)            # [1280, 1000]
     w_head = _dequantized(proto, head)[:, :, 0, 0]            # [1280, 320]
-    x = onnxcam.load_images([p for p in photo_paths() if p.stem in ("chelsea", "coffee")], lite0.preprocess)
+    x = onnxcam.load_images(cat_and_coffee(), lite0.preprocess)
     inner, outer = "/_blocks.15/_project_conv/Conv_output_0", "/_swish_1/Clip_output_0"
     _, t, acts, grads = ex.gradients(x, [inner, outer])
     expect_outer = np.broadcast_to((w_fc[:, t].T / 49.0)[:, :, None, None], grads[outer].shape)

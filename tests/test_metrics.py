@@ -7,7 +7,7 @@ import pytest
 import onnxcam
 from onnxcam.metrics import average_drop_increase, deletion_insertion, pointing_game
 from onnxcam.postprocess import softmax
-from conftest import photo_paths, random_images
+from conftest import cat_and_coffee, random_images
 from nets import small_cnn
 
 
@@ -32,7 +32,7 @@ def test_average_drop_and_increase_by_hand():
 
 
 def test_a_faithful_map_beats_its_reverse_on_deletion_and_insertion(lite0):
-    x = onnxcam.load_images([p for p in photo_paths() if p.stem in ("chelsea", "coffee")], lite0.preprocess)
+    x = onnxcam.load_images(cat_and_coffee(), lite0.preprocess)
     res = lite0.explain(x, method="gradcam")
     maps = next(iter(res.maps.values()))
     good = deletion_insertion(lite0, x, maps, res.target, steps=16)
@@ -71,7 +71,7 @@ def test_spearman_and_ssim_by_hand():
 def test_randomizing_the_model_decorrelates_gradcam(lite0):
     from onnxcam.graph.randomize import parametric_layers
     from onnxcam.metrics import cascading_randomization
-    x = onnxcam.load_images([p for p in photo_paths() if p.stem in ("chelsea", "coffee")], lite0.preprocess)
+    x = onnxcam.load_images(cat_and_coffee(), lite0.preprocess)
     total = len(parametric_layers(lite0.model.proto))
     out = cascading_randomization(lite0, x, "gradcam", steps=[1, total])
     first, last = out["steps"][0], out["steps"][-1]
@@ -156,7 +156,7 @@ def test_road_imputation_solves_the_neighbour_system_exactly():
 
 def test_road_morf_falls_faster_for_a_faithful_map(lite0):
     from onnxcam.metrics import road
-    x = onnxcam.load_images([p for p in photo_paths() if p.stem in ("chelsea", "coffee")], lite0.preprocess)
+    x = onnxcam.load_images(cat_and_coffee(), lite0.preprocess)
     res = lite0.explain(x, method="gradcam")
     maps = next(iter(res.maps.values()))
     good = road(lite0, x, maps, res.target, percentages=(20, 50, 80))

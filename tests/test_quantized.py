@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import onnxcam
-from conftest import photo_paths
+from conftest import cat_and_coffee
 
 
 @pytest.mark.parametrize("variant,min_pearson", [("fp16", 0.999), ("int8_static", 0.99),
@@ -13,7 +13,7 @@ from conftest import photo_paths
 def test_scorecam_on_quantized_builds_agrees_with_fp32(lite0, lite0_variants, variant, min_pearson):
     ex = onnxcam.Explainer(lite0_variants[variant], preprocess=lite0.preprocess)
     assert ex.model.auto_layer.shape == (1280, 7, 7)
-    x = onnxcam.load_images([p for p in photo_paths() if p.stem in ("chelsea", "coffee")], lite0.preprocess)
+    x = onnxcam.load_images(cat_and_coffee(), lite0.preprocess)
     ref = lite0.explain(x, method="scorecam", top_k=128)
     got = ex.explain(x, method="scorecam", top_k=128, target=ref.target)
     a, b = next(iter(ref.maps.values())), next(iter(got.maps.values()))
