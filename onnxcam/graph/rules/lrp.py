@@ -121,9 +121,9 @@ def _linear_parts(ctx, node):
     return x, weight.astype(np.float64), None if bias is None else bias.astype(np.float64)
 
 
-def _forward(ctx, node, x_mod, w_mod, b_mod):
-    """The node's op on modified input and parameters, same attributes."""
-    inputs = [x_mod, ctx.tensor(w_mod, node.input[1], "lrp_w")]
+def _forward(ctx, node, x_mod, w_name, b_mod):
+    """The node's op on modified input, weight (a tensor name) and bias, same attributes."""
+    inputs = [x_mod, w_name]
     if b_mod is not None and node.op_type in ("Conv", "ConvTranspose", "Gemm"):
         inputs.append(ctx.tensor(b_mod, node.input[1], "lrp_b"))
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -133,9 +133,9 @@ def _forward(ctx, node, x_mod, w_mod, b_mod):
     return out
 
 
-def _vjp(ctx, node, s, w_mod):
+def _vjp(ctx, node, s, w_name):
     return LINEAR_VJP[node.op_type](ctx, node, [s], [True] + [False] * (len(node.input) - 1),
-                                    weight=ctx.tensor(w_mod, node.input[1], "lrp_wv"))[0]
+                                    weight=w_name)[0]
 
 
 def _pos(ctx, x):
@@ -150,6 +150,40 @@ def _ones(ctx, x):
     return ctx.op("Add", [ctx.zeros_like(x), ctx.scalar(1, x)], hint="ones")
 
 
+class _Layer:
+    """One linear node as the rules see it: its input split into x⁺ and x⁻ (x⁻ = None when x is
+    provably non-negative, so those passes are never built), and each modified weight stored
+    once however many passes use it."""
+
+    def __init__(self, ctx, node, x, split: bool = True):
+        self.ctx, self.node = ctx, node
+        self.halves = (x, None) if not split or x in nonnegative(ctx) else (_pos(ctx, x), _neg(ctx, x))
+        self._weights: dict[str, str] = {}
+
+    def weight(self, key: str, value: np.ndarray) -> str:
+        if key not in self._weights:
+            self._weights[key] = self.ctx.tensor(value, self.node.input[1], f"lrp_{key}")
+        return self._weights[key]
+
+    def z(self, wa: str, wb: str, ba=None, bb=None) -> str:
+        """x⁺ through (wa, ba) plus x⁻ through (wb, bb)."""
+        ctx, node = self.ctx, self.node
+        xp, xn = self.halves
+        z = _forward(ctx, node, xp, wa, ba)
+        if xn is not None:
+            return ctx.op("Add", [z, _forward(ctx, node, xn, wb, bb)])
+        if bb is not None:  # a bias on the x⁻ pass stays when x⁻ = 0
+            return ctx.op("Add", [z, ctx.tensor(bb.reshape(_bias_shape(ctx, node)), node.input[1], "lrp_b")])
+        return z
+
+    def relevance(self, s: str, wa: str, wb: str) -> str:
+        """x⁺ ⊙ VJP(s, wa) + x⁻ ⊙ VJP(s, wb)."""
+        ctx, node = self.ctx, self.node
+        xp, xn = self.halves
+        out = ctx.op("Mul", [xp, _vjp(ctx, node, s, wa)])
+        return out if xn is None else ctx.op("Add", [out, ctx.op("Mul", [xn, _vjp(ctx, node, s, wb)])])
+
+
 def linear_relevance(ctx, node, r, rule: Rule, bounds=None):
     """R_in of one linear node under `rule` (see module docstring)."""
     x, w, b = _linear_parts(ctx, node)
@@ -159,55 +193,46 @@ def linear_relevance(ctx, node, r, rule: Rule, bounds=None):
     mul = lambda a, c: ctx.op("Mul", [a, c])  # noqa: E731
     add = lambda a, c: ctx.op("Add", [a, c])  # noqa: E731
     name = rule.name
+    layer = _Layer(ctx, node, x, split=name in ("zplus", "alphabeta", "gamma"))
     if name in ("epsilon", "zero"):
         s = _divide(ctx, r, node.output[0], rule.epsilon if name == "epsilon" else 0.0)
-        return mul(x, _vjp(ctx, node, s, w))
+        return mul(x, _vjp(ctx, node, s, node.input[1]))
     if name == "zplus":
         b0, b1 = {"zennit": (bp, None), "none": (None, None), "both": (b, b)}[rule.bias]
-        if x in nonnegative(ctx):  # x = x⁺: the x⁻ pass is zero (apart from a "both" bias)
-            z = _forward(ctx, node, x, wp, b0)
-            if b1 is not None:
-                z = ctx.op("Add", [z, ctx.tensor(b1.reshape(_bias_shape(ctx, node)), node.input[1], "lrp_b")])
-            return mul(x, _vjp(ctx, node, _divide(ctx, r, z, rule.epsilon), wp))
-        xp, xn = _pos(ctx, x), _neg(ctx, x)
-        z = add(_forward(ctx, node, xp, wp, b0), _forward(ctx, node, xn, wn, b1))
-        s = _divide(ctx, r, z, rule.epsilon)
-        return add(mul(xp, _vjp(ctx, node, s, wp)), mul(xn, _vjp(ctx, node, s, wn)))
+        pos, neg = layer.weight("wp", wp), layer.weight("wn", wn)
+        s = _divide(ctx, r, layer.z(pos, neg, b0, b1), rule.epsilon)
+        return layer.relevance(s, pos, neg)
     if name == "alphabeta":
-        xp, xn = _pos(ctx, x), _neg(ctx, x)
-        za = add(_forward(ctx, node, xp, wp, bp), _forward(ctx, node, xn, wn, None))
-        zb = add(_forward(ctx, node, xp, wn, bn), _forward(ctx, node, xn, wp, None))
-        sa, sb = _divide(ctx, r, za, rule.epsilon), _divide(ctx, r, zb, rule.epsilon)
-        ra = add(mul(xp, _vjp(ctx, node, sa, wp)), mul(xn, _vjp(ctx, node, sa, wn)))
-        rb = add(mul(xp, _vjp(ctx, node, sb, wn)), mul(xn, _vjp(ctx, node, sb, wp)))
+        pos, neg = layer.weight("wp", wp), layer.weight("wn", wn)
+        sa = _divide(ctx, r, layer.z(pos, neg, bp), rule.epsilon)
+        sb = _divide(ctx, r, layer.z(neg, pos, bn), rule.epsilon)
+        ra, rb = layer.relevance(sa, pos, neg), layer.relevance(sb, neg, pos)
         return ctx.op("Sub", [mul(ra, ctx.scalar(rule.alpha, x)), mul(rb, ctx.scalar(rule.beta, x))])
     if name == "gamma":
         g = rule.gamma
-        rho_p, rho_n = w + g * wp, w + g * wn
+        up, dn = layer.weight("rho_p", w + g * wp), layer.weight("rho_n", w + g * wn)
         b0 = None if b is None else b + g * bp
         b2 = None if b is None else b + g * bn
-        xp, xn = _pos(ctx, x), _neg(ctx, x)
-        z_up = add(_forward(ctx, node, xp, rho_p, b0), _forward(ctx, node, xn, rho_n, None))
-        z_dn = add(_forward(ctx, node, xp, rho_n, b2), _forward(ctx, node, xn, rho_p, None))
         y = node.output[0]
         on = ctx.op("Cast", [ctx.op("Greater", [y, ctx.scalar(0, y)])], to=ctx.types.get(y, 1))
         off = ctx.op("Cast", [ctx.op("Less", [y, ctx.scalar(0, y)])], to=ctx.types.get(y, 1))
-        s_up = mul(on, _divide(ctx, r, z_up, rule.epsilon))
-        s_dn = mul(off, _divide(ctx, r, z_dn, rule.epsilon))
-        return add(add(mul(xp, _vjp(ctx, node, s_up, rho_p)), mul(xn, _vjp(ctx, node, s_up, rho_n))),
-                   add(mul(xp, _vjp(ctx, node, s_dn, rho_n)), mul(xn, _vjp(ctx, node, s_dn, rho_p))))
+        s_up = mul(on, _divide(ctx, r, layer.z(up, dn, b0), rule.epsilon))
+        s_dn = mul(off, _divide(ctx, r, layer.z(dn, up, b2), rule.epsilon))
+        return add(layer.relevance(s_up, up, dn), layer.relevance(s_dn, dn, up))
     if name == "zbox":
         low, high = _box(ctx, node, x, rule, bounds)
         keep = rule.bias != "none"
-        z = ctx.op("Sub", [ctx.op("Sub", [_forward(ctx, node, x, w, b if keep else None),
-                                          _forward(ctx, node, low, wp, bp if keep else None)]),
-                           _forward(ctx, node, high, wn, bn if keep else None)])
+        pos, neg = layer.weight("wp", wp), layer.weight("wn", wn)
+        z = ctx.op("Sub", [ctx.op("Sub", [_forward(ctx, node, x, node.input[1], b if keep else None),
+                                          _forward(ctx, node, low, pos, bp if keep else None)]),
+                           _forward(ctx, node, high, neg, bn if keep else None)])
         s = _divide(ctx, r, z, rule.epsilon)
-        return ctx.op("Sub", [ctx.op("Sub", [mul(x, _vjp(ctx, node, s, w)), mul(low, _vjp(ctx, node, s, wp))]),
-                              mul(high, _vjp(ctx, node, s, wn))])
+        return ctx.op("Sub", [ctx.op("Sub", [mul(x, _vjp(ctx, node, s, node.input[1])),
+                                             mul(low, _vjp(ctx, node, s, pos))]),
+                              mul(high, _vjp(ctx, node, s, neg))])
     if name in ("flat", "wsquare"):
         ones = _ones(ctx, x)
-        w_mod = np.ones_like(w) if name == "flat" else w ** 2
+        w_mod = layer.weight(name, np.ones_like(w) if name == "flat" else w ** 2)
         b_mod = None if (name == "flat" or b is None) else b ** 2
         s = _divide(ctx, r, _forward(ctx, node, ones, w_mod, b_mod), rule.epsilon)
         return _vjp(ctx, node, s, w_mod)
