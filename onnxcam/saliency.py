@@ -63,16 +63,12 @@ def _scale_saliency(lab: np.ndarray, r: float, size: int) -> np.ndarray:
     q_vec, q_pos, grid = _patches(img, size, step, longest * r)
     if q_vec.shape[0] == 0:
         return np.zeros(lab.shape[:2], np.float32)
-    cands = []
-    for s in SEARCH:
-        if r * s < 0.2:
-            continue
-        other = img if s == 1.0 else _resize(img, s)
-        vec, pos, _ = _patches(other, size, step, longest * r * s)
-        cands.append((vec, pos, s == 1.0))
+    cands = [(q_vec, q_pos)]  # the image itself (SEARCH[0] = 1), then its coarser copies
+    for s in SEARCH[1:]:
+        if r * s >= 0.2:
+            cands.append(_patches(_resize(img, s), size, step, longest * r * s)[:2])
     c_vec = np.concatenate([c[0] for c in cands])
     c_pos = np.concatenate([c[1] for c in cands])
-    n_self = cands[0][0].shape[0] if cands[0][2] else 0
     c_sq = (c_vec ** 2).sum(axis=1) / (size * size)
     c_vec_t = (c_vec.T / (size * size)).astype(np.float32)
     p_sq = (c_pos ** 2).sum(axis=1)
@@ -97,8 +93,7 @@ def _scale_saliency(lab: np.ndarray, r: float, size: int) -> np.ndarray:
         pos += 1.0
         d /= pos
         rows = np.arange(d.shape[0])
-        if n_self:
-            d[rows, start + rows] = np.inf  # a patch is not its own neighbour
+        d[rows, start + rows] = np.inf  # a patch is not its own neighbour (candidates start with q)
         nearest = np.partition(d, k - 1, axis=1)[:, :k]
         sal[start:start + d.shape[0]] = 1.0 - np.exp(-nearest.mean(axis=1))
     coarse = sal.reshape(grid)
