@@ -1,7 +1,8 @@
 """What the deployable explainer costs: one run of the exported gradcam / hirescam / relevancecam
 model (forward, backward to the layer, head, resize, min-max: all in onnxruntime) divided by one
 plain forward of the bundled model, and `Explainer.explain` (same graph, numpy/OpenCV head) divided
-by the exported run. Same machine, same run, best of --repeat.
+by the exported run; and the largest difference between the two heatmaps. Same machine, same run,
+best of --repeat.
 
     python tests/benchmarks/bench_export.py [--repeat 5]
 """
@@ -31,11 +32,13 @@ def main():
             feeds = {ex.model.input_name: xb}
             sess.run(None, feeds)
             exported = best_time(lambda: sess.run(None, feeds), args.repeat)
-            ex.explain(xb, method=method)
+            res = ex.explain(xb, method=method)
             python = best_time(lambda: ex.explain(xb, method=method), args.repeat)
-            rows.append([method, batch, f"{exported / forward:.2f}", f"{python / exported:.2f}"])
+            diff = np.abs(sess.run(["heatmap"], feeds)[0] - res.maps[ex.model.auto_layer.name]).max()
+            rows.append([method, batch, f"{exported / forward:.2f}", f"{python / exported:.2f}", f"{diff:.1e}"])
     print_table("Exported explainer on EfficientNet-Lite0 (auto layer), CPU",
-                ["method", "batch", "exported run ÷ plain forward", "Explainer.explain ÷ exported run"], rows)
+                ["method", "batch", "exported run ÷ plain forward", "Explainer.explain ÷ exported run",
+                 "max |heatmap − explain|"], rows)
 
 
 if __name__ == "__main__":
