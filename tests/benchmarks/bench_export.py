@@ -38,7 +38,7 @@ def main():
             rows.append([method, batch, f"{exported / forward:.2f}", f"{python / exported:.2f}", f"{diff:.1e}"])
     print_table("Exported explainer on EfficientNet-Lite0 (auto layer), CPU",
                 ["method", "batch", "exported run ÷ plain forward", "Explainer.explain ÷ exported run",
-                 "max |heatmap − explain|"], rows)
+                 "largest heatmap difference to explain"], rows)
 
 
 if __name__ == "__main__":
