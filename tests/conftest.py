@@ -61,3 +61,16 @@ def lite0_variants(tmp_path_factory):
             "fp16_io": to_fp16(LITE0, out / "fp16_io.onnx", keep_io_types=False),
             "int8_static": to_int8_static(LITE0, out / "int8_static.onnx"),
             "int8_dynamic": to_int8_dynamic(LITE0, out / "int8_dynamic.onnx")}
+
+
+def pytest_runtest_teardown(item):
+    """With ONNXCAM_RSS_LOG=FILE, append each test's current and peak RSS (MB): finds what holds memory."""
+    import os
+    import resource
+    log = os.environ.get("ONNXCAM_RSS_LOG")
+    if log:
+        with open("/proc/self/statm") as f:
+            current = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        with open(log, "a") as f:
+            f.write(f"{current:8.0f} {peak:8.0f} {item.nodeid}\n")
