@@ -8,7 +8,7 @@ import numpy as np
 
 from . import engine, intake, methods, postprocess
 from ._runtime import runtime_warning
-from .errors import OnnxCamError, first_line
+from .errors import OnnxCamError, describe, first_line
 from .graph.backward import SEED, gradient_graph
 from .graph.expose import SCORES, forward_graph
 from .graph.masking import IMAGE, MAPS, masked_scores_graph
@@ -55,7 +55,7 @@ class Explainer:
         _check_count("max_batch", max_batch)
         if isinstance(memory_budget_mb, bool) or not isinstance(memory_budget_mb, (int, float, np.number)) \
                 or not np.isfinite(memory_budget_mb) or memory_budget_mb <= 0:
-            raise OnnxCamError(f"memory_budget_mb must be a positive number of MB, got {memory_budget_mb!r}")
+            raise OnnxCamError(f"memory_budget_mb must be a positive number of MB, got {describe(memory_budget_mb)}")
         if threads is not None:
             _check_count("threads", threads)
         sidecar = find_sidecar(model) if isinstance(model, (str, Path)) else None
@@ -341,4 +341,4 @@ class Explainer:
 def _check_count(name: str, value) -> None:
     """A positive int argument (bool and float refused: True would silently mean 1)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise OnnxCamError(f"{name} must be a positive integer, got {value!r}")
+        raise OnnxCamError(f"{name} must be a positive integer, got {describe(value)}")

@@ -88,6 +88,8 @@ def read_json_object(path, what: str = "JSON file", example: str = "") -> dict:
         data = json.loads(text)
     except ValueError as exc:
         raise OnnxCamError(f"{what} {path} is not valid JSON: {exc}; fix the file") from None
+    except RecursionError:
+        raise OnnxCamError(f"{what} {path} nests JSON too deeply to read; fix the file") from None
     if not isinstance(data, dict):
         raise OnnxCamError(f"{what} {path} holds a JSON {_json_kind(data)}, not an object"
                            + (f"; expected {example}" if example else "; expected {\"field\": value, ...}"))

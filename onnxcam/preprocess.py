@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import OnnxCamError, first_line
+from .errors import OnnxCamError, describe, first_line
 from .files import MAX_PIXELS, read_bytes, read_text
 from .image_header import image_size
 
@@ -43,7 +43,7 @@ class PreprocessSpec:
         """Check every field (the API gets the CLI's checks) and store tuples of plain numbers."""
         size = _numbers("size", self.size, integer=True)
         if len(size) != 2 or not all(1 <= v <= MAX_SIDE for v in size):
-            raise OnnxCamError(f"size must be two integers H W between 1 and {MAX_SIDE}, got {_show(self.size)}")
+            raise OnnxCamError(f"size must be two integers H W between 1 and {MAX_SIDE}, got {describe(self.size)}")
         mean, std = _numbers("mean", self.mean), _numbers("std", self.std)
         for name, values in (("mean", mean), ("std", std)):
             if len(values) not in (1, 3):
@@ -60,7 +60,7 @@ class PreprocessSpec:
                                      ("layout", self.layout, ("NCHW", "NHWC")),
                                      ("resize", self.resize, ("stretch", "center_crop"))):
             if not isinstance(value, str) or value not in allowed:
-                raise OnnxCamError(f"{name} must be {' or '.join(map(repr, allowed))}, got {_show(value)}")
+                raise OnnxCamError(f"{name} must be {' or '.join(map(repr, allowed))}, got {describe(value)}")
         for name, value in (("size", size), ("mean", mean), ("std", std), ("scale", scale),
                             ("crop_fraction", crop)):
             object.__setattr__(self, name, value)
@@ -100,21 +100,16 @@ def _numbers(name: str, value, integer: bool = False) -> tuple:
     if isinstance(items, (int, float, np.number)) and not isinstance(items, (bool, np.bool_)):
         items = (items,)
     if not isinstance(items, (list, tuple)):
-        raise OnnxCamError(f"{name} must be {'integers' if integer else 'numbers'}, got {_show(value)}")
+        raise OnnxCamError(f"{name} must be {'integers' if integer else 'numbers'}, got {describe(value)}")
     out = []
     for v in items:
         ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
         if ok and integer and not isinstance(v, (int, np.integer)):
             ok = float(v).is_integer()
         if not ok or not np.isfinite(float(v)):
-            raise OnnxCamError(f"{name} must be finite {'integers' if integer else 'numbers'}, got {_show(value)}")
+            raise OnnxCamError(f"{name} must be finite {'integers' if integer else 'numbers'}, got {describe(value)}")
         out.append(int(v) if integer else float(v))
     return tuple(out)
-
-
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def find_sidecar(model_path: str | Path) -> Path | None:

@@ -139,10 +139,11 @@ def test_non_utf8_labels(tmp_path):
     one_line_error(onnxcam.Explainer, path, match="not UTF-8")
 
 
-@pytest.mark.parametrize("raw", [b"[1, 2]", b"null", b"3", b'"text"', b"{not json", b"\xff\xfe"])
+@pytest.mark.parametrize("raw", [b"[1, 2]", b"null", b"3", b'"text"', b"{not json", b"\xff\xfe",
+                                 b"[" * 100000 + b"]" * 100000, b'{"size": 1' + b"0" * 5000 + b"}"])
 def test_sidecar_that_is_not_a_json_object(tmp_path, raw):
     one_line_error(onnxcam.Explainer, model_folder(tmp_path, raw),
-                   match="not an object|not valid JSON|not UTF-8")
+                   match="not an object|not valid JSON|not UTF-8|too deeply")
 
 
 @pytest.mark.parametrize("sidecar", [{"size": "big"}, {"size": [32]}, {"input_size": [32.5, 32]},
@@ -396,3 +397,38 @@ def test_explainer_arguments(kwargs):
 @pytest.mark.parametrize("model", [None, 3, b"\x08\x07"])
 def test_explainer_model_of_the_wrong_type(model):
     one_line_error(onnxcam.Explainer, model, match="model must be")
+
+
+# ----- property: any JSON-like value for any field is a valid spec or one OnnxCamError line
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8), lambda inner: st.lists(inner, max_size=5), max_leaves=10)
+field_names = st.sampled_from(["size", "input_size", "mean", "std", "scale", "channel_order", "layout",
+                               "resize", "crop_fraction", "labels", "name"])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(field_names, json_values, max_size=4))
+def test_any_sidecar_values_give_a_spec_or_one_line(data):
+    try:
+        spec = spec_from_dict(data)
+    except OnnxCamError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 400
+        return
+    assert len(spec.size) == 2 and all(np.isfinite(spec.mean)) and all(v != 0 for v in spec.std)
+    assert 0 < spec.crop_fraction <= 1 and spec.scale > 0
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(json_values | st.sampled_from([np.array([1 + 2j]), np.array([[1]]), np.full(10, np.nan),
+                                      np.array(["3"]), np.ones((2, 10)), np.array([True, False])]))
+def test_any_target_gives_classes_or_one_line(small, target):
+    for check in (lambda: small.model.seed_for(target, 2), lambda: small.model.check_targets(target, 2)):
+        try:
+            check()
+        except OnnxCamError as exc:
+            assert "\n" not in str(exc)

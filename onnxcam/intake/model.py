@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from ..errors import OnnxCamError
+from ..errors import OnnxCamError, describe
 from . import canonical
 from .catalog import NCHW, NHWC, LayerInfo, build_catalog, choose_auto, tensor_shapes
 from .batching import batching_problem
@@ -72,7 +72,7 @@ class Model:
         for n in names:
             name = n.name if isinstance(n, LayerInfo) else n
             if not isinstance(name, str):
-                raise OnnxCamError(f"layer names must be strings, got {name!r}")
+                raise OnnxCamError(f"layer names must be strings, got {describe(name)}")
             layer = self.layer(name)
             if layer not in resolved:
                 resolved.append(layer)
@@ -105,7 +105,7 @@ class Model:
             return None
         arr = np.atleast_1d(_target_array(target))
         if arr.dtype.kind not in "iu" or arr.ndim != 1:
-            raise OnnxCamError(f"target must be a class index (int) or one per image, got {target!r}")
+            raise OnnxCamError(f"target must be a class index (int) or one per image, got {describe(target)}")
         if arr.size == 1:
             arr = np.repeat(arr, n)
         if arr.size != n:
@@ -126,8 +126,9 @@ def _target_array(target) -> np.ndarray:
         arr = None
     if arr is None or arr.dtype.kind not in "iuf":
         raise OnnxCamError(f"target must be a class index (int), one per image, or class weights, "
-                           f"got {str(target)[:60]!r}")
+                           f"got {describe(target)}")
     return arr
+
 
 
 def _static(dim) -> int | None:
