@@ -24,7 +24,10 @@ BOXES_EXAMPLE = '{"boxes": {"photo.jpg": [[x0, y0, x1, y1]]}} with fractions in 
 
 def read_boxes(path) -> dict[str, list]:
     """Boxes file: {"boxes": {"photo.jpg": [[x0, y0, x1, y1], ...]}} in fractions of the photo."""
-    data = read_json_object(path, "boxes file", BOXES_EXAMPLE)
+    try:
+        data = read_json_object(path, "boxes file", BOXES_EXAMPLE)
+    except OnnxCamError as exc:
+        raise OnnxCamError(f"cannot read boxes: {exc}") from None
     boxes = data.get("boxes")
     if not isinstance(boxes, dict):
         raise OnnxCamError(f"boxes file {path} has no \"boxes\" object; expected {BOXES_EXAMPLE}")

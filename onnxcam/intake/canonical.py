@@ -47,7 +47,8 @@ def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
         data = model.SerializeToString()
     except ValueError as exc:  # over protobuf's 2 GiB
         raise OnnxCamError(f"cannot upgrade the model from opset {old}: {first_line(exc)}; {fix}") from None
-    env = dict(os.environ, PYTHONFAULTHANDLER="")
+    # the child imports the same onnx as this process, wherever sys.path found it
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     try:
         done = subprocess.run([sys.executable, "-c", _CONVERT, str(TARGET_OPSET)], input=data,
                               capture_output=True, env=env, check=False)
