@@ -172,9 +172,12 @@ class Explainer:
                                f"({self.model.layout}); use onnxcam.load_images(paths, ex.preprocess)")
         if len(x) == 0:
             raise OnnxCamError("input batch has 0 images; give at least one")
+        with np.errstate(over="ignore"):
+            x = np.ascontiguousarray(x, dtype=np.float32)
         if not np.all(np.isfinite(x)):
-            raise OnnxCamError("input batch contains NaN or infinite values")
-        return np.ascontiguousarray(x, dtype=np.float32)
+            raise OnnxCamError("input batch contains NaN or infinite values (or values beyond float32's "
+                               "range, ~3.4e38); give preprocessed images")
+        return x
 
     def forward(self, x, layers=()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Scores [N, K] and activations {layer: [N, C, h, w]} (NCHW) from batched runs."""
