@@ -19,7 +19,8 @@ from .errors import OnnxCamError
 from .explainer import Explainer, Result
 from .output import check_targets, fresh_folder, safe_name, write_json, write_npz, write_png, write_text
 from .postprocess import grid, overlay, pixels_to_rgb
-from .preprocess import load_images, read_json
+from .files import read_json_object
+from .preprocess import load_images
 
 
 def _add_preprocess_flags(p: argparse.ArgumentParser) -> None:
@@ -71,7 +72,7 @@ def _method_options(args) -> dict:
 
 
 def _spec_overrides(args) -> dict:
-    spec = read_json(Path(args.preprocess)) if args.preprocess else {}
+    spec = read_json_object(Path(args.preprocess), "preprocessing file") if args.preprocess else {}
     flags = {"size": args.size, "mean": args.mean, "std": args.std, "scale": args.scale,
              "channel_order": args.channel_order, "layout": args.layout, "resize": args.resize}
     return spec | {k: v for k, v in flags.items() if v is not None}

@@ -6,12 +6,12 @@ module turns the same dict into a self-contained HTML page.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from .errors import OnnxCamError
+from .files import read_json_object
 from .methods import get as get_method
 from .metrics import average_drop_increase, cascading_randomization, deletion_insertion, pointing_game, road
 from .preprocess import load_images, read_rgb, view_box
@@ -19,19 +19,30 @@ from .metrics.curves import BASELINES
 from .progress import Progress
 
 
+BOXES_EXAMPLE = '{"boxes": {"photo.jpg": [[x0, y0, x1, y1]]}} with fractions in [0, 1]'
+
+
 def read_boxes(path) -> dict[str, list]:
     """Boxes file: {"boxes": {"photo.jpg": [[x0, y0, x1, y1], ...]}} in fractions of the photo."""
     try:
-        data = json.loads(Path(path).read_text())
-        boxes = data["boxes"]
-        for name, items in boxes.items():
-            for b in items:
-                if len(b) != 4 or not all(0 <= v <= 1 for v in b) or b[2] <= b[0] or b[3] <= b[1]:
-                    raise ValueError(f"bad box {b} for {name}")
-        return boxes
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise OnnxCamError(f"cannot read boxes from {path}: {exc}; expected "
-                           '{"boxes": {"photo.jpg": [[x0, y0, x1, y1]]}} with fractions in [0, 1]') from None
+        data = read_json_object(path, "boxes file", BOXES_EXAMPLE)
+    except OnnxCamError as exc:
+        raise OnnxCamError(f"cannot read boxes: {exc}") from None
+    boxes = data.get("boxes")
+    if not isinstance(boxes, dict):
+        raise OnnxCamError(f"boxes file {path} has no \"boxes\" object; expected {BOXES_EXAMPLE}")
+    for name, items in boxes.items():
+        if not isinstance(items, list) or not all(_is_box(b) for b in items):
+            raise OnnxCamError(f"boxes file {path}: bad boxes {str(items)[:80]} for {name!r}; "
+                               f"expected {BOXES_EXAMPLE} and x0 < x1, y0 < y1")
+    return boxes
+
+
+def _is_box(b) -> bool:
+    if not isinstance(b, list) or len(b) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in b):
+        return False
+    return all(0 <= v <= 1 for v in b) and b[2] > b[0] and b[3] > b[1]
 
 
 def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=None, steps: int = 50,

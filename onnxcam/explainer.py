@@ -8,11 +8,12 @@ import numpy as np
 
 from . import engine, intake, methods, postprocess
 from ._runtime import runtime_warning
-from .errors import OnnxCamError
+from .errors import OnnxCamError, describe, first_line
 from .graph.backward import SEED, gradient_graph
 from .graph.expose import SCORES, forward_graph
 from .graph.masking import IMAGE, MAPS, masked_scores_graph
-from .preprocess import PreprocessSpec, find_sidecar, read_json, read_labels, spec_from_dict
+from .files import confine, read_json_object
+from .preprocess import PreprocessSpec, find_sidecar, read_labels, spec_from_dict
 from .progress import Progress
 
 
@@ -48,8 +49,17 @@ class Explainer:
                  memory_budget_mb: float = engine.DEFAULT_BUDGET_MB,
                  max_batch: int = engine.DEFAULT_MAX_BATCH, threads: int | None = None,
                  progress: bool = False):
+        if preprocess is not None and not isinstance(preprocess, (PreprocessSpec, dict)):
+            raise OnnxCamError(f"preprocess must be a PreprocessSpec, a dict of its fields or None, "
+                               f"got {type(preprocess).__name__}")
+        _check_count("max_batch", max_batch)
+        if isinstance(memory_budget_mb, bool) or not isinstance(memory_budget_mb, (int, float, np.number)) \
+                or not np.isfinite(memory_budget_mb) or memory_budget_mb <= 0:
+            raise OnnxCamError(f"memory_budget_mb must be a positive number of MB, got {describe(memory_budget_mb)}")
+        if threads is not None:
+            _check_count("threads", threads)
         sidecar = find_sidecar(model) if isinstance(model, (str, Path)) else None
-        self.sidecar = read_json(sidecar) if sidecar else {}
+        self.sidecar = read_json_object(sidecar, "sidecar") if sidecar else {}
         self.model = intake.load(model, score=score, image_size=self._requested_size(preprocess))
         self.providers = engine.choose_providers(providers)
         self.sessions = engine.SessionCache(self.providers, threads)
@@ -88,15 +98,15 @@ class Explainer:
             return tuple(preprocess.size)
         for source in (preprocess or {}, self.sidecar):
             size = source.get("size") or source.get("input_size")
-            if size:
-                return tuple(size)
+            if size is not None:
+                return spec_from_dict({"size": size}).size  # checked before intake uses it
         return None
 
     def _read_labels(self, sidecar: Path | None) -> list[str] | None:
         name = self.sidecar.get("labels")
-        if not name or sidecar is None:
+        if name is None or sidecar is None:
             return None
-        labels = read_labels(sidecar.parent / name)
+        labels = read_labels(confine(name, sidecar.parent, "labels file", sidecar))
         if len(labels) != self.model.num_classes:
             raise OnnxCamError(f"label file {name} has {len(labels)} names for {self.model.num_classes} classes")
         return labels
@@ -141,7 +151,18 @@ class Explainer:
         return postprocess.softmax(scores)
 
     def check_input(self, x) -> np.ndarray:
-        x = np.asarray(x)
+        """x as a C-contiguous float32 batch [N, ...] of the model's image shape, or one line why not."""
+        if isinstance(x, (str, bytes, Path)) or x is None:
+            raise OnnxCamError(f"explain takes a preprocessed float array, got {type(x).__name__}; "
+                               "read image files with onnxcam.load_images(paths, ex.preprocess)")
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError) as exc:  # ragged nested lists
+            raise OnnxCamError(f"input is not an array of numbers ({first_line(exc, 120)}); "
+                               "give a float array [N, C, H, W] or [N, H, W, C]") from None
+        if x.dtype.kind not in "fiu":
+            raise OnnxCamError(f"input array has dtype {x.dtype}, not real numbers; give float32 "
+                               "images (complex, bool, object and string arrays are refused)")
         c, h, w = self.model.image_shape
         want = (c, h, w) if self.model.layout == "NCHW" else (h, w, c)
         if x.ndim == 3:
@@ -149,9 +170,14 @@ class Explainer:
         if x.ndim != 4 or tuple(x.shape[1:]) != want:
             raise OnnxCamError(f"input batch has shape {tuple(x.shape)}, the model wants [N, {', '.join(map(str, want))}] "
                                f"({self.model.layout}); use onnxcam.load_images(paths, ex.preprocess)")
+        if len(x) == 0:
+            raise OnnxCamError("input batch has 0 images; give at least one")
+        with np.errstate(over="ignore"):
+            x = np.ascontiguousarray(x, dtype=np.float32)
         if not np.all(np.isfinite(x)):
-            raise OnnxCamError("input batch contains NaN or infinite values")
-        return np.ascontiguousarray(x, dtype=np.float32)
+            raise OnnxCamError("input batch contains NaN or infinite values (or values beyond float32's "
+                               "range, ~3.4e38); give preprocessed images")
+        return x
 
     def forward(self, x, layers=()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Scores [N, K] and activations {layer: [N, C, h, w]} (NCHW) from batched runs."""
@@ -284,6 +310,8 @@ class Explainer:
 
         target: None (top-1 per image), an int, or one int per image.
         """
+        if not isinstance(method, str):
+            raise OnnxCamError(f"method must be a method name (str), got {type(method).__name__}")
         spec = methods.get(method)
         unknown = set(options) - set(spec.options)
         if unknown:
@@ -311,3 +339,9 @@ class Explainer:
         maps = {name: postprocess.normalize(r, size, spec.order) for name, r in raw.items()}
         return Result(spec.name, maps, raw, req.scores, np.asarray(req.targets), self.provider,
                       list(self.model.notes), req.weights, req.pixels)
+
+
+def _check_count(name: str, value) -> None:
+    """A positive int argument (bool and float refused: True would silently mean 1)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise OnnxCamError(f"{name} must be a positive integer, got {describe(value)}")

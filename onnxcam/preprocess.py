@@ -5,17 +5,21 @@ The spec comes from a bundled model's manifest, a sidecar JSON next to the model
 """
 from __future__ import annotations
 
-import json
+import difflib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .errors import OnnxCamError
+from .errors import OnnxCamError, describe, first_line
+from .files import MAX_PIXELS, read_bytes, read_text
+from .image_header import image_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_SIDE = 8192     # the largest model input side onnxcam accepts (size H W)
+MIN_CROP = 0.05     # center_crop resizes the image by 1/crop_fraction before cropping
 
 
 @dataclass(frozen=True)
@@ -36,31 +40,76 @@ class PreprocessSpec:
     crop_fraction: float = 0.875
 
     def __post_init__(self):
-        if self.channel_order not in ("RGB", "BGR"):
-            raise OnnxCamError(f"channel_order must be RGB or BGR, got {self.channel_order!r}")
-        if self.layout not in ("NCHW", "NHWC"):
-            raise OnnxCamError(f"layout must be NCHW or NHWC, got {self.layout!r}")
-        if self.resize not in ("stretch", "center_crop"):
-            raise OnnxCamError(f"resize must be 'stretch' or 'center_crop', got {self.resize!r}")
-        if any(s == 0 for s in self.std):
-            raise OnnxCamError("std must not contain zeros")
+        """Check every field (the API gets the CLI's checks) and store tuples of plain numbers."""
+        size = _numbers("size", self.size, integer=True)
+        if len(size) != 2 or not all(1 <= v <= MAX_SIDE for v in size):
+            raise OnnxCamError(f"size must be two integers H W between 1 and {MAX_SIDE}, got {describe(self.size)}")
+        mean, std = _numbers("mean", self.mean), _numbers("std", self.std)
+        for name, values in (("mean", mean), ("std", std)):
+            if len(values) not in (1, 3):
+                raise OnnxCamError(f"{name} must have 1 value or 3 (one per RGB channel), got {len(values)}")
+        if any(v == 0 for v in std):
+            raise OnnxCamError("std must not contain zeros (images are divided by it)")
+        (scale,) = _numbers("scale", (self.scale,))
+        if scale <= 0:
+            raise OnnxCamError(f"scale must be a positive number (1/255 for 0..1 inputs), got {scale}")
+        (crop,) = _numbers("crop_fraction", (self.crop_fraction,))
+        if not MIN_CROP <= crop <= 1:
+            raise OnnxCamError(f"crop_fraction must be between {MIN_CROP} and 1 (ImageNet uses 0.875), got {crop}")
+        for name, value, allowed in (("channel_order", self.channel_order, ("RGB", "BGR")),
+                                     ("layout", self.layout, ("NCHW", "NHWC")),
+                                     ("resize", self.resize, ("stretch", "center_crop"))):
+            if not isinstance(value, str) or value not in allowed:
+                raise OnnxCamError(f"{name} must be {' or '.join(map(repr, allowed))}, got {describe(value)}")
+        for name, value in (("size", size), ("mean", mean), ("std", std), ("scale", scale),
+                            ("crop_fraction", crop)):
+            object.__setattr__(self, name, value)
 
     def updated(self, **changes) -> PreprocessSpec:
-        """A copy with the given non-None fields changed (lists become tuples)."""
-        clean = {k: (tuple(v) if isinstance(v, list) else v) for k, v in changes.items() if v is not None}
-        return replace(self, **clean)
+        """A copy with the given non-None fields changed (checked again by __post_init__)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def spec_from_dict(data: dict, base: PreprocessSpec | None = None) -> PreprocessSpec:
-    """Read the fields we know from a manifest/sidecar dict (`input_size` is accepted for size)."""
-    known = {f.name for f in fields(PreprocessSpec)}
-    values = {k: v for k, v in data.items() if k in known}
+    """Read the fields we know from a manifest/sidecar dict (`input_size` is accepted for size).
+
+    Other keys are ignored: a manifest also carries name, labels, source, license ..., and a
+    manifest is a valid --preprocess file. A key one typo away from a field (`meen`, `chanel_order`)
+    is refused, since ignoring it would silently preprocess with the default instead.
+    """
+    if not isinstance(data, dict):
+        raise OnnxCamError(f"preprocessing must be a PreprocessSpec or a dict of its fields, "
+                           f"got {type(data).__name__}")
+    known = [f.name for f in fields(PreprocessSpec)] + ["input_size"]
+    for key in data:
+        close = difflib.get_close_matches(str(key).lower(), known, n=1, cutoff=0.75)
+        if key not in known and close:
+            raise OnnxCamError(f"unknown preprocessing field {key!r}: did you mean {close[0]!r}?")
+    values = {k: v for k, v in data.items() if k in known and k != "input_size"}
     if "input_size" in data and "size" not in values:
         values["size"] = data["input_size"]
     return (base or PreprocessSpec()).updated(**values)
+
+
+def _numbers(name: str, value, integer: bool = False) -> tuple:
+    """A field as a tuple of finite Python numbers; one line for strings, None, bools, NaN."""
+    items = value.tolist() if isinstance(value, np.ndarray) else value
+    if isinstance(items, (int, float, np.number)) and not isinstance(items, (bool, np.bool_)):
+        items = (items,)
+    if not isinstance(items, (list, tuple)):
+        raise OnnxCamError(f"{name} must be {'integers' if integer else 'numbers'}, got {describe(value)}")
+    out = []
+    for v in items:
+        ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+        if ok and integer and not isinstance(v, (int, np.integer)):
+            ok = float(v).is_integer()
+        if not ok or not np.isfinite(float(v)):
+            raise OnnxCamError(f"{name} must be finite {'integers' if integer else 'numbers'}, got {describe(value)}")
+        out.append(int(v) if integer else float(v))
+    return tuple(out)
 
 
 def find_sidecar(model_path: str | Path) -> Path | None:
@@ -72,32 +121,39 @@ def find_sidecar(model_path: str | Path) -> Path | None:
     return None
 
 
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise OnnxCamError(f"cannot read {path}: {exc}") from None
-
-
 def read_labels(path: Path) -> list[str]:
-    """Class names, one per line, in index order."""
-    try:
-        return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
-    except OSError as exc:
-        raise OnnxCamError(f"cannot read label file {path}: {exc.strerror}") from None
+    """Class names, one per line, in index order (UTF-8, at most a few MiB)."""
+    text = read_text(path, "labels", "label file")
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as uint8 RGB [H, W, 3]; one clear error for anything unreadable."""
+    """Read an image file as uint8 RGB [H, W, 3]; one clear error for anything unreadable,
+    and a pixel cap checked on the header before anything is decoded."""
     p = Path(path)
-    if not p.is_file():
-        raise OnnxCamError(f"image not found: {p}")
-    raw = np.fromfile(str(p), dtype=np.uint8)
-    img = cv2.imdecode(raw, cv2.IMREAD_COLOR) if raw.size else None
+    data = read_bytes(p, "image", "image")
+    if not data:
+        raise OnnxCamError(f"image {p} is empty (0 bytes): copy the complete file")
+    claimed = image_size(data)
+    if claimed and claimed[0] * claimed[1] > MAX_PIXELS:
+        raise _too_many_pixels(p, *claimed)
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise OnnxCamError(f"cannot read image {p}: OpenCV refused it, e.g. over its pixel limit "
+                           f"or corrupted ({first_line(exc, 160)})") from None
     if img is None:
-        raise OnnxCamError(f"cannot read image {p}: not an image format OpenCV decodes "
+        raise OnnxCamError(f"cannot read image {p}: not an image format OpenCV decodes, or truncated "
                            "(use PNG, JPEG, BMP, TIFF or WebP)")
+    if img.shape[0] * img.shape[1] > MAX_PIXELS:
+        raise _too_many_pixels(p, img.shape[1], img.shape[0])
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _too_many_pixels(p: Path, w: int, h: int) -> OnnxCamError:
+    return OnnxCamError(f"cannot read image {p}: it is {w}x{h} pixels (by its header), over onnxcam's "
+                        f"limit of {MAX_PIXELS // 10**6} megapixels (8192x8192); downscale it first "
+                        "(the model sees it resized anyway), or the file is corrupted")
 
 
 def fit_view(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -108,6 +164,9 @@ def fit_view(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
         target_short = int(round(min(h, w) / spec.crop_fraction))
         f = target_short / short
         rh, rw = max(h, int(round(rgb.shape[0] * f))), max(w, int(round(rgb.shape[1] * f)))
+        if rh * rw > MAX_PIXELS:
+            raise OnnxCamError(f"a {rgb.shape[1]}x{rgb.shape[0]} image is too elongated to center-crop "
+                               f"(it would be resized to {rw}x{rh}); crop it first or use resize 'stretch'")
         rgb = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_LINEAR)
         top, left = (rh - h) // 2, (rw - w) // 2
         return np.ascontiguousarray(rgb[top:top + h, left:left + w])

@@ -10,11 +10,13 @@ exactly what will run.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
 import onnx
-from onnx import numpy_helper, version_converter
+from onnx import numpy_helper
 
 from ..errors import OnnxCamError, first_line
 
@@ -30,14 +32,61 @@ def default_opset(model: onnx.ModelProto) -> int:
 
 
 def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Convert to opset 17 when older: Softmax < 13 and MaxPool < 16 have other semantics."""
-    if default_opset(model) >= TARGET_OPSET:
+    """Convert to opset 17 when older: Softmax < 13 and MaxPool < 16 have other semantics.
+
+    onnx's version converter trusts its input: a node whose attribute has the wrong type (a
+    corrupted or hand-edited model) crashes it with SIGSEGV/SIGABRT, taking the caller's process
+    along. So the model is checked first (onnx.checker refuses exactly those nodes) and both steps
+    run in a child Python process: a crash there becomes one OnnxCamError line here.
+    """
+    old = default_opset(model)
+    if old >= TARGET_OPSET:
         return model
+    fix = f"re-export it with opset >= {TARGET_OPSET} or check it with onnx.checker.check_model"
     try:
-        return version_converter.convert_version(model, TARGET_OPSET)
-    except Exception as exc:  # the converter raises bare RuntimeErrors with C++ text
-        raise OnnxCamError(f"cannot upgrade the model from opset {default_opset(model)} to "
-                           f"{TARGET_OPSET}: {first_line(exc)}; re-export it with opset >= {TARGET_OPSET}") from None
+        data = model.SerializeToString()
+    except ValueError as exc:  # over protobuf's 2 GiB
+        raise OnnxCamError(f"cannot upgrade the model from opset {old}: {first_line(exc)}; {fix}") from None
+    # the child imports the same onnx as this process, wherever sys.path found it
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    try:
+        done = subprocess.run([sys.executable, "-c", _CONVERT, str(TARGET_OPSET)], input=data,
+                              capture_output=True, env=env, check=False)
+    except OSError as exc:
+        raise OnnxCamError(f"cannot start a Python process to upgrade the model's opset: "
+                           f"{exc.strerror or exc}") from None
+    if done.returncode == 0:
+        converted = onnx.ModelProto()
+        converted.ParseFromString(done.stdout)
+        return converted
+    reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    if done.returncode < 0 or not reason:
+        why = f"onnx's version converter crashed (signal {-done.returncode}) on this model"
+        raise OnnxCamError(f"cannot upgrade the model from opset {old} to {TARGET_OPSET}: {why}; "
+                           f"the model is probably corrupted: {fix}")
+    raise OnnxCamError(f"cannot upgrade the model from opset {old} to {TARGET_OPSET}: "
+                       f"{reason[-1][:300]}; {fix}")
+
+
+# Runs in the child: check, convert, write the converted model to stdout; on failure print one
+# line (the exception's first) to stderr and exit 1. A crash ends the child with a signal.
+_CONVERT = """
+import sys
+import onnx
+from onnx import checker, version_converter
+model = onnx.load_model_from_string(sys.stdin.buffer.read())
+try:
+    checker.check_model(model)
+except Exception as exc:
+    text = str(exc).strip().splitlines()
+    sys.exit("the model is not valid ONNX (onnx.checker: " + (text[0] if text else type(exc).__name__) + ")")
+try:
+    out = version_converter.convert_version(model, int(sys.argv[1]))
+except Exception as exc:
+    text = str(exc).strip().splitlines()
+    sys.exit("onnx's version converter failed: " + (text[0] if text else type(exc).__name__))
+sys.stdout.buffer.write(out.SerializeToString())
+"""
 
 
 def drop_value_info(model: onnx.ModelProto) -> None:

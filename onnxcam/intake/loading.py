@@ -14,7 +14,8 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 
-from ..errors import OnnxCamError
+from ..errors import OnnxCamError, first_line
+from ..files import check_regular, confine, read_bytes
 
 
 def load_model(source) -> onnx.ModelProto:
@@ -27,12 +28,11 @@ def load_model(source) -> onnx.ModelProto:
         model = onnx.ModelProto()
         model.CopyFrom(source)  # intake edits the graph; never the caller's object
         return model
+    if not isinstance(source, (str, os.PathLike)):
+        raise OnnxCamError(f"model must be a path to an .onnx file or an onnx.ModelProto, "
+                           f"got {type(source).__name__}")
     path = Path(source)
-    if not path.exists():
-        raise OnnxCamError(f"model file not found: {path} (check the path)")
-    if not path.is_file():
-        raise OnnxCamError(f"model path is not a file: {path} (give the .onnx file itself)")
-    data = path.read_bytes()
+    data = read_bytes(path, "model", "model file")
     if not data:
         raise OnnxCamError(f"{path} is empty: re-export or re-download the model")
     try:
@@ -66,37 +66,26 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
     folder = path.resolve().parent
     for tensor in tensors:
         info = {e.key: e.value for e in tensor.external_data}
+        what = f"external data location of tensor {tensor.name!r}"
         location = info.get("location", "")
-        _check_location(location, folder, tensor.name, path)
-        target = folder / location
-        offset = int(info.get("offset", 0) or 0)
-        length = int(info.get("length", 0) or 0)
-        size = target.stat().st_size
-        if offset + length > size:
+        target = confine(location, folder, what, path)
+        size = check_regular(target, f"external data file {location!r} of tensor {tensor.name!r}")
+        offset = _byte_count(info, "offset", tensor.name, path)
+        length = _byte_count(info, "length", tensor.name, path)
+        if offset + length > size or offset > size:
             raise OnnxCamError(f"external data file {location} for tensor {tensor.name!r} is "
                                f"shorter than the model says ({size} < {offset + length} bytes): "
                                "copy the complete file next to the model")
     try:
         load_external_data_for_model(model, str(folder))
     except (OSError, ValueError, onnx.checker.ValidationError) as exc:
-        raise OnnxCamError(f"cannot read external data of {path}: {exc}") from None
+        raise OnnxCamError(f"cannot read external data of {path}: {first_line(exc)}") from None
 
 
-def _check_location(location: str, folder: Path, tensor_name: str, path: Path) -> None:
-    if not location:
-        raise OnnxCamError(f"tensor {tensor_name!r} in {path} is marked external but names no file")
-    if os.path.isabs(location) or location.startswith(("/", "\\")) or ":" in location:
-        raise OnnxCamError(f"external data location {location!r} of tensor {tensor_name!r} is an "
-                           "absolute path; refusing to read outside the model's folder "
-                           "(re-save the model with relative external data)")
-    if ".." in Path(location).parts:
-        raise OnnxCamError(f"external data location {location!r} of tensor {tensor_name!r} "
-                           "contains '..'; refusing to read outside the model's folder")
-    target = folder / location
-    if not target.exists():
-        raise OnnxCamError(f"external data file {location!r} for tensor {tensor_name!r} is missing: "
-                           f"copy it next to {path.name} (expected at {target})")
-    real = target.resolve()
-    if folder != real.parent and folder not in real.parents:
-        raise OnnxCamError(f"external data file {location!r} of tensor {tensor_name!r} is a link "
-                           "that leads outside the model's folder; refusing to read it")
+def _byte_count(info: dict, key: str, tensor_name: str, path: Path) -> int:
+    """An external-data offset or length: a non-negative decimal integer (0 when absent)."""
+    text = info.get(key, "") or "0"
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise OnnxCamError(f"external data {key} {text[:40]!r} of tensor {tensor_name!r} in {path} "
+                           "is not a byte count (a non-negative integer); re-save the model")
+    return int(text)

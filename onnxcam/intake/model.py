@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from ..errors import OnnxCamError
+from ..errors import OnnxCamError, describe
 from . import canonical
 from .catalog import NCHW, NHWC, LayerInfo, build_catalog, choose_auto, tensor_shapes
 from .batching import batching_problem
@@ -56,15 +56,24 @@ class Model:
         raise OnnxCamError(f"unknown layer {name!r}; {hint}")
 
     def resolve_layers(self, layers) -> list[LayerInfo]:
-        if layers is None or isinstance(layers, str):
+        """Layers from "auto", "all", a name, a LayerInfo, or a non-empty list of names/LayerInfos."""
+        if layers is None or isinstance(layers, (str, LayerInfo)):
             names = [layers or "auto"]
-        else:
+        elif isinstance(layers, (list, tuple)):
             names = list(layers)
+        else:
+            raise OnnxCamError(f"layers must be 'auto', 'all', a layer name or a list of names, "
+                               f"got {type(layers).__name__}")
+        if not names:
+            raise OnnxCamError("layers is empty: give 'auto', 'all' or at least one layer name")
         if names == ["all"]:
             return [layer for layer in self.layers if layer.preferred]
         resolved = []
         for n in names:
-            layer = self.layer(n)
+            name = n.name if isinstance(n, LayerInfo) else n
+            if not isinstance(name, str):
+                raise OnnxCamError(f"layer names must be strings, got {describe(name)}")
+            layer = self.layer(name)
             if layer not in resolved:
                 resolved.append(layer)
         return resolved
@@ -75,7 +84,7 @@ class Model:
         over classes (S = Σ_k w_k y_k), reported target = its largest weight."""
         if target is None:
             return None, None
-        arr = np.asarray(target)
+        arr = _target_array(target)
         if arr.dtype.kind == "f":
             w = np.broadcast_to(arr, (n, self.num_classes)) if arr.shape in ((self.num_classes,),
                                                                               (n, self.num_classes)) else None
@@ -94,9 +103,9 @@ class Model:
         """Validate targets: None (top-1), an int, or one int per image."""
         if target is None:
             return None
-        arr = np.atleast_1d(np.asarray(target))
-        if arr.dtype.kind not in "iu":
-            raise OnnxCamError(f"target must be a class index (int) or one per image, got {target!r}")
+        arr = np.atleast_1d(_target_array(target))
+        if arr.dtype.kind not in "iu" or arr.ndim != 1:
+            raise OnnxCamError(f"target must be a class index (int) or one per image, got {describe(target)}")
         if arr.size == 1:
             arr = np.repeat(arr, n)
         if arr.size != n:
@@ -106,6 +115,20 @@ class Model:
             raise OnnxCamError(f"target {int(bad[0])} is out of range: this model has {self.num_classes} "
                                f"classes (0..{self.num_classes - 1})")
         return arr.astype(np.int64)
+
+
+def _target_array(target) -> np.ndarray:
+    """A target as a numeric array; bools, strings, complex and ragged lists are refused (True
+    would silently mean class 1)."""
+    try:
+        arr = np.asarray(target)
+    except (ValueError, TypeError):
+        arr = None
+    if arr is None or arr.dtype.kind not in "iuf":
+        raise OnnxCamError(f"target must be a class index (int), one per image, or class weights, "
+                           f"got {describe(target)}")
+    return arr
+
 
 
 def _static(dim) -> int | None:
