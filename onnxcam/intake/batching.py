@@ -27,8 +27,10 @@ def batching_problem(model: onnx.ModelProto, input_name: str, input_dims: list[i
 
 
 def verify_batching(model: onnx.ModelProto, input_name: str, input_dims: list[int]) -> bool:
+    from .canonical import light_session_options
+
     ort = import_onnxruntime()
-    opts = ort.SessionOptions()
+    opts = light_session_options(ort)
     opts.log_severity_level = 4
     try:
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])

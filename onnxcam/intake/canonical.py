@@ -183,19 +183,28 @@ def ort_canonicalize(model: onnx.ModelProto) -> onnx.ModelProto:
     """Let onnxruntime's BASIC level fold constants and fuse Conv+BN, then save standard ops only.
 
     EXTENDED would add com.microsoft:FusedConv and ALL would add NCHWc layout ops: never those.
+    The model goes to onnxruntime as a file, not as bytes, and `model` is cleared once written:
+    a VGG-16 (0.5 GB of weights) otherwise sat in memory four times over (our proto, its bytes,
+    onnxruntime's copy, the reloaded result). The caller must not use `model` afterwards.
     """
     from .._runtime import import_onnxruntime
 
     ort = import_onnxruntime()
 
     with tempfile.TemporaryDirectory(prefix="onnxcam_") as tmp:
-        out = os.path.join(tmp, "canonical.onnx")
-        opts = ort.SessionOptions()
+        src, out = os.path.join(tmp, "model.onnx"), os.path.join(tmp, "canonical.onnx")
+        try:
+            with open(src, "wb") as f:
+                f.write(model.SerializeToString())
+        except OSError as exc:
+            raise OnnxCamError(f"cannot write a temporary copy of the model to {tmp}: "
+                               f"{exc.strerror or exc}; free disk space or set TMPDIR") from None
+        model.Clear()
+        opts = light_session_options(ort)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         opts.optimized_model_filepath = out
-        opts.log_severity_level = 3
         try:
-            ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise OnnxCamError("onnxruntime cannot load this model: "
                                f"{first_line(exc)}; check it with onnx.checker or re-export it") from None
@@ -205,6 +214,17 @@ def ort_canonicalize(model: onnx.ModelProto) -> onnx.ModelProto:
     del canonical.opset_import[:]
     canonical.opset_import.extend(keep)
     return canonical
+
+
+def light_session_options(ort):
+    """Options for the short-lived sessions intake builds (canonicalize, batching check): no
+    pre-packed weight copies and no memory arena, since they run once and their memory should go
+    back as soon as they are dropped."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.enable_cpu_mem_arena = False
+    opts.add_session_config_entry("session.disable_prepacking", "1")
+    return opts
 
 
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
