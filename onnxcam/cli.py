@@ -325,7 +325,8 @@ def cmd_compare(args) -> int:
                      match=_parse_matches(args.match), target=target, top_percent=args.top_percent,
                      fail_under=args.fail_under, gate=args.gate, options=_method_options(args),
                      providers=args.providers, preprocess=_spec_overrides(args) or None, results=results,
-                     score=args.score, memory_budget_mb=args.memory_budget_mb, max_batch=args.max_batch)
+                     score=args.score, memory_budget_mb=args.memory_budget_mb, max_batch=args.max_batch,
+                     progress=True)
     labels = results["labels"]
     write_json(targets[0], result)
     write_text(targets[1], render_comparison(result, results["reference"], results["candidate"],

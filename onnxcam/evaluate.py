@@ -14,6 +14,7 @@ import numpy as np
 from .errors import OnnxCamError
 from .methods import get as get_method
 from .metrics import average_drop_increase, cascading_randomization, deletion_insertion, pointing_game, road
+from .graph.randomize import parametric_layers
 from .metrics.sanity import check_randomization_steps
 from .preprocess import load_images, read_rgb, view_box
 from .metrics.curves import BASELINES
@@ -53,7 +54,7 @@ def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=N
         raise OnnxCamError(f"baseline must be one of {', '.join(BASELINES)} and steps a whole number >= 1, "
                            f"got {baseline!r} and {steps!r}")
     if sanity_steps:
-        check_randomization_steps(sanity_steps)
+        check_randomization_steps(sanity_steps, len(parametric_layers(ex.model.proto)))
     paths = [Path(p) for p in images]
     x, views = load_images(paths, ex.preprocess, return_views=True)
     view_boxes = None

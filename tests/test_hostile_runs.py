@@ -182,6 +182,18 @@ def test_a_failed_run_names_the_graph_and_node_without_source_paths():
     assert "onnxruntime_src" not in text and "::" not in text and "\n" not in text
 
 
+def test_a_graph_onnxruntime_cannot_build_is_one_readable_line():
+    graph = helper.make_graph([helper.make_node("Conv", ["x"], ["y"], name="c")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(OnnxCamError) as info:
+        engine.Session(model, [engine.CPU], label="gradient/relevance")
+    text = str(info.value)
+    assert text.startswith("onnxruntime cannot build the gradient/relevance graph of this model; ")
+    assert "[ONNXRuntimeError]" not in text and "\n" not in text and "has input size 1" in text
+
+
 def test_first_line_reads_onnxruntime_messages():
     raw = ("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv "
            "node. Name:'/stem/Conv' Status Message: /onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:376 "
@@ -300,8 +312,10 @@ def test_evaluate_options(capsys, model_path, image, tmp_path):
     ex = onnxcam.Explainer(small_cnn())
     with pytest.raises(OnnxCamError, match="no method"):
         evaluate(ex, [image], methods=[])
-    with pytest.raises(OnnxCamError, match="whole numbers >= 1; got -1"):
+    with pytest.raises(OnnxCamError, match="whole numbers from 1 to 3 .* got -1"):
         evaluate(ex, [image], methods=["gradcam"], sanity_steps=[-1])
+    with pytest.raises(OnnxCamError, match="got 4"):   # conv1, conv2, fc
+        evaluate(ex, [image], methods=["gradcam"], sanity_steps=[1, 4])
     with pytest.raises(OnnxCamError, match="got 0"):
         cascading_randomization(ex, np.zeros((1, 3, 32, 32), np.float32), "gradcam", steps=[0])
 

@@ -22,14 +22,16 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(s.mean())
 
 
-def check_randomization_steps(steps) -> list[int]:
-    """Steps are counts of top layers to randomize: whole numbers >= 1 (a negative count would
-    slice from the other end and randomize nearly everything)."""
+def check_randomization_steps(steps, total: int) -> list[int]:
+    """Steps are counts of top layers to randomize: whole numbers in [1, total] (a negative count
+    would slice from the other end and randomize nearly everything; one over the total would
+    report more layers randomized than there are)."""
     values = [steps] if isinstance(steps, (int, np.integer)) else list(steps)
-    bad = [k for k in values if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1]
+    bad = [k for k in values if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= total]
     if bad or not values:
         raise OnnxCamError(f"randomization steps (--sanity) are numbers of top layers to randomize, whole "
-                           f"numbers >= 1; got {bad[0] if bad else 'none'!r}")
+                           f"numbers from 1 to {total} (the model's layers with weights); got "
+                           f"{bad[0] if bad else 'none'!r}")
     return [int(k) for k in values]
 
 
@@ -41,7 +43,7 @@ def cascading_randomization(ex, x: np.ndarray, method: str, layers="auto", steps
     base = base or ex.explain(x, method=method, layers=layers, **options)
     names = base.layers
     total = len(parametric_layers(ex.model.proto))
-    steps = check_randomization_steps(steps) if steps is not None else \
+    steps = check_randomization_steps(steps, total) if steps is not None else \
         [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= total] + [total]
     rows = []
     for k in sorted(set(steps)):
