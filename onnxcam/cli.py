@@ -435,7 +435,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except OnnxCamError as exc:
-        print(f"onnxcam: error: {exc}", file=sys.stderr)
+        print(f"onnxcam: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever it quotes
         return 2
     except KeyboardInterrupt:   # files being written were removed on the way out (output.py)
         print("onnxcam: interrupted; no partial files were left", file=sys.stderr)

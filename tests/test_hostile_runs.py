@@ -157,6 +157,14 @@ def test_an_unexpected_exception_is_one_line_and_its_traceback_on_request(capsys
     assert "Traceback" in capsys.readouterr().err
 
 
+def test_an_error_quoting_several_lines_is_printed_as_one(capsys, model_path, image, tmp_path, monkeypatch):
+    def quoting(*args, **kwargs):
+        raise OnnxCamError("cannot read x: the library said\nline two\n")
+    monkeypatch.setattr("onnxcam.cli.run_explain", quoting)
+    cli_error(capsys, ["explain", model_path, image, "--out", tmp_path / "o"],
+              match="the library said line two")
+
+
 def test_argparse_refusals_are_one_line(capsys, model_path, image, tmp_path):
     cli_error(capsys, ["explain", model_path, image, "--out", tmp_path / "o", "--size", "x", "1"],
               match="invalid int value")
