@@ -14,7 +14,8 @@ import sys
 import time
 
 STATUS_INTERVAL = 10.0  # seconds between status lines off a terminal
-_last_status = time.monotonic()  # shared by every bar: one line per interval, whatever the nesting
+_last_status: float | None = None  # shared by every bar (one line per interval, however many bars);
+                                   # the clock starts with the first bar of the process
 
 
 def _is_terminal(stream) -> bool:
@@ -32,6 +33,9 @@ class Progress:
         self.terminal = _is_terminal(self.stream)
         self.start = self.last = time.monotonic()
         self.drawn = False
+        global _last_status
+        if self.enabled and _last_status is None:
+            _last_status = self.start
 
     def update(self, n: int = 1) -> None:
         self.done += n
@@ -49,7 +53,7 @@ class Progress:
                 self.drawn = True
             return
         global _last_status
-        if now - _last_status >= STATUS_INTERVAL:
+        if now - (_last_status if _last_status is not None else self.start) >= STATUS_INTERVAL:
             _last_status = now
             self._write(f"onnxcam: {self.label} {self.done}/{self.total} ({rate:.1f}/s, eta {eta:.0f}s)\n")
 

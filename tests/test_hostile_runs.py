@@ -391,3 +391,18 @@ def test_cli_progress_goes_to_stderr_even_with_json(capsys, model_path, image, t
     captured = capsys.readouterr()
     assert json.loads(captured.out)["method"] == "scorecam"
     assert "onnxcam: Score-CAM forwards" in captured.err
+
+
+def test_many_short_bars_still_report_every_interval(monkeypatch):
+    """`--layer all` with Score-CAM: one short bar per image and layer, minutes in all."""
+    now = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(progress, "_last_status", None)
+    stream = io.StringIO()
+    for _ in range(30):   # 30 bars of 2 updates, 1 s each: 30 s
+        bar = progress.Progress(2, "Score-CAM forwards", stream=stream)
+        for _ in range(2):
+            now[0] += 0.5
+            bar.update()
+        bar.close()
+    assert len(stream.getvalue().splitlines()) == 3   # at 10, 20 and 30 s
