@@ -47,7 +47,8 @@ def _activation_agreement(ref: Explainer, cand: Explainer, x_ref, x_cand, pairs,
                 raise OnnxCamError(f"matched layers have different shapes: reference {r} {a[r].shape[1:]}, "
                                    f"candidate {c} {b[c].shape[1:]}; fix the match with --match")
             u, v = a[r].astype(np.float64).ravel(), b[c].astype(np.float64).ravel()
-            sums[r] += [u.sum(), v.sum(), u @ u, v @ v, u @ v]
+            with np.errstate(invalid="ignore", over="ignore"):   # a non-finite candidate scores 0 below
+                sums[r] += [u.sum(), v.sum(), u @ u, v @ v, u @ v]
             count[r] += u.size
     out = {}
     for r, (su, sv, suu, svv, suv) in sums.items():
