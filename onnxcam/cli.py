@@ -1,13 +1,18 @@
 """Command line: `onnxcam demo`, `layers`, `explain`, `evaluate`, `compare`, `export-explainer`.
 
-Every OnnxCamError is printed as one line on stderr with exit code 2; a failed `compare` gate
-exits 1 with its one-line verdict; nothing is overwritten unless --overwrite is given.
+Every OnnxCamError (and every argument argparse refuses) is printed as one line on stderr with
+exit code 2; a failed `compare` gate exits 1 with its one-line verdict; Ctrl-C exits 130 with one
+line; nothing is overwritten unless --overwrite is given. An unexpected exception is one line too,
+asking for a report (ONNXCAM_DEBUG=1 prints its traceback): known failures are OnnxCamErrors.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +20,47 @@ import numpy as np
 from . import bundled, methods
 from .compare import GATES, compare
 from .deploy import EXPORTABLE, export_explainer
-from .errors import OnnxCamError
+from .errors import OnnxCamError, first_line
 from .explainer import Explainer, Result
-from .output import check_targets, fresh_folder, safe_name, write_json, write_npz, write_png, write_text
+from .output import (check_folder, check_targets, fresh_folder, safe_name, unique_paths, write_json, write_npz,
+                     write_png, write_text)
 from .postprocess import grid, overlay, pixels_to_rgb
 from .files import read_json_object
 from .preprocess import load_images
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors instead of a usage block."""
+
+    def error(self, message):
+        self.exit(2, f"onnxcam: error: {self.prog}: {message}; see {self.prog} --help\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
 
 
 def _add_preprocess_flags(p: argparse.ArgumentParser) -> None:
@@ -40,8 +80,8 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--providers", nargs="+", help="onnxruntime providers (default: CUDA if usable, else CPU)")
     g.add_argument("--score", choices=["logits", "output"], default="logits",
                    help="explain the pre-softmax logits (default) or the exported output")
-    g.add_argument("--max-batch", type=int, default=64)
-    g.add_argument("--memory-budget-mb", type=float, default=1024)
+    g.add_argument("--max-batch", type=_positive_int, default=64)
+    g.add_argument("--memory-budget-mb", type=_positive_float, default=1024)
 
 
 def _add_output_flags(p: argparse.ArgumentParser, what: str = "print a machine-readable summary") -> None:
@@ -60,7 +100,7 @@ def _reads_images(p: argparse.ArgumentParser, func) -> None:
 
 def _add_method_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", help="top1 (default), a class index, or one per image: 3,7,1")
-    p.add_argument("--top-k", type=int, help="Score-CAM: keep the k channels of largest spatial variance")
+    p.add_argument("--top-k", type=_positive_int, help="Score-CAM: keep the k channels of largest spatial variance")
     p.add_argument("--composite", help="LRP: epsilon-plus-flat (default), epsilon-gamma-box, "
                                        "epsilon-alpha2-beta1, epsilon, zplus")
     p.add_argument("--start", choices=["logit", "onehot", "contrastive"], help="LRP start relevance")
@@ -81,7 +121,7 @@ def _spec_overrides(args) -> dict:
 def _explainer(model, args, preprocess=None) -> Explainer:
     return Explainer(model, providers=args.providers, preprocess=preprocess, score=args.score,
                      memory_budget_mb=args.memory_budget_mb, max_batch=args.max_batch,
-                     progress=not getattr(args, "json", False) and sys.stderr.isatty())
+                     progress=True)  # on stderr: a bar on a terminal, a status line every ~10 s elsewhere
 
 
 def _label(ex: Explainer, k: int) -> str:
@@ -111,7 +151,9 @@ def write_results(ex: Explainer, res: Result, images: list[Path], views, out: Pa
         if len(res.layers) > 1:
             plan.append((out / f"{stem}_{res.method}_grid.png", i, "grid"))
         plan.append((out / f"{stem}_{res.method}.npz", i, "npz"))
-    check_targets([p for p, _, _ in plan], overwrite)
+    paths = unique_paths([(p, f"{i}:{what}") for p, i, what in plan])
+    plan = [(path, i, what) for path, (_, i, what) in zip(paths, plan)]
+    check_targets(paths, overwrite)
     depth = {l.name: l.depth for l in ex.layers}
     diverging = methods.get(res.method).signed
     for path, i, what in plan:
@@ -161,6 +203,7 @@ def cmd_layers(args) -> int:
 
 def run_explain(ex: Explainer, images: list[Path], method: str, layers, target, out: Path,
                 overwrite: bool, options: dict) -> tuple[Result, list[Path], list]:
+    check_folder(out)   # before the run: its results must have somewhere to go
     x, views = load_images(images, ex.preprocess, return_views=True)
     res = ex.explain(x, method=method, layers=layers, target=target, **options)
     files = write_results(ex, res, images, views, out, overwrite)
@@ -283,7 +326,8 @@ def cmd_compare(args) -> int:
                      match=_parse_matches(args.match), target=target, top_percent=args.top_percent,
                      fail_under=args.fail_under, gate=args.gate, options=_method_options(args),
                      providers=args.providers, preprocess=_spec_overrides(args) or None, results=results,
-                     score=args.score, memory_budget_mb=args.memory_budget_mb, max_batch=args.max_batch)
+                     score=args.score, memory_budget_mb=args.memory_budget_mb, max_batch=args.max_batch,
+                     progress=True)
     labels = results["labels"]
     write_json(targets[0], result)
     write_text(targets[1], render_comparison(result, results["reference"], results["candidate"],
@@ -316,7 +360,7 @@ def cmd_export_explainer(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="onnxcam", description="Explain ONNX CNN classifiers.")
+    p = _Parser(prog="onnxcam", description="Explain ONNX CNN classifiers.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     d = sub.add_parser("demo", help="explain the bundled EfficientNet-Lite0 on a bundled photo")
@@ -346,10 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--methods", default="gradcam,scorecam", help="comma-separated method names")
     v.add_argument("--layers", nargs="+", default=["auto"])
     v.add_argument("--boxes", help="JSON boxes file (see models/photos/boxes.json)")
-    v.add_argument("--steps", type=int, default=50, help="deletion/insertion steps")
+    v.add_argument("--steps", type=_positive_int, default=50, help="deletion/insertion steps")
     v.add_argument("--baseline", choices=["zero", "blur", "mean"], default="zero")
     v.add_argument("--no-road", action="store_true", help="skip ROAD (MoRF/LeRF at 10..90 %%)")
-    v.add_argument("--sanity", type=int, nargs="+", metavar="K",
+    v.add_argument("--sanity", type=_positive_int, nargs="+", metavar="K",
                    help="also run the cascading randomization check with the top K layers random")
     _reads_images(v, cmd_evaluate)
 
@@ -362,8 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--layers", nargs="+", default=["auto"], help="reference layers: auto, all, or names")
     c.add_argument("--match", nargs="+", metavar="REF=CAND",
                    help="override the structural layer matching for these reference layers")
-    c.add_argument("--top-percent", type=float, default=20.0, help="region size for the IoU (default 20)")
-    c.add_argument("--fail-under", type=float, help="exit 1 when the gated figure is below this")
+    c.add_argument("--top-percent", type=_finite_float, default=20.0, help="region size for the IoU (default 20)")
+    c.add_argument("--fail-under", type=_finite_float, help="exit 1 when the gated figure is below this")
     c.add_argument("--gate", choices=GATES, default="pearson",
                    help="figure the gate checks: mean map Pearson (default), Spearman, IoU, or top-1 agreement")
     _add_method_flags(c)
@@ -385,11 +429,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:   # --help (0) or a refused argument (2, its line already printed)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return args.func(args)
     except OnnxCamError as exc:
-        print(f"onnxcam: error: {exc}", file=sys.stderr)
+        print(f"onnxcam: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever it quotes
+        return 2
+    except KeyboardInterrupt:   # files being written were removed on the way out (output.py)
+        print("onnxcam: interrupted; no partial files were left", file=sys.stderr)
+        return 130
+    except Exception as exc:   # a bug, not a user error: one line, the traceback on request
+        if os.environ.get("ONNXCAM_DEBUG") == "1":
+            traceback.print_exc()
+        print(f"onnxcam: error: internal error: {type(exc).__name__}: {first_line(exc, 200)} (set ONNXCAM_DEBUG=1 for "
+              "the traceback; please report it)", file=sys.stderr)
         return 2
 
 

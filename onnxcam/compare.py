@@ -5,9 +5,14 @@ class for each image (its top-1 unless a target is given), so the maps answer th
 Layers are matched structurally (intake/matching.py). Per image and layer: Pearson, Spearman and
 top-k% IoU of the two heatmaps; per image: top-1 agreement and the change of the explained score.
 A gate (`fail_under` on one figure) turns this into a pass/fail check for CI.
+
+The reference must compute finite numbers (Explainer refuses NaN/inf); the candidate may not: a
+build that overflows is what this check exists to catch, so its NaN maps score as no agreement and
+fail the gate instead of stopping the comparison.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import fields
 from pathlib import Path
 
@@ -23,6 +28,7 @@ GATES = ("pearson", "spearman", "iou", "top1")
 
 
 def _explainer(model, providers, preprocess, **kw) -> Explainer:
+    """The model as an Explainer (an Explainer given is used as it is)."""
     return model if isinstance(model, Explainer) else Explainer(model, providers=providers,
                                                                 preprocess=preprocess, **kw)
 
@@ -41,7 +47,8 @@ def _activation_agreement(ref: Explainer, cand: Explainer, x_ref, x_cand, pairs,
                 raise OnnxCamError(f"matched layers have different shapes: reference {r} {a[r].shape[1:]}, "
                                    f"candidate {c} {b[c].shape[1:]}; fix the match with --match")
             u, v = a[r].astype(np.float64).ravel(), b[c].astype(np.float64).ravel()
-            sums[r] += [u.sum(), v.sum(), u @ u, v @ v, u @ v]
+            with np.errstate(invalid="ignore", over="ignore"):   # a non-finite candidate scores 0 below
+                sums[r] += [u.sum(), v.sum(), u @ u, v @ v, u @ v]
             count[r] += u.size
     out = {}
     for r, (su, sv, suu, svv, suv) in sums.items():
@@ -50,6 +57,11 @@ def _activation_agreement(ref: Explainer, cand: Explainer, x_ref, x_cand, pairs,
         ok = np.isfinite([cov, vu, vv]).all() and vu > 0 and vv > 0
         out[r] = float(np.clip(cov / np.sqrt(vu * vv), -1, 1)) if ok else (1.0 if vu == vv == 0 else 0.0)
     return out
+
+
+def _in_range(value, lo: float, hi: float) -> bool:
+    """value is a real number (not NaN, not a bool, not a string) in [lo, hi]."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and lo <= float(value) <= hi
 
 
 def _number(value) -> float | None:
@@ -87,12 +99,25 @@ def compare(reference, candidate, images, method: str = "gradcam", layers="auto"
     """
     if gate not in GATES:
         raise OnnxCamError(f"gate must be one of {', '.join(GATES)}, got {gate!r}")
-    if not 0 < top_percent <= 100:
+    if not (_in_range(top_percent, 0, 100) and float(top_percent) > 0):
         raise OnnxCamError(f"top_percent must be in (0, 100], got {top_percent}")
+    if fail_under is not None and not _in_range(fail_under, -1, 1):
+        raise OnnxCamError(f"fail_under (--fail-under) must be a number in [-1, 1] (Pearson and Spearman "
+                           f"lie in [-1, 1], IoU and top-1 agreement in [0, 1]), got {fail_under!r}")
     ref = _explainer(reference, providers, preprocess, **explainer_args)
     # the candidate reads the images the reference's way (only the layout is its own)
     same_way = {f.name: getattr(ref.preprocess, f.name) for f in fields(PreprocessSpec) if f.name != "layout"}
-    cand = _explainer(candidate, providers, same_way, **explainer_args)
+    cand = _explainer(candidate, providers, same_way, allow_nonfinite=True, **explainer_args)
+    given_allows, cand.allow_nonfinite = cand.allow_nonfinite, True
+    try:
+        return _compare(ref, cand, images, method, layers, match, target, top_percent, fail_under, gate,
+                        options, results)
+    finally:
+        cand.allow_nonfinite = given_allows
+
+
+def _compare(ref, cand, images, method, layers, match, target, top_percent, fail_under, gate, options,
+             results) -> dict:
     _same_preprocessing(ref, cand)
     if cand.model.num_classes != ref.model.num_classes:
         raise OnnxCamError(f"the reference has {ref.model.num_classes} classes and the candidate "

@@ -3,6 +3,8 @@
 Every run goes through IOBinding on the session's own device, so the code path the CUDA build
 takes is the one the CPU tests exercise. onnxruntime-gpu silently falls back to CPU when CUDA
 cannot start, so we always report `session.get_providers()[0]`, the provider actually used.
+A failed run is an OnnxCamError that names the graph and the node onnxruntime names, says what to
+try, and ends with onnxruntime's own message (shortened by errors.first_line).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 import onnx
 
 from ._runtime import import_onnxruntime
-from .errors import OnnxCamError, first_line
+from .errors import OnnxCamError, describe, first_line, ort_failure
 
 ort = import_onnxruntime()
 
@@ -35,9 +37,13 @@ def choose_providers(requested=None) -> list[str]:
 
 
 class Session:
-    """One onnxruntime session over one explain graph, run through IOBinding."""
+    """One onnxruntime session over one explain graph, run through IOBinding.
 
-    def __init__(self, model: onnx.ModelProto, providers: list[str], threads: int | None = None):
+    label: what the graph computes, in words, for error messages ("forward", "gradient", ...)."""
+
+    def __init__(self, model: onnx.ModelProto, providers: list[str], threads: int | None = None,
+                 label: str = "explain"):
+        self.label = label
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads:
@@ -45,7 +51,9 @@ class Session:
         try:
             self.sess = ort.InferenceSession(model.SerializeToString(), opts, providers=providers)
         except Exception as exc:
-            raise OnnxCamError(f"onnxruntime cannot build the explain graph: {first_line(exc)}") from None
+            raise OnnxCamError(f"onnxruntime cannot build the {label} graph of this model; check that the "
+                               "model itself loads in onnxruntime, or re-export it "
+                               f"({first_line(exc)})") from None
         self.provider = self.sess.get_providers()[0]
         self.device = "cuda" if self.provider == CUDA else "cpu"
         self.output_names = [o.name for o in self.sess.get_outputs()]
@@ -62,8 +70,23 @@ class Session:
         names = outputs or self.output_names
         for name in names:
             binding.bind_output(name, self.device)
-        self.sess.run_with_iobinding(binding)
-        return dict(zip(names, binding.copy_outputs_to_cpu()))
+        try:
+            self.sess.run_with_iobinding(binding)
+            return dict(zip(names, binding.copy_outputs_to_cpu()))
+        except Exception as exc:   # onnxruntime's Fail, InvalidArgument, RuntimeException, RuntimeError
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: Exception) -> OnnxCamError:
+        """A failed run in words: which graph, which node, what to try, then onnxruntime's line."""
+        op, node, message = ort_failure(str(exc))
+        where = f" at node '{node}' ({op})" if node else ""
+        if any(k in message.lower() for k in ("alloc", "out of memory", "bad_alloc")):
+            hint = "memory ran out: lower --memory-budget-mb or --max-batch (memory_budget_mb, max_batch)"
+        else:
+            hint = ("the model cannot compute this input: check that it runs in plain onnxruntime at this "
+                    "input size and batch, and that the preprocessing matches how it was trained")
+        return OnnxCamError(f"onnxruntime failed running the {self.label} graph{where}; {hint} "
+                            f"({first_line(exc)})")
 
 
 def per_sample_bytes(model: onnx.ModelProto) -> int:
@@ -83,13 +106,22 @@ def per_sample_bytes(model: onnx.ModelProto) -> int:
     return max(total, 1)
 
 
+def check_limits(budget_mb, max_batch) -> None:
+    """The engine's limits: a finite memory budget > 0 MB and a whole max_batch >= 1."""
+    if isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
+        raise OnnxCamError(f"max_batch (--max-batch) must be a whole number >= 1, got {describe(max_batch)}")
+    if (isinstance(budget_mb, bool) or not isinstance(budget_mb, (int, float, np.integer, np.floating))
+            or not math.isfinite(budget_mb) or budget_mb <= 0):
+        raise OnnxCamError(f"memory_budget_mb (--memory-budget-mb) must be a finite number > 0, "
+                           f"got {describe(budget_mb)}")
+
+
 def batch_size(model: onnx.ModelProto, budget_mb: float = DEFAULT_BUDGET_MB,
                max_batch: int = DEFAULT_MAX_BATCH, batchable: bool = True) -> int:
     """Largest batch whose activations fit the budget, within [1, max_batch]."""
+    check_limits(budget_mb, max_batch)
     if not batchable:
         return 1
-    if max_batch < 1:
-        raise OnnxCamError(f"max_batch must be >= 1, got {max_batch}")
     fit = math.floor(budget_mb * 2**20 / per_sample_bytes(model))
     return int(min(max_batch, max(1, fit)))
 
@@ -114,7 +146,9 @@ class SessionCache:
             self._sessions[key] = self._sessions.pop(key)  # most recently used goes last
         else:
             graph, extra = build()
-            session = Session(graph, self.providers, self.threads)
+            kind = key[0] if isinstance(key, tuple) and isinstance(key[0], str) else "explain"
+            label = {"masked": "Score-CAM masked-image", "gradient": "gradient/relevance"}.get(kind, kind)
+            session = Session(graph, self.providers, self.threads, label=label)
             self.provider = session.provider
             self._sessions[key] = (session, extra, graph)
             while len(self._sessions) > self.size:

@@ -14,6 +14,8 @@ from .errors import OnnxCamError
 from .files import read_json_object
 from .methods import get as get_method
 from .metrics import average_drop_increase, cascading_randomization, deletion_insertion, pointing_game, road
+from .graph.randomize import parametric_layers
+from .metrics.sanity import check_randomization_steps
 from .preprocess import load_images, read_rgb, view_box
 from .metrics.curves import BASELINES
 from .progress import Progress
@@ -51,11 +53,19 @@ def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=N
     """Figures for each method x layer. `images`: paths; `boxes`: a dict from read_boxes or None;
     `road_percentages`: () skips ROAD; `sanity_steps` (e.g. [1, 4, 16]) adds the cascading
     randomization check per method. `results`, if given, receives each method's Result."""
+    if isinstance(methods, str):   # "gradcam,scorecam", as the CLI takes them
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    methods = list(methods)
+    if not methods:
+        raise OnnxCamError("no method to evaluate; name at least one, e.g. --methods gradcam,scorecam")
     for method in methods:  # fail before the first (possibly long) method runs
         get_method(method)
-    if baseline not in BASELINES or steps < 1:
-        raise OnnxCamError(f"baseline must be one of {', '.join(BASELINES)} and steps >= 1, "
-                           f"got {baseline!r} and {steps}")
+    if baseline not in BASELINES or isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) \
+            or steps < 1:
+        raise OnnxCamError(f"baseline must be one of {', '.join(BASELINES)} and steps a whole number >= 1, "
+                           f"got {baseline!r} and {steps!r}")
+    if sanity_steps:
+        check_randomization_steps(sanity_steps, len(parametric_layers(ex.model.proto)))
     paths = [Path(p) for p in images]
     x, views = load_images(paths, ex.preprocess, return_views=True)
     view_boxes = None

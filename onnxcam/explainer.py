@@ -42,22 +42,23 @@ class Explainer:
     else CPU. preprocess: a PreprocessSpec, a dict, or None (manifest/sidecar next to the model,
     else ImageNet defaults at the model's input size). score: "logits" explains the input of a
     final Softmax/Sigmoid, "output" the exported output. memory_budget_mb / max_batch bound the
-    batches sent to onnxruntime.
+    batches sent to onnxruntime. Every tensor onnxruntime returns is checked to be finite: NaN or
+    infinity (NaN weights, an input that overflows) raises an OnnxCamError naming the first
+    non-finite tensor, unless allow_nonfinite (compare's candidate: a broken build must fail the
+    gate, not stop the comparison).
     """
 
     def __init__(self, model, providers=None, preprocess=None, score: str = "logits",
                  memory_budget_mb: float = engine.DEFAULT_BUDGET_MB,
                  max_batch: int = engine.DEFAULT_MAX_BATCH, threads: int | None = None,
-                 progress: bool = False):
+                 progress: bool = False, allow_nonfinite: bool = False):
         if preprocess is not None and not isinstance(preprocess, (PreprocessSpec, dict)):
             raise OnnxCamError(f"preprocess must be a PreprocessSpec, a dict of its fields or None, "
                                f"got {type(preprocess).__name__}")
-        _check_count("max_batch", max_batch)
-        if isinstance(memory_budget_mb, bool) or not isinstance(memory_budget_mb, (int, float, np.number)) \
-                or not np.isfinite(memory_budget_mb) or memory_budget_mb <= 0:
-            raise OnnxCamError(f"memory_budget_mb must be a positive number of MB, got {describe(memory_budget_mb)}")
+        engine.check_limits(memory_budget_mb, max_batch)
         if threads is not None:
             _check_count("threads", threads)
+        self.allow_nonfinite = allow_nonfinite
         sidecar = find_sidecar(model) if isinstance(model, (str, Path)) else None
         self.sidecar = read_json_object(sidecar, "sidecar") if sidecar else {}
         self.model = intake.load(model, score=score, image_size=self._requested_size(preprocess))
@@ -80,7 +81,7 @@ class Explainer:
         providers, preprocessing, score choice and engine limits."""
         return Explainer(proto, providers=self.providers, preprocess=self.preprocess, score=self.score,
                          memory_budget_mb=self.memory_budget_mb, max_batch=self.max_batch,
-                         threads=self.threads, progress=self.progress)
+                         threads=self.threads, progress=self.progress, allow_nonfinite=self.allow_nonfinite)
 
     # ----- what the model offers
     @property
@@ -126,6 +127,23 @@ class Explainer:
         return spec
 
     # ----- engine access shared by methods
+    def _run(self, sess, feeds: dict, what: dict[str, str], first: int = 0) -> dict[str, np.ndarray]:
+        """One onnxruntime run whose outputs are all checked to be finite, in the order of `what`
+        ({output name: what it is in words}; dataflow order, so the first named is where it starts).
+        `first`: index of the batch's first image, for the message."""
+        out = sess.run(feeds)
+        if not self.allow_nonfinite:
+            for name, words in what.items():
+                arr = out[name]
+                bad = ~np.isfinite(arr.reshape(arr.shape[0] if arr.ndim else 1, -1)).all(axis=1)
+                if bad.any():
+                    images = ", ".join(str(first + int(i)) for i in np.flatnonzero(bad)[:5])
+                    raise OnnxCamError(
+                        f"the model computes NaN or infinite values: {words} (image {images}); check its "
+                        "weights for NaN/inf and that the input is preprocessed as the model expects "
+                        "(values in the range it was trained on)")
+        return out
+
     def _batch(self, key) -> int:
         """Batch size of the explain graph cached under `key`, computed once per graph."""
         if key not in self._batches:
@@ -185,7 +203,8 @@ class Explainer:
         names = tuple(layer.name if hasattr(layer, "name") else layer for layer in layers)
         sess, carried = self._forward_session(names)
         step = self._batch(("forward", names))
-        outs = [sess.run({self.model.input_name: x[i:i + step]}) for i in range(0, len(x), step)]
+        what = {out: f"activations of layer {n}" for n, out in carried.items()} | {SCORES: "the scores"}
+        outs = [self._run(sess, {self.model.input_name: x[i:i + step]}, what, i) for i in range(0, len(x), step)]
         scores = np.concatenate([o[SCORES] for o in outs])
         acts = {}
         for layer in self.model.resolve_layers(list(names)) if names else []:
@@ -215,12 +234,15 @@ class Explainer:
         if seed is not None and start == "contrastive" and not np.all(np.isin(seed, (0.0, 1.0))):
             raise OnnxCamError("a contrastive start needs a class index target, not class weights")
         sess, carried, step = self._gradient_session(names, seed is None, rules_name, rules, start)
+        kind = "gradients" if rules is None else "relevances"
+        what = ({a: f"activations of layer {n}" for n, (a, _) in carried.items()} | {SCORES: "the scores"}
+                | {g: f"{kind} at layer {n}" for n, (_, g) in reversed(carried.items())})
         outs = []
         for i in range(0, len(x), step):
             feeds = {self.model.input_name: x[i:i + step]}
             if seed is not None:
                 feeds[SEED] = seed[i:i + step]
-            outs.append(sess.run(feeds))
+            outs.append(self._run(sess, feeds, what, i))
         scores = np.concatenate([o[SCORES] for o in outs])
         if targets is None:
             targets = scores.argmax(axis=1)
@@ -299,7 +321,8 @@ class Explainer:
         out = []
         bar = Progress(len(maps), "Score-CAM forwards", enabled=self.progress)
         for i in range(0, len(maps), step):
-            out.append(sess.run({IMAGE: image_on_device, MAPS: maps[i:i + step]})[SCORES])
+            out.append(self._run(sess, {IMAGE: image_on_device, MAPS: maps[i:i + step]},
+                                 {SCORES: "the scores of the Score-CAM masked images"})[SCORES])
             bar.update(min(step, len(maps) - i))
         bar.close()
         return np.concatenate(out) if out else np.zeros((0, m.num_classes), np.float32)

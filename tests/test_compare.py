@@ -245,8 +245,10 @@ def test_export_explainer_cli(tmp_path, capsys):
     before = out.read_bytes()
     assert main(["export-explainer", str(LITE0), "-o", str(out)]) == 2
     assert out.read_bytes() == before and "already exists" in capsys.readouterr().err
-    with pytest.raises(SystemExit):   # argparse: scorecam cannot be computed in one graph run
-        main(["export-explainer", str(LITE0), "--method", "scorecam", "-o", str(tmp_path / "s.onnx")])
+    # argparse: scorecam cannot be computed in one graph run (one line, exit 2)
+    assert main(["export-explainer", str(LITE0), "--method", "scorecam", "-o", str(tmp_path / "s.onnx")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("onnxcam: error: ") and "invalid choice: 'scorecam'" in err[0]
 
 
 def test_exported_explainer_survives_models_that_use_its_names():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import OnnxCamError
 from ..postprocess import softmax
 from .base import Method, Request, register, weighted_sum
 
@@ -46,6 +47,9 @@ def plan_channels(acts: np.ndarray, skip_constant: bool, top_k: int | None):
 
 def _scorecam(req: Request, official: bool) -> dict[str, np.ndarray]:
     top_k = req.options.get("top_k")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise OnnxCamError(f"top_k (--top-k) is the number of channels Score-CAM keeps: a whole number "
+                           f">= 1, got {top_k!r}")
     ex = req.explainer
     out = {}
     for layer in req.layers:

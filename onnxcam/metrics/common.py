@@ -4,6 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..errors import OnnxCamError
 
 
 def class_probability(ex, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -11,6 +12,29 @@ def class_probability(ex, images: np.ndarray, targets: np.ndarray) -> np.ndarray
     sigmoid for multi-label models (Explainer.probabilities)."""
     scores, _ = ex.forward(images)
     return ex.probabilities(scores)[np.arange(len(images)), targets]
+
+
+def check_maps(maps, count: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Maps [N, H, W] a metric can rank: finite (a NaN map has no order, and NaN figures would
+    pass for results), one per image and at the image's size when those are given."""
+    maps = np.asarray(maps)
+    if maps.ndim != 3 or (count is not None and len(maps) != count) or \
+            (size is not None and tuple(maps.shape[1:]) != tuple(size)):
+        want = f"[{count if count is not None else 'N'}, {', '.join(map(str, size)) if size else 'H, W'}]"
+        raise OnnxCamError(f"maps have shape {maps.shape}, a metric needs one map per image: {want}; "
+                           "pass Result.maps[layer]")
+    if not np.issubdtype(maps.dtype, np.number) or np.iscomplexobj(maps):
+        raise OnnxCamError(f"maps must be real numbers, got {maps.dtype}")
+    finite = np.isfinite(maps).reshape(len(maps), -1).all(axis=1)
+    if not finite.all():
+        raise OnnxCamError(f"map {int(np.flatnonzero(~finite)[0])} contains NaN or infinite values, "
+                           "which rank nothing; explain again with a model that computes finite numbers")
+    return maps.astype(np.float32)
+
+
+def image_size(ex) -> tuple[int, int]:
+    """(H, W) of the model's input images, the size maps are compared at."""
+    return tuple(ex.model.image_shape[1:])
 
 
 def as_nchw_mask(ex, maps: np.ndarray) -> np.ndarray:

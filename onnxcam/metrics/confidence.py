@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import OnnxCamError
-from .common import as_nchw_mask, class_probability
+from .common import as_nchw_mask, check_maps, class_probability, image_size
 
 
 def average_drop_increase(ex, x: np.ndarray, maps: np.ndarray, targets, variant: str = "gradcam++") -> dict:
@@ -21,7 +21,7 @@ def average_drop_increase(ex, x: np.ndarray, maps: np.ndarray, targets, variant:
     targets = np.asarray(targets)
     if variant not in ("gradcam++", "relevancecam"):
         raise OnnxCamError(f"variant must be 'gradcam++' or 'relevancecam', got {variant!r}")
-    maps = np.asarray(maps, np.float32)
+    maps = check_maps(maps, len(x), image_size(ex))
     if variant == "relevancecam":
         median = np.median(maps.reshape(len(maps), -1), axis=1)[:, None, None]
         maps = np.where(maps >= median, maps, 0.0).astype(np.float32)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import OnnxCamError
-from .common import blurred, class_probability
+from .common import blurred, check_maps, class_probability, image_size
 
 
 BASELINES = ("zero", "blur", "mean")
@@ -48,8 +48,9 @@ def deletion_insertion(ex, x: np.ndarray, maps: np.ndarray, targets, steps: int 
     """AUCs and curves per image: {"deletion": [...], "insertion": [...], "curves": {...}}."""
     x = ex.check_input(x)
     targets = np.asarray(targets)
-    if steps < 1:
-        raise OnnxCamError(f"steps must be >= 1, got {steps}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise OnnxCamError(f"steps must be a whole number >= 1, got {steps!r}")
+    maps = check_maps(maps, len(x), image_size(ex))
     dele, ins = _baseline(ex, x, baseline), _baseline(ex, x, insertion_baseline)
     out = {"deletion": [], "insertion": [], "curves": {"deletion": [], "insertion": []},
            "steps": steps, "baseline": baseline, "insertion_baseline": insertion_baseline}

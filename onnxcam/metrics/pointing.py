@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .common import check_maps
+
 
 def object_mask(shape, boxes=None, mask=None) -> np.ndarray:
     if mask is not None:
@@ -22,6 +24,7 @@ def object_mask(shape, boxes=None, mask=None) -> np.ndarray:
 
 def pointing_game(maps: np.ndarray, boxes=None, masks=None, tolerance: int = 15) -> dict:
     """boxes: per image a list of boxes; masks: per image a boolean [H, W] (either one)."""
+    maps = check_maps(maps)
     hits, energy = [], []
     for i, m in enumerate(maps):
         obj = object_mask(m.shape, boxes[i] if boxes is not None else None,

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from ..errors import OnnxCamError
-from .common import class_probability
+from .common import check_maps, class_probability, image_size
 
 KERNEL = np.array([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
 
@@ -66,6 +66,7 @@ def road(ex, x: np.ndarray, maps: np.ndarray, targets, percentages=(10, 20, 30, 
         raise OnnxCamError(f"order must be 'morf' or 'lerf', got {order!r}")
     x = ex.check_input(x)
     targets = np.asarray(targets)
+    maps = check_maps(maps, len(x), image_size(ex))
     nchw = ex.model.layout == "NCHW"
     curves = []
     for i in range(len(x)):

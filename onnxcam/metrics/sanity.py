@@ -7,6 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..errors import OnnxCamError
 from ..graph.randomize import parametric_layers, randomized
 from .agreement import spearman
 
@@ -21,6 +22,19 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(s.mean())
 
 
+def check_randomization_steps(steps, total: int) -> list[int]:
+    """Steps are counts of top layers to randomize: whole numbers in [1, total] (a negative count
+    would slice from the other end and randomize nearly everything; one over the total would
+    report more layers randomized than there are)."""
+    values = [steps] if isinstance(steps, (int, np.integer)) else list(steps)
+    bad = [k for k in values if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= total]
+    if bad or not values:
+        raise OnnxCamError(f"randomization steps (--sanity) are numbers of top layers to randomize, whole "
+                           f"numbers from 1 to {total} (the model's layers with weights); got "
+                           f"{bad[0] if bad else 'none'!r}")
+    return [int(k) for k in values]
+
+
 def cascading_randomization(ex, x: np.ndarray, method: str, layers="auto", steps=None,
                             seed: int = 0, base=None, **options) -> dict:
     """Per randomization step k (top-k layers random): mean Spearman and SSIM of the maps to the
@@ -29,7 +43,8 @@ def cascading_randomization(ex, x: np.ndarray, method: str, layers="auto", steps
     base = base or ex.explain(x, method=method, layers=layers, **options)
     names = base.layers
     total = len(parametric_layers(ex.model.proto))
-    steps = steps or [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= total] + [total]
+    steps = check_randomization_steps(steps, total) if steps is not None else \
+        [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= total] + [total]
     rows = []
     for k in sorted(set(steps)):
         rnd = ex.derived(randomized(ex.model.proto, k, seed))
