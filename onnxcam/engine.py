@@ -41,15 +41,18 @@ class Session:
 
     label: what the graph computes, in words, for error messages ("forward", "gradient", ...)."""
 
-    def __init__(self, model: onnx.ModelProto, providers: list[str], threads: int | None = None,
+    def __init__(self, model: onnx.ModelProto | bytes, providers: list[str], threads: int | None = None,
                  label: str = "explain"):
+        """model: the graph, or its serialized bytes (the cache passes bytes and drops the proto
+        first, so a large model is not held three times while onnxruntime builds its copy)."""
         self.label = label
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
         try:
-            self.sess = ort.InferenceSession(model.SerializeToString(), opts, providers=providers)
+            data = model if isinstance(model, bytes) else model.SerializeToString()
+            self.sess = ort.InferenceSession(data, opts, providers=providers)
         except Exception as exc:
             raise OnnxCamError(f"onnxruntime cannot build the {label} graph of this model; check that the "
                                "model itself loads in onnxruntime, or re-export it "
@@ -116,28 +119,40 @@ def check_limits(budget_mb, max_batch) -> None:
                            f"got {describe(budget_mb)}")
 
 
-def batch_size(model: onnx.ModelProto, budget_mb: float = DEFAULT_BUDGET_MB,
+def batch_size(model: onnx.ModelProto | int, budget_mb: float = DEFAULT_BUDGET_MB,
                max_batch: int = DEFAULT_MAX_BATCH, batchable: bool = True) -> int:
-    """Largest batch whose activations fit the budget, within [1, max_batch]."""
+    """Largest batch whose activations fit the budget, within [1, max_batch].
+
+    model: the graph, or its per_sample_bytes (what the session cache keeps instead of the graph)."""
     check_limits(budget_mb, max_batch)
     if not batchable:
         return 1
-    fit = math.floor(budget_mb * 2**20 / per_sample_bytes(model))
+    per_sample = model if isinstance(model, int) else per_sample_bytes(model)
+    fit = math.floor(budget_mb * 2**20 / per_sample)
     return int(min(max_batch, max(1, fit)))
+
+
+def weight_bytes(model: onnx.ModelProto) -> int:
+    """Bytes of the graph's initializers: about what one onnxruntime session of it holds."""
+    return sum(t.ByteSize() for t in model.graph.initializer)
 
 
 class SessionCache:
     """Explain graphs are built once per request shape and their sessions reused.
 
-    Each session holds its own copy of the weights, so only the `size` most recently used stay
-    alive (a VGG-16 session is ~0.5 GB).
+    Each session holds its own copy of the weights (a VGG-16 session is ~0.5 GB, plus onnxruntime's
+    pre-packed copies of its dense layers), so the cache keeps at most `size` sessions and, beyond
+    the most recent one, only while their weights add up to at most `weight_budget_mb`. The graph
+    itself is not kept: only what batch sizing needs (its activation bytes per image).
     """
 
-    def __init__(self, providers: list[str], threads: int | None = None, size: int = 4):
+    def __init__(self, providers: list[str], threads: int | None = None, size: int = 4,
+                 weight_budget_mb: float = 2048):
         self.providers = providers
         self.threads = threads
         self.size = size
-        self._sessions: dict = {}
+        self.weight_budget = weight_budget_mb * 2**20
+        self._sessions: dict = {}  # key -> (Session, extra, per-sample bytes, weight bytes)
         self.provider: str | None = None  # of the last session built
 
     def get(self, key, build) -> tuple[Session, object]:
@@ -146,15 +161,26 @@ class SessionCache:
             self._sessions[key] = self._sessions.pop(key)  # most recently used goes last
         else:
             graph, extra = build()
+            per_sample, weights = per_sample_bytes(graph), weight_bytes(graph)
+            data = graph.SerializeToString()
+            del graph
             kind = key[0] if isinstance(key, tuple) and isinstance(key[0], str) else "explain"
             label = {"masked": "Score-CAM masked-image", "gradient": "gradient/relevance"}.get(kind, kind)
-            session = Session(graph, self.providers, self.threads, label=label)
+            self._evict(weights)
+            session = Session(data, self.providers, self.threads, label=label)
+            del data
             self.provider = session.provider
-            self._sessions[key] = (session, extra, graph)
-            while len(self._sessions) > self.size:
-                self._sessions.pop(next(iter(self._sessions)))
-        sess, extra, _ = self._sessions[key]
+            self._sessions[key] = (session, extra, per_sample, weights)
+        sess, extra, _, _ = self._sessions[key]
         return sess, extra
 
-    def graph(self, key) -> onnx.ModelProto:
+    def _evict(self, incoming: int) -> None:
+        """Drop the least recently used sessions so the new one fits the count and weight limits
+        (before it is built, so old and new never peak together)."""
+        while self._sessions and (len(self._sessions) + 1 > self.size or
+                                  sum(s[3] for s in self._sessions.values()) + incoming > self.weight_budget):
+            self._sessions.pop(next(iter(self._sessions)))
+
+    def per_sample(self, key) -> int:
+        """Activation bytes per image of the graph cached under `key` (for batch sizing)."""
         return self._sessions[key][2]

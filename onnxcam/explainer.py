@@ -147,7 +147,7 @@ class Explainer:
     def _batch(self, key) -> int:
         """Batch size of the explain graph cached under `key`, computed once per graph."""
         if key not in self._batches:
-            self._batches[key] = engine.batch_size(self.sessions.graph(key), self.memory_budget_mb,
+            self._batches[key] = engine.batch_size(self.sessions.per_sample(key), self.memory_budget_mb,
                                                    self.max_batch, self.model.batchable)
         return self._batches[key]
 

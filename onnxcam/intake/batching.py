@@ -16,24 +16,29 @@ BATCH_COUPLED = {"DynamicQuantizeLinear": "dynamic quantization takes its activa
                                           "whole batch"}
 
 
-def batching_problem(model: onnx.ModelProto, input_name: str, input_dims: list[int]) -> str | None:
-    """Why the model must be run one image at a time, or None when batches are safe."""
+def batching_problem(model: onnx.ModelProto, input_name: str, input_dims: list[int],
+                     runnable: str | None = None) -> str | None:
+    """Why the model must be run one image at a time, or None when batches are safe.
+
+    runnable: a file holding the same graph (intake's canonical file), run instead of serializing
+    `model` again."""
     for node in model.graph.node:
         if node.op_type in BATCH_COUPLED:
             return f"{BATCH_COUPLED[node.op_type]} ({node.op_type} node {node.name!r})"
-    if not verify_batching(model, input_name, input_dims):
+    if not verify_batching(runnable or model, input_name, input_dims):
         return "the model does not run batches correctly"
     return None
 
 
-def verify_batching(model: onnx.ModelProto, input_name: str, input_dims: list[int]) -> bool:
+def verify_batching(model: onnx.ModelProto | str, input_name: str, input_dims: list[int]) -> bool:
     from .canonical import light_session_options
 
     ort = import_onnxruntime()
     opts = light_session_options(ort)
     opts.log_severity_level = 4
     try:
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        source = model if isinstance(model, str) else model.SerializeToString()
+        sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
     except Exception:
         return False
     x = np.random.default_rng(0).normal(size=[2] + list(input_dims)).astype(np.float32)  # float32_input ran

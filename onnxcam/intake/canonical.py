@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import onnx
@@ -179,41 +178,52 @@ def patch_batch_constants(model: onnx.ModelProto, static_batch: int | None) -> i
     return patched
 
 
-def ort_canonicalize(model: onnx.ModelProto) -> onnx.ModelProto:
+def spill(model: onnx.ModelProto, folder: str) -> str:
+    """Write the model into `folder` for ort_canonicalize; the caller then drops its proto, so a
+    large model is not in memory twice while onnxruntime reads the file."""
+    path = os.path.join(folder, "model.onnx")
+    try:
+        with open(path, "wb") as f:
+            f.write(model.SerializeToString())
+    except OSError as exc:
+        raise OnnxCamError(f"cannot write a temporary copy of the model to {folder}: "
+                           f"{exc.strerror or exc}; free disk space or set TMPDIR") from None
+    except ValueError as exc:  # over protobuf's 2 GiB
+        raise OnnxCamError(f"cannot serialize the model: {first_line(exc)}; save its weights as "
+                           "external data") from None
+    return path
+
+
+def ort_canonicalize(path: str) -> onnx.ModelProto:
     """Let onnxruntime's BASIC level fold constants and fuse Conv+BN, then save standard ops only.
 
     EXTENDED would add com.microsoft:FusedConv and ALL would add NCHWc layout ops: never those.
-    The model goes to onnxruntime as a file, not as bytes, and `model` is cleared once written:
-    a VGG-16 (0.5 GB of weights) otherwise sat in memory four times over (our proto, its bytes,
-    onnxruntime's copy, the reloaded result). The caller must not use `model` afterwards.
+    onnxruntime reads the model from `path` (see spill) and writes its result beside it.
     """
     from .._runtime import import_onnxruntime
 
     ort = import_onnxruntime()
-
-    with tempfile.TemporaryDirectory(prefix="onnxcam_") as tmp:
-        src, out = os.path.join(tmp, "model.onnx"), os.path.join(tmp, "canonical.onnx")
-        try:
-            with open(src, "wb") as f:
-                f.write(model.SerializeToString())
-        except OSError as exc:
-            raise OnnxCamError(f"cannot write a temporary copy of the model to {tmp}: "
-                               f"{exc.strerror or exc}; free disk space or set TMPDIR") from None
-        model.Clear()
-        opts = light_session_options(ort)
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        opts.optimized_model_filepath = out
-        try:
-            ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise OnnxCamError("onnxruntime cannot load this model: "
-                               f"{first_line(exc)}; check it with onnx.checker or re-export it") from None
-        canonical = onnx.load(out)
+    out = canonical_file(path)
+    opts = light_session_options(ort)
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.optimized_model_filepath = out
+    try:
+        ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise OnnxCamError("onnxruntime cannot load this model: "
+                           f"{first_line(exc)}; check it with onnx.checker or re-export it") from None
+    canonical = onnx.load(out)
     used = {n.domain for n in canonical.graph.node}
     keep = [imp for imp in canonical.opset_import if imp.domain in used or imp.domain in ("", "ai.onnx")]
     del canonical.opset_import[:]
     canonical.opset_import.extend(keep)
     return canonical
+
+
+def canonical_file(path: str) -> str:
+    """Where ort_canonicalize leaves onnxruntime's result for the model spilled to `path`: the
+    batching check runs that file instead of serializing the model once more."""
+    return os.path.join(os.path.dirname(path), "canonical.onnx")
 
 
 def light_session_options(ort):
@@ -228,8 +238,37 @@ def light_session_options(ort):
 
 
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Shape-infer (with data propagation) a skeleton of the model and copy the shapes back.
+
+    onnx's shape inference serializes the whole model to C++ and back: four copies of the weights
+    at once (3.3 GB peak for VGG-16's 0.5 GB). Large initializers only contribute their type and
+    shape, so the skeleton declares them as graph inputs instead; small ones (shape constants that
+    data propagation reads) stay as they are."""
     drop_value_info(model)
+    skeleton = onnx.ModelProto()
+    skeleton.ir_version, skeleton.producer_name = model.ir_version, model.producer_name
+    skeleton.opset_import.extend(model.opset_import)
+    g = skeleton.graph
+    g.name = model.graph.name
+    g.node.extend(model.graph.node)
+    g.input.extend(model.graph.input)
+    g.output.extend(model.graph.output)
+    declared = {vi.name for vi in model.graph.input}
+    for t in model.graph.initializer:
+        if t.ByteSize() <= _SKELETON_KEEPS_BYTES:
+            g.initializer.append(t)
+        elif t.name not in declared:
+            g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
     try:
-        return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
     except Exception as exc:
         raise OnnxCamError(f"shape inference failed on the canonical model: {first_line(exc)}") from None
+    model.graph.value_info.extend(inferred.graph.value_info)
+    del model.graph.output[:]
+    model.graph.output.extend(inferred.graph.output)
+    return model
+
+
+# Initializers up to this size stay in the shape-inference skeleton: shape constants are a few
+# int64s, and data propagation needs their values.
+_SKELETON_KEEPS_BYTES = 4096

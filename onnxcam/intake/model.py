@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -229,25 +230,29 @@ def load(source, score: str = "logits", image_size=None) -> Model:
         notes.append(f"patched {patched} Reshape(s) that hard-coded batch {static}")
     nodes_before = len(proto.graph.node)
     bn_before = sum(n.op_type == "BatchNormalization" for n in proto.graph.node)
-    proto = canonical.infer_shapes(canonical.ort_canonicalize(proto))
-    notes.append(f"canonicalized {nodes_before} -> {len(proto.graph.node)} nodes")
-    bn_after = sum(n.op_type == "BatchNormalization" for n in proto.graph.node)
-    if bn_before > bn_after:
-        notes.append(f"folded {bn_before - bn_after} BatchNormalization into the preceding Conv "
-                     "(LRP sees the merged layers)")
-    input_name, layout, image_shape = _find_image_input(proto, image_size)
-    output_name, score_name, act, k = _find_score(proto)
-    output_activation = act
-    if score == "output" or act is None:
-        score_name, act = output_name, None
-    else:
-        notes.append(f"explaining the input of the final {act} (pre-activation score)")
-    layers = build_catalog(proto, input_name, layout)
-    c, h, w = image_shape
-    problem = batching_problem(proto, input_name, [c, h, w] if layout == NCHW else [h, w, c])
-    batchable = problem is None
-    if problem:
-        notes.append(f"{problem}: explaining image by image")
+    with tempfile.TemporaryDirectory(prefix="onnxcam_") as tmp:
+        src = canonical.spill(proto, tmp)
+        del proto  # a large model must not be held twice while onnxruntime reads it
+        proto = canonical.infer_shapes(canonical.ort_canonicalize(src))
+        notes.append(f"canonicalized {nodes_before} -> {len(proto.graph.node)} nodes")
+        bn_after = sum(n.op_type == "BatchNormalization" for n in proto.graph.node)
+        if bn_before > bn_after:
+            notes.append(f"folded {bn_before - bn_after} BatchNormalization into the preceding Conv "
+                         "(LRP sees the merged layers)")
+        input_name, layout, image_shape = _find_image_input(proto, image_size)
+        output_name, score_name, act, k = _find_score(proto)
+        output_activation = act
+        if score == "output" or act is None:
+            score_name, act = output_name, None
+        else:
+            notes.append(f"explaining the input of the final {act} (pre-activation score)")
+        layers = build_catalog(proto, input_name, layout)
+        c, h, w = image_shape
+        problem = batching_problem(proto, input_name, [c, h, w] if layout == NCHW else [h, w, c],
+                                   runnable=canonical.canonical_file(src))
+        batchable = problem is None
+        if problem:
+            notes.append(f"{problem}: explaining image by image")
     return Model(proto, input_name, layout, image_shape, output_name, score_name, act, k,
                  layers, choose_auto(proto, layers), batchable=batchable, batch_problem=problem, notes=notes,
                  first_linear=_first_linear(proto, input_name), output_activation=output_activation)
