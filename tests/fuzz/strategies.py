@@ -74,21 +74,24 @@ def _ints_attr(node, name):
 def _set_attribute(model: onnx.ModelProto, node_i: int, name: str, value) -> None:
     node = model.graph.node[node_i % len(model.graph.node)]
     attr = _ints_attr(node, name)
-    if attr is None:
-        node.attribute.append(helper.make_attribute(name, value))
-    elif attr.type == onnx.AttributeProto.INTS and not isinstance(value, str):
-        n = len(attr.ints) if not isinstance(value, list) else None
+    if attr is not None and attr.type == onnx.AttributeProto.INTS and not isinstance(value, str):
+        n = len(attr.ints)
         del attr.ints[:]
         attr.ints.extend(value if isinstance(value, list) else [value] * max(n, 1))
-    elif attr.type == onnx.AttributeProto.INT and isinstance(value, int):
+        return
+    if attr is not None and attr.type == onnx.AttributeProto.INT and isinstance(value, int):
         attr.i = value
-    elif attr.type == onnx.AttributeProto.FLOAT and isinstance(value, (int, float)):
+        return
+    if attr is not None and attr.type == onnx.AttributeProto.FLOAT and isinstance(value, (int, float)):
         attr.f = float(value)
-    elif attr.type == onnx.AttributeProto.STRING and isinstance(value, str):
-        attr.s = value.encode()
-    else:
+        return
+    if attr is not None:
         node.attribute.remove(attr)
-        node.attribute.append(helper.make_attribute(name, value))
+    if isinstance(value, list):
+        new = helper.make_attribute(name, value, attr_type=onnx.AttributeProto.INTS)
+    else:
+        new = helper.make_attribute(name, value)
+    node.attribute.append(new)
 
 
 def _set_dim(model: onnx.ModelProto, which: str, index: int, value) -> None:
@@ -109,22 +112,26 @@ def _set_dim(model: onnx.ModelProto, which: str, index: int, value) -> None:
 
 
 def _mutate_initializer(model: onnx.ModelProto, index: int, how: str) -> None:
-    inits = model.graph.initializer
-    t = inits[index % len(inits)]
+    tensors = list(model.graph.initializer) + [a.t for n in model.graph.node if n.op_type == "Constant"
+                                               for a in n.attribute if a.name == "value"]
+    t = tensors[index % len(tensors)]  # Paddle exports keep their weights in Constant nodes
     a = numpy_helper.to_array(t).copy()
-    if how in ("nan_one", "inf_one", "neg_inf_one"):
-        a.flat[0] = {"nan_one": np.nan, "inf_one": np.inf, "neg_inf_one": -np.inf}[how]
-    elif how == "nan_all":
-        a[...] = np.nan
-    elif how == "huge":
-        a[...] = 3e38
-    elif how == "zero":
-        a[...] = 0
-    if how in ("nan_one", "inf_one", "neg_inf_one", "nan_all", "huge", "zero"):
+    values = {"nan_one": np.nan, "inf_one": np.inf, "neg_inf_one": -np.inf, "nan_all": np.nan, "huge": 3e38,
+              "zero": 0}
+    if how in values:
+        v = values[how]
+        if a.dtype.kind in "iu" and not np.isfinite(v) or a.dtype.kind in "iu" and abs(v) > 1e18:
+            v = np.iinfo(a.dtype).max          # integer tensors (shapes, axes) get their largest value
+        elif a.dtype.kind not in "fiu" or a.size == 0:
+            return
+        if how.endswith("_one"):
+            a.flat[0] = v
+        else:
+            a[...] = v
         t.CopyFrom(numpy_helper.from_array(a, t.name))
     elif how == "extra_dim":
         t.dims.append(2)
-    elif how == "drop_dim":
+    elif how == "drop_dim" and len(t.dims):
         del t.dims[-1]
     elif how.startswith("dtype_"):
         t.data_type = getattr(TensorProto, how[6:])
@@ -366,7 +373,8 @@ def _write_image(box: Sandbox, kind) -> tuple[str, dict]:
                "uint16": lambda: (rng.random(shape) * 65535).astype(np.uint16),
                "float32": lambda: rng.random(shape).astype(np.float32)}[dtype]()
         name = "img" + ext
-        cv2.imwrite(str(box.root / name), img)
+        if not cv2.imwrite(str(box.root / name), img):  # a format that cannot hold this (PPM + alpha)
+            cv2.imwrite(str(box.root / name), img[..., :3] if img.ndim == 3 else np.dstack([img] * 3))
         return name, {}
     if what in ("truncated", "flipped"):
         ext = kind[1]
