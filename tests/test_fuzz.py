@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from fuzz.api import api_cases
 from fuzz.harness import shell_command
 from fuzz.strategies import (args_cases, external_cases, image_cases, interrupt_cases, model_cases,
-                             output_cases, paddle_cases, preprocess_cases, sidecar_cases)
+                             output_cases, paddle_cases, preprocess_cases, progress_cases,
+                             sidecar_cases)
 from fuzz.workspace import execute
 
 
@@ -37,4 +38,5 @@ test_sidecar_contents_and_paths = _family_test(sidecar_cases(), 10)
 test_preprocess_files = _family_test(preprocess_cases(), 5)
 test_output_situations = _family_test(output_cases(), 8)
 test_ctrl_c = _family_test(interrupt_cases(), 1)
+test_long_runs_show_progress = _family_test(progress_cases(), 1)
 test_api_values = _family_test(api_cases(), 40)

@@ -1,7 +1,7 @@
 """The long fuzz run: `python tests/fuzz/run_fuzz.py --cases N [--seed S] [--json] [--keep DIR]`.
 
-Draws about N cases with hypothesis, split over the families by weight (the Ctrl-C family runs
-the bundled Lite0 for seconds per case, so it gets few), runs each (CLI cases in a subprocess with a
+Draws about N cases with hypothesis, split over the families by weight (the Ctrl-C and progress
+families run the bundled Lite0 for seconds per case, so they get few), runs each (CLI cases in a subprocess with a
 time and memory limit, API cases in-process), and prints cases per family, counts per category and
 one line per failing case. Same N and seed, same cases. Exit 1 when any case failed.
 
@@ -28,7 +28,7 @@ from fuzz.workspace import execute  # noqa: E402
 
 ALL = {**FAMILIES, "api": api_cases}
 WEIGHTS = {"model": 3, "external": 1, "paddle": 1, "image": 2, "args": 3, "sidecar": 2, "preprocess": 1,
-           "output": 1.5, "interrupt": 0.1, "api": 3}
+           "output": 1.5, "interrupt": 0.1, "progress": 0.01, "api": 3}
 
 
 def budget(total: int, families: list[str]) -> dict[str, int]:

@@ -313,7 +313,7 @@ def external_cases(draw) -> Plan:
         box.write_model(model)
         box.image()
         return _cli(box, "external", desc, ["explain", MODEL, "img.png", "--out", "out", "--method", "gradcam"],
-                    if_accepted="escape" if outside else None, timeout=30)
+                    if_accepted="escape" if outside else None, timeout=15)
     return Plan("external", desc, make)
 
 
@@ -420,7 +420,7 @@ def _write_image(box: Sandbox, kind) -> tuple[str, dict]:
     elif special == "newline_name":
         name = "a\nb.png"
         cv2.imwrite(str(box.root / name), np.zeros((8, 8, 3), np.uint8))
-    return name, {"timeout": 30}
+    return name, {"timeout": 15}
 
 
 @st.composite
@@ -728,7 +728,7 @@ def preprocess_cases(draw) -> Plan:
         elif where == "directory":
             path.mkdir()
         return _cli(box, "preprocess", desc, ["explain", MODEL, "img.png", "--out", "out", "--method", "gradcam",
-                                              "--preprocess", str(path)], timeout=30)
+                                              "--preprocess", str(path)], timeout=15)
     return Plan("preprocess", desc, make)
 
 
@@ -816,6 +816,18 @@ def interrupt_cases(draw) -> Plan:
     return Plan("interrupt", desc, make)
 
 
+@st.composite
+def progress_cases(draw) -> Plan:
+    """A long run whose stderr is not a terminal must still say it is alive (then Ctrl-C ends it)."""
+    method = draw(st.sampled_from(["scorecam", "scorecam-pgc"]))
+    desc = f"explain --layer all --method {method} on the bundled Lite0, stderr not a terminal"
+
+    def make(box: Sandbox) -> Case:
+        argv = ["explain", str(LITE0), str(PHOTO), "--out", "out", "--method", method, "--layer", "all"]
+        return _cli(box, "progress", desc, argv, silence=20, interrupt_after=25, timeout=60, rss_limit_mb=4096)
+    return Plan("progress", desc, make)
+
+
 FAMILIES = {"model": model_cases, "external": external_cases, "paddle": paddle_cases, "image": image_cases,
             "args": args_cases, "sidecar": sidecar_cases, "preprocess": preprocess_cases,
-            "output": output_cases, "interrupt": interrupt_cases}
+            "output": output_cases, "interrupt": interrupt_cases, "progress": progress_cases}
