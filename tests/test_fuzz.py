@@ -40,3 +40,59 @@ test_output_situations = _family_test(output_cases(), 8)
 test_ctrl_c = _family_test(interrupt_cases(), 1)
 test_long_runs_show_progress = _family_test(progress_cases(), 1)
 test_api_values = _family_test(api_cases(), 40)
+
+
+# ----------------------------------------------------------------------------- the harness itself
+def _case(tmp_path, **kw):
+    from fuzz.harness import Case
+    return Case(family="t", description="t", cwd=tmp_path, argv=["explain"], **kw)
+
+
+def test_the_harness_tells_each_category_apart(tmp_path):
+    """A classifier that called everything `ok` would make the suite pass vacuously."""
+    import numpy as np
+    from fuzz.harness import classify_cli
+
+    out = tmp_path / "out"
+    out.mkdir()
+    np.savez(out / "good.npz", logits=np.ones(3, np.float32))
+    one_line = "onnxcam: error: image not found: x.png\n"
+    assert classify_cli(_case(tmp_path, out=out), 0, "", "").category == "ok"
+    assert classify_cli(_case(tmp_path), 2, "", one_line).category == "refused"
+    assert classify_cli(_case(tmp_path), 1, "", "Traceback (most recent call last):\n  File x\nValueError: y\n"
+                        ).category == "traceback"
+    assert classify_cli(_case(tmp_path), 2, "", one_line + "more\n").category == "traceback"
+    assert classify_cli(_case(tmp_path), 2, "", "onnxcam: error: bad model: /onnxruntime_src/onnxruntime/"
+                        "core/graph/graph.cc:1234 failed\n").category == "traceback"
+    assert classify_cli(_case(tmp_path), -6, "", "").category == "crash"
+    assert classify_cli(_case(tmp_path), 139, "", "").category == "crash"
+    assert classify_cli(_case(tmp_path), None, "", "").category == "hang"
+    assert classify_cli(_case(tmp_path, secret="S3CRET"), 0, "cat S3CRET-1", "").category == "escape"
+    assert classify_cli(_case(tmp_path, out=out, if_accepted="silent_wrong"), 0, "", "").category == "silent_wrong"
+    assert classify_cli(_case(tmp_path, out=out, if_accepted="escape"), 2, "", one_line).category == "refused"
+    kept = tmp_path / "kept.png"
+    kept.write_bytes(b"new")
+    assert classify_cli(_case(tmp_path, protected={kept: b"old"}), 2, "", one_line).category == "lost"
+    np.savez(out / "bad.npz", map_0=np.array([np.nan], np.float32))
+    assert classify_cli(_case(tmp_path, out=out), 0, "", "").category == "silent_wrong"
+    (out / "bad.npz").unlink()
+    (out / ".x.png.123.tmp").write_bytes(b"")
+    assert classify_cli(_case(tmp_path, out=out), 0, "", "").category == "lost"
+
+
+def test_the_harness_runs_the_cli_with_limits(tmp_path):
+    """One real run each way: a valid explain is `ok`, a missing image is `refused`."""
+    from fuzz.harness import Case
+    from fuzz.strategies import MODEL, Plan
+    from fuzz.workspace import small_model_bytes
+
+    def plan(images):
+        def make(box):
+            box.write_model(small_model_bytes())
+            box.image()
+            return Case("t", "t", box.root, argv=["explain", MODEL, *images, "--out", "out", "--method", "gradcam"],
+                        out=box.out, secret=box.secret, timeout=60)
+        return Plan("t", "t", make)
+
+    assert execute(plan(["img.png"]))[1].category == "ok"
+    assert execute(plan(["missing.png"]))[1].category == "refused"

@@ -531,7 +531,7 @@ def args_cases(draw) -> Plan:
     argv: list[str]
     if command == "explain":
         method = draw(st.sampled_from(ALL_METHODS))
-        layers = _layers(draw, True)
+        layers = ["blk/act", "blk_act"] if colliding and draw(st.booleans()) else _layers(draw, True)
         tflags, tbad = _target(draw, n_images)
         argv = ["explain", MODEL, *images, "--out", "out", "--method", method, "--layer", *layers, *tflags]
         bad += tbad
