@@ -101,6 +101,9 @@ def shell_command(case: Case) -> str:
 
 def _limits(fsize: int | None):
     def apply():
+        # a background job inherits SIGINT ignored, and Python then never raises KeyboardInterrupt:
+        # the child gets the default, as a command typed in a terminal does
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if fsize is not None:
@@ -190,6 +193,8 @@ def run_cli(case: Case) -> Outcome:
     rc, out, err, seconds, rss = _run_child(case)
     outcome = classify_cli(case, rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), rss)
     outcome.returncode, outcome.seconds, outcome.peak_rss_mb = rc, seconds, rss
+    if outcome.category == "hang" and case.silence is not None and seconds < case.timeout:
+        outcome.detail = f"no output for {case.silence:.0f} s"
     return outcome
 
 
@@ -198,8 +203,7 @@ def classify_cli(case: Case, rc: int | None, stdout: str, stderr: str, rss_mb: f
     if case.secret and (case.secret in stdout or case.secret in stderr or _secret_in_files(case)):
         return Outcome("escape", "the canary's secret appears in the output")
     if rc is None:
-        return Outcome("hang", f"no exit within {case.timeout:.0f} s" + (
-            f" or no output for {case.silence:.0f} s" if case.silence is not None else ""))
+        return Outcome("hang", f"no exit within {case.timeout:.0f} s")
     interrupted = case.interrupt_after is not None
     if rc < 0 and not (interrupted and rc == -signal.SIGINT):
         return Outcome("crash", f"killed by signal {signal.Signals(-rc).name}")
@@ -268,7 +272,17 @@ def _written(case: Case) -> list[Path]:
         return []
     if case.out.is_file():
         return [case.out]
-    return [p for p in case.out.rglob("*") if p.is_file() and p not in case.protected]
+    return [p for p in case.out.rglob("*") if p.is_file() and _new_or_changed(case, p)]
+
+
+def _new_or_changed(case: Case, path: Path) -> bool:
+    """Files the run wrote: not there before, or replaced (with --overwrite)."""
+    if path not in case.protected:
+        return True
+    try:
+        return path.read_bytes() != case.protected[path]
+    except OSError:
+        return True
 
 
 def _lost(case: Case, rc: int) -> str | None:

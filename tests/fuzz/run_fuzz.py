@@ -66,15 +66,19 @@ def table(records: list[dict], families: list[str]) -> str:
     counts = defaultdict(Counter)
     for r in records:
         counts[r["family"]][r["category"]] += 1
-    head = f"{'family':<11}{'cases':>7}" + "".join(f"{c:>13}" for c in CATEGORIES)
+    seconds = Counter()
+    for r in records:
+        seconds[r["family"]] += r["seconds"]
+    head = f"{'family':<11}{'cases':>7}{'seconds':>9}" + "".join(f"{c:>13}" for c in CATEGORIES)
     lines = [head, "-" * len(head)]
     total = Counter()
     for f in families:
         c = counts[f]
         total.update(c)
-        lines.append(f"{f:<11}{sum(c.values()):>7}" + "".join(f"{c[k]:>13}" for k in CATEGORIES))
+        lines.append(f"{f:<11}{sum(c.values()):>7}{seconds[f]:>9.0f}" + "".join(f"{c[k]:>13}" for k in CATEGORIES))
     lines.append("-" * len(head))
-    lines.append(f"{'total':<11}{sum(total.values()):>7}" + "".join(f"{total[k]:>13}" for k in CATEGORIES))
+    lines.append(f"{'total':<11}{sum(total.values()):>7}{sum(seconds.values()):>9.0f}"
+                 + "".join(f"{total[k]:>13}" for k in CATEGORIES))
     return "\n".join(lines)
 
 
@@ -94,7 +98,9 @@ def main(argv=None) -> int:
         records += run_family(family, n, args.seed, args.keep, lambda s: print(s, file=sys.stderr, flush=True))
     failures = [r for r in records if r["category"] in FAILURES]
     if args.json:
-        counts = {f: dict(Counter(r["category"] for r in records if r["family"] == f)) for f in args.families}
+        counts = {f: {"cases": sum(r["family"] == f for r in records),
+                      "seconds": round(sum(r["seconds"] for r in records if r["family"] == f)),
+                      **Counter(r["category"] for r in records if r["family"] == f)} for f in args.families}
         print(json.dumps({"seed": args.seed, "cases": len(records), "seconds": round(time.monotonic() - start),
                           "categories": dict(Counter(r["category"] for r in records)),
                           "families": counts, "failures": failures}, indent=2))

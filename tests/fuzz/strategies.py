@@ -603,7 +603,7 @@ def args_cases(draw) -> Plan:
         if command == "compare":
             cand = {"same": lambda: small_model_bytes(),
                     "nan_weights": lambda: mutated_model(small_model_bytes(), ("initializer", 4, "nan_all")),
-                    "other_classes": lambda: small_cnn_bytes_classes(7)}[candidate]()
+                    "other_classes": lambda: small_cnn_bytes(classes=7)}[candidate]()
             box.write_model(cand, "cand.onnx")
         if command == "evaluate" and "--boxes" in argv:
             (box.root / "boxes.json").write_text(_boxes_text(boxes))
@@ -612,9 +612,9 @@ def args_cases(draw) -> Plan:
     return Plan("args", desc, make)
 
 
-def small_cnn_bytes_classes(classes: int) -> bytes:
+def small_cnn_bytes(classes: int = SMALL_CLASSES, size: int = SMALL_SIZE) -> bytes:
     from nets import small_cnn
-    return small_cnn(size=SMALL_SIZE, classes=classes).SerializeToString()
+    return small_cnn(size=size, classes=classes).SerializeToString()
 
 
 def _boxes_text(kind: str) -> str:
@@ -626,25 +626,28 @@ def _boxes_text(kind: str) -> str:
 
 
 # ============================================================================ sidecar / --preprocess
+SIDECAR_FIELDS = {
+    "size": [[32, 32], [0, 0], [-1, 32], "ab", None, [32], [32, 32, 3], [1e9, 1e9], [32.5, 32], [True, True],
+             {"h": 32}],
+    "input_size": [[32, 32], [31, 31], "x"],
+    "mean": [[0.5, 0.5, 0.5], [], [0.5], [0.1, 0.2], "abc", None, [float("nan")] * 3, [[1]]],
+    "std": [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0.5], [-1, -1, -1], "s", [1e-45] * 3, None],
+    "scale": [1 / 255, "x", 0, -1, None, [1], float("inf")],
+    "channel_order": ["RGB", "BGR", "rgb", 5, None],
+    "layout": ["NCHW", "NHWC", "CHW", 0],
+    "resize": ["stretch", "center_crop", "fill", None],
+    "crop_fraction": [0.875, 0, -1, 2.0, "x", float("nan")],
+    "labels": ["GOOD", "SHORT", "NON_UTF8", "EMPTY", "DIR", "FIFO", "DEV_ZERO", "ABS_CANARY", "DOTDOT_CANARY",
+               "LINK_CANARY", "MISSING", "HUGE", 5, [], None, {"a": 1}, "", "labels.txt\x00x", "CRLF"],
+    "model": ["model.onnx", "ABS_CANARY", "../outside/secret.txt"],
+}
+# A sidecar is raw bytes, or a dict with one or two fields set (one odd value decides the case).
 SIDECAR_DOCS = st.one_of(
     st.sampled_from([b"", b"[]", b"null", b"5", b'"x"', b"\xff\xfe{}", b"{", b'{"size": [32, 32]}' * 2,
                      b"[" * 100000 + b"]" * 100000, b'{"scale": 1e999}', b'{"mean": NaN}']),
-    st.fixed_dictionaries({}, optional={
-        "size": st.sampled_from([[32, 32], [0, 0], [-1, 32], "ab", None, [32], [32, 32, 3], [1e9, 1e9], [32.5, 32],
-                                 [True, True], {"h": 32}]),
-        "input_size": st.sampled_from([[32, 32], [31, 31], "x"]),
-        "mean": st.sampled_from([[0.5, 0.5, 0.5], [], [0.5], [0.1, 0.2], "abc", None, [float("nan")] * 3, [[1]]]),
-        "std": st.sampled_from([[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0.5], [-1, -1, -1], "s", [1e-45] * 3, None]),
-        "scale": st.sampled_from([1 / 255, "x", 0, -1, None, [1], float("inf")]),
-        "channel_order": st.sampled_from(["RGB", "BGR", "rgb", 5, None]),
-        "layout": st.sampled_from(["NCHW", "NHWC", "CHW", 0]),
-        "resize": st.sampled_from(["stretch", "center_crop", "fill", None]),
-        "crop_fraction": st.sampled_from([0.875, 0, -1, 2.0, "x", float("nan")]),
-        "labels": st.sampled_from(["GOOD", "SHORT", "NON_UTF8", "EMPTY", "DIR", "FIFO", "DEV_ZERO", "ABS_CANARY",
-                                   "DOTDOT_CANARY", "LINK_CANARY", "MISSING", "HUGE", 5, [], None, {"a": 1}, "",
-                                   "labels.txt\x00x", "CRLF"]),
-        "model": st.sampled_from(["model.onnx", "ABS_CANARY", "../outside/secret.txt"]),
-    }),
+    st.lists(st.sampled_from([(k, v) for k, values in SIDECAR_FIELDS.items() for v in values]),
+             min_size=1, max_size=2).map(dict),
+    st.sampled_from(SIDECAR_FIELDS["labels"]).map(lambda v: {"labels": v}),
 )
 OUTSIDE_LABELS = {"ABS_CANARY", "DOTDOT_CANARY", "LINK_CANARY"}
 
@@ -739,7 +742,9 @@ def _short(doc) -> str:
 
 # ============================================================================ outputs
 OUTPUT_SITUATIONS = ["fresh", "nested", "out_is_file", "existing_targets", "existing_targets_overwrite",
-                     "directory_at_target", "long_name", "disk_full", "proc", "dev_null", "under_a_file",
+                     "directory_at_target", "directory_at_target_overwrite", "long_name", "disk_full",
+                     "disk_full_early", "proc",
+                     "dev_null", "under_a_file",
                      "read_only", "other_files_kept"]
 
 
@@ -758,14 +763,14 @@ def output_cases(draw) -> Plan:
             out = box.root / "a" / "b" / "c"
         elif situation == "out_is_file":
             out.write_bytes(b"keep me")
-        elif situation in ("existing_targets", "existing_targets_overwrite", "directory_at_target"):
+        elif situation.startswith(("existing_targets", "directory_at_target")):
             out.mkdir()
             names = {"explain": ["img_gradcam.npz", "img_gradcam_feat.png"],
                      "evaluate": ["evaluation.json", "report.html"],
                      "compare": ["comparison.json", "report.html"],
                      "export-explainer": ["explain.onnx"]}[command]
             for n in names:
-                if situation == "directory_at_target":
+                if situation.startswith("directory_at_target"):
                     (out / n).mkdir()
                 else:
                     (out / n).write_bytes(b"keep me " + n.encode())
@@ -775,7 +780,10 @@ def output_cases(draw) -> Plan:
         elif situation == "long_name":
             image = "i" * 240 + ".png"
             box.image(image)
-        elif situation == "disk_full":
+        elif situation == "disk_full":  # room for the temporary canonical model, not for the results
+            box.write_model(small_cnn_bytes(size=256))
+            kw["fsize_limit"] = 64 << 10
+        elif situation == "disk_full_early":  # not even room for the temporary canonical model
             kw["fsize_limit"] = 600
         elif situation == "proc":
             out = Path("/proc/onnxcam-fuzz/out")
@@ -792,7 +800,7 @@ def output_cases(draw) -> Plan:
                              "--steps", "2"],
                 "compare": ["compare", MODEL, MODEL, image, "--out", str(out)],
                 "export-explainer": ["export-explainer", MODEL, "-o", str(out / "explain.onnx")]}[command]
-        if situation == "existing_targets_overwrite":
+        if situation.endswith("_overwrite"):
             argv.append("--overwrite")
         protected = [p for p in [box.out, box.root / "file"] if p.is_file()]
         if out.is_dir() and os.access(out, os.W_OK):
@@ -812,7 +820,7 @@ def interrupt_cases(draw) -> Plan:
     def make(box: Sandbox) -> Case:
         argv = (["explain", str(LITE0), str(PHOTO), "--out", "out", "--method", "scorecam"] if command == "explain"
                 else ["evaluate", str(LITE0), str(PHOTO), "--out", "out", "--methods", "gradcam,scorecam"])
-        return _cli(box, "interrupt", desc, argv, interrupt_after=after, timeout=after + 30, rss_limit_mb=4096)
+        return _cli(box, "interrupt", desc, argv, interrupt_after=after, timeout=after + 60, rss_limit_mb=4096)
     return Plan("interrupt", desc, make)
 
 
