@@ -62,7 +62,8 @@ class Case:
     if_accepted: str | None = None       # category when the case exits 0 (an invalid value taken)
     secret: str | None = None            # canary text that must never appear in any output
     timeout: float = 60.0
-    interrupt_after: float | None = None  # send SIGINT after this many seconds
+    interrupt_after: float | None = None  # send SIGINT once the child has used this much CPU time
+                                          # (not wall time: on a loaded machine it is still importing)
     silence: float | None = None         # a hang too: this long without a byte on stdout/stderr
     fsize_limit: int | None = None       # RLIMIT_FSIZE (a full disk, as the child sees it)
     rss_limit_mb: float = RSS_LIMIT_MB
@@ -135,7 +136,7 @@ def _run_child(case: Case) -> tuple[int | None, bytes, bytes, float, float]:
     interrupted = False
     while True:
         now = time.monotonic() - start
-        if case.interrupt_after is not None and not interrupted and now >= case.interrupt_after:
+        if case.interrupt_after is not None and not interrupted and _cpu_seconds(proc.pid) >= case.interrupt_after:
             _signal(-proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
             interrupted = True
         quiet = time.monotonic() - last_output
@@ -167,6 +168,15 @@ def _run_child(case: Case) -> tuple[int | None, bytes, bytes, float, float]:
     rss = rusage.ru_maxrss / 1024 if rusage is not None else 0.0
     return (None if timed_out else proc.returncode, b"".join(fds[out_fd]),
             b"".join(fds[err_fd]), seconds, rss)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (Linux /proc; 0 when it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _read_into(fd: int, chunks: list) -> bool | None:

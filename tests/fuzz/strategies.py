@@ -813,14 +813,14 @@ def output_cases(draw) -> Plan:
 # ============================================================================ Ctrl-C
 @st.composite
 def interrupt_cases(draw) -> Plan:
-    after = draw(st.sampled_from([2.0, 3.0, 4.5, 6.0, 8.0]))
+    after = draw(st.sampled_from([1.5, 2.5, 4.0, 6.0]))
     command = draw(st.sampled_from(["explain", "evaluate"]))
-    desc = f"Ctrl-C after {after} s of {command} on the bundled Lite0"
+    desc = f"Ctrl-C after {after} CPU seconds of {command} on the bundled Lite0"
 
     def make(box: Sandbox) -> Case:
         argv = (["explain", str(LITE0), str(PHOTO), "--out", "out", "--method", "scorecam"] if command == "explain"
                 else ["evaluate", str(LITE0), str(PHOTO), "--out", "out", "--methods", "gradcam,scorecam"])
-        return _cli(box, "interrupt", desc, argv, interrupt_after=after, timeout=after + 60, rss_limit_mb=4096)
+        return _cli(box, "interrupt", desc, argv, interrupt_after=after, timeout=120, rss_limit_mb=4096)
     return Plan("interrupt", desc, make)
 
 
@@ -832,7 +832,7 @@ def progress_cases(draw) -> Plan:
 
     def make(box: Sandbox) -> Case:
         argv = ["explain", str(LITE0), str(PHOTO), "--out", "out", "--method", method, "--layer", "all"]
-        return _cli(box, "progress", desc, argv, silence=20, interrupt_after=25, timeout=60, rss_limit_mb=4096)
+        return _cli(box, "progress", desc, argv, silence=30, interrupt_after=30, timeout=120, rss_limit_mb=4096)
     return Plan("progress", desc, make)
 
 
