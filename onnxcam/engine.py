@@ -47,7 +47,7 @@ class Session:
         first, so a large model is not held three times while onnxruntime builds its copy)."""
         self.label = label
         opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        opts.log_severity_level = 4  # failures reach the user as our one line, not as log lines
         if threads:
             opts.intra_op_num_threads = threads
         try:

@@ -290,7 +290,13 @@ class Explainer:
         starts = {"logit": "logit", "onehot": "seed", "contrastive": "contrastive"}
         if start not in starts:
             raise OnnxCamError(f"start must be one of {', '.join(starts)}, got {start!r}")
-        items = [layers] if isinstance(layers, str) else list(layers)
+        try:
+            items = [layers] if isinstance(layers, str) else list(layers)
+        except TypeError:
+            raise OnnxCamError(f"layers must be 'input', a layer name or a list of them, got "
+                               f"{describe(layers)}") from None
+        if not items:
+            raise OnnxCamError("layers is empty: name 'input' and/or layers (see ex.layers)")
         names = [self.model.input_name if l in ("input", self.model.input_name)
                  else self.model.layer(getattr(l, "name", l)).name for l in items]
         def rules():

@@ -15,6 +15,7 @@ import numpy as np
 from .errors import OnnxCamError, describe, first_line
 from .files import MAX_PIXELS, read_bytes, read_text
 from .image_header import image_size
+from .quiet import captured_stderr
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -138,13 +139,15 @@ def read_rgb(path: str | Path) -> np.ndarray:
     if claimed and claimed[0] * claimed[1] > MAX_PIXELS:
         raise _too_many_pixels(p, *claimed)
     try:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        with captured_stderr() as decoder_said:  # libpng/libjpeg/libtiff warnings, OpenCV's log
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:
         raise OnnxCamError(f"cannot read image {p}: OpenCV refused it, e.g. over its pixel limit "
                            f"or corrupted ({first_line(exc, 160)})") from None
     if img is None:
+        said = decoder_said.first_line()
         raise OnnxCamError(f"cannot read image {p}: not an image format OpenCV decodes, or truncated "
-                           "(use PNG, JPEG, BMP, TIFF or WebP)")
+                           "(use PNG, JPEG, BMP, TIFF or WebP)" + (f" (decoder: {said})" if said else ""))
     if img.shape[0] * img.shape[1] > MAX_PIXELS:
         raise _too_many_pixels(p, img.shape[1], img.shape[0])
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
