@@ -21,7 +21,7 @@ _ORT_PREFIX = re.compile(r"^(?:\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*[A-Z_]+\s*:\
 _ORT_NODE = re.compile(r"Non-zero status code returned while running (\S+) node\. Name:'(.*?)' "
                        r"Status Message:\s*(.*)", re.S)
 # "/onnxruntime_src/onnxruntime/core/.../reshape_helper.h:91 onnxruntime::X::X(const T&, U&) "
-_SOURCE = re.compile(r"(?:[\w.-]*/)*[\w.-]+\.(?:cc|cpp|cxx|h|hpp|cu|cuh):\d+\s*"
+_SOURCE = re.compile(r"(?:[\w.-]*/)*[\w.-]+\.(?:cc|cpp|cxx|h|hpp|cu|cuh):\d+:?\s*"
                      r"(?:(?:[\w:~<>*&,]+\s)*?[\w:~<>]+\([^()]*\)(?:\s*const)?\s+)?")
 _FAILED_CHECK = re.compile(r"^[^.]*? was false\.\s*")   # ORT_ENFORCE's condition, e.g. "a == b was false."
 
@@ -43,11 +43,17 @@ def ort_failure(text: str) -> tuple[str | None, str | None, str]:
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of a third-party exception, readable: onnx and onnxruntime raise C++ text
     blocks; onnxruntime's are reduced to the node, its op and the message without source paths."""
-    text = str(exc).strip()
+    return readable(str(exc), limit) or type(exc).__name__
+
+
+def readable(text: str, limit: int = 300) -> str:
+    """The first line of a third-party message (an exception's text, a child process's stderr)
+    without C++ source locations, naming the onnxruntime node when there is one; "" if empty."""
+    text = text.strip()
     if not text:
-        return type(exc).__name__
+        return ""
     op, node, message = ort_failure(text)
-    line = (message or text).splitlines()[0] if (message or text).strip() else type(exc).__name__
+    line = (message or text).splitlines()[0]
     if node is not None:
         line = f"node '{node}' ({op}): {line}"
     return line if len(line) <= limit else line[:limit - 3].rstrip() + "..."

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..errors import OnnxCamError, first_line
+from ..errors import OnnxCamError, first_line, readable
 
 TARGET_OPSET = 17
 BATCH_DIM = "N"
@@ -64,7 +64,7 @@ def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
         raise OnnxCamError(f"cannot upgrade the model from opset {old} to {TARGET_OPSET}: {why}; "
                            f"the model is probably corrupted: {fix}")
     raise OnnxCamError(f"cannot upgrade the model from opset {old} to {TARGET_OPSET}: "
-                       f"{reason[-1][:300]}; {fix}")
+                       f"{readable(reason[-1])}; {fix}")
 
 
 # Runs in the child: check, convert, write the converted model to stdout; on failure print one
