@@ -3,10 +3,11 @@
 1. Cost: time of the gradient run (forward + backward graph, onnxruntime) with and without the
    appended counts, bundled EfficientNet-Lite0, 6 bundled photos, at the auto layer and an early
    layer; ratio with / without.
-2. Tolerance: on torchvision ResNet-18/50 (random init, BN statistics perturbed, TorchScript
-   export), every ReLU input of PyTorch against onnxruntime's: the largest difference in units of
-   eps32 * max|x| (what ULPS must exceed), the units whose ReLU decision flipped between the two
-   runtimes, and how many of those flips the count flags (all should).
+2. Tolerance: on torchvision ResNet-18/50 (random init, BN statistics perturbed, TorchScript and
+   dynamo exports, the 6 bundled photos at 112 px), every ReLU input of PyTorch against
+   onnxruntime's: the largest difference in units of eps32 * max|x| (what ULPS must exceed), the
+   units whose ReLU decision flipped between the two runtimes, and how many of those flips the
+   count flags (all should). The same cost table is printed for each export.
 
     python tests/benchmarks/kink_cost.py [--repeat 5]
 """
@@ -42,11 +43,12 @@ def best(fn, repeat):
     return min(times)
 
 
-def cost(repeat):
-    ex = onnxcam.Explainer(str(bundled.MODEL))
+def cost(path, repeat):
+    """Gradient run time without / with the counts at the auto layer and the earliest layer."""
+    ex = onnxcam.Explainer(str(path))
     x = onnxcam.load_images(sorted(str(p) for p in bundled.PHOTOS.glob("*.jpg")), ex.preprocess)
     early = min((l for l in ex.layers if l.preferred), key=lambda l: l.depth)
-    print(f"{'layer':<45} {'without s':>10} {'with s':>10} {'ratio':>6}")
+    print(f"{Path(path).parent.name}: {'layer':<45} {'without s':>10} {'with s':>10} {'ratio':>6}")
     for layer in (ex.model.auto_layer, early):
         sessions = []
         for kinks in (False, True):
@@ -57,24 +59,26 @@ def cost(repeat):
         for _ in range(repeat):  # interleaved: the machine's load changes over time
             for k, sess in enumerate(sessions):
                 times[k] = min(times[k], best(lambda: sess.run(None, feeds), 1))
-        print(f"{layer.name:<45} {times[0]:>10.4f} {times[1]:>10.4f} {times[1] / times[0]:>6.3f}")
+        print(f"  {layer.name:<45} {times[0]:>10.4f} {times[1]:>10.4f} {times[1] / times[0]:>6.3f}")
 
 
-def tolerance(arch):
+def tolerance(arch, exporter, tmp, repeat):
     import torch
     from export_torchvision import build, export
 
-    with tempfile.TemporaryDirectory() as tmp:
-        _, path = export(arch, Path(tmp) / "model.onnx", size=112, seed=0, verify=False, randomize_bn=True)
-        ex = onnxcam.Explainer(path)
-        x = onnxcam.load_images(sorted(str(p) for p in bundled.PHOTOS.glob("*.jpg"))[:2], ex.preprocess)
-        proto = ex.model.proto
-        relus = [n for n in proto.graph.node if n.op_type == "Relu"]
-        from onnxcam.graph.expose import forward_graph
-        sess, carried = ex.sessions.get(("relu inputs",), lambda: forward_graph(
-            proto, ex.model.score_name, [n.input[0] for n in relus]))
-        out = sess.run({ex.model.input_name: x})
-        onnx_inputs = [out[carried[n.input[0]]] for n in relus]
+    from onnxcam.graph.expose import forward_graph
+
+    _, path = export(arch, Path(tmp) / f"{arch}-{exporter}" / "model.onnx", exporter=exporter, size=112,
+                     seed=0, verify=False, randomize_bn=True)
+    cost(path, repeat)
+    ex = onnxcam.Explainer(path)
+    x = onnxcam.load_images(sorted(str(p) for p in bundled.PHOTOS.glob("*.jpg")), ex.preprocess)
+    proto = ex.model.proto
+    relus = [n for n in proto.graph.node if n.op_type == "Relu"]
+    sess, carried = ex.sessions.get(("relu inputs",), lambda: forward_graph(
+        proto, ex.model.score_name, [n.input[0] for n in relus]))
+    out = sess.run({ex.model.input_name: x})
+    onnx_inputs = [out[carried[n.input[0]]] for n in relus]
     net = build(arch, seed=0, randomize_bn=True)
     torch_inputs = []
     # a pre-hook with a copy: torchvision's ReLUs work in place
@@ -95,7 +99,7 @@ def tolerance(arch):
         flips += int(flip.sum())
         flagged += int((flip & is_near).sum())
         near += int(is_near.sum())
-    print(f"{arch:<10} ReLU inputs {len(torch_inputs):>3}  largest |torch - ort| = {worst:6.1f} eps32 * max|x|"
+    print(f"{arch} {exporter:<11} ReLU inputs {len(torch_inputs):>3}  largest |torch - ort| = {worst:6.1f} eps32 * max|x|"
           f"  flips {flips}, flagged {flagged}; units counted near {near}")
 
 
@@ -103,9 +107,10 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args()
-    cost(args.repeat)
-    for arch in ("resnet18", "resnet50"):
-        tolerance(arch)
+    cost(bundled.MODEL, args.repeat)
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch, exporter in (("resnet18", "torchscript"), ("resnet50", "torchscript"), ("resnet50", "dynamo")):
+            tolerance(arch, exporter, tmp, args.repeat)
 
 
 if __name__ == "__main__":
