@@ -19,8 +19,9 @@ from onnxcam.explainer import kink_notes
 SIZE = 8
 
 
-def gate_net(gate: str) -> onnx.ModelProto:
-    """x -> Conv1x1(identity) = 'pre' -> gate -> Conv1x1(3->4) = 'feat' -> GAP -> FC(5)."""
+def gate_net(gate: str, merge_batch: bool = False) -> onnx.ModelProto:
+    """x -> Conv1x1(identity) = 'pre' -> gate -> Conv1x1(3->4) = 'feat' -> GAP -> FC(5).
+    merge_batch: the gate acts on 'pre' reshaped to [N*3, 8, 8] (and back)."""
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(np.eye(3, dtype=np.float32)[:, :, None, None], "eye"),
              numpy_helper.from_array(rng.normal(0, 0.5, (4, 3, 1, 1)).astype(np.float32), "w2"),
@@ -31,7 +32,13 @@ def gate_net(gate: str) -> onnx.ModelProto:
                  "Clip": helper.make_node("Clip", ["pre", "lo", "hi"], ["gated"], name="gate"),
                  "LeakyRelu": helper.make_node("LeakyRelu", ["pre"], ["gated"], name="gate", alpha=0.1),
                  "HardSwish": helper.make_node("HardSwish", ["pre"], ["gated"], name="gate")}[gate]
-    nodes = [helper.make_node("Conv", ["x", "eye"], ["pre"], name="identity"), gate_node,
+    inits += [numpy_helper.from_array(np.array([-1, SIZE, SIZE], np.int64), "merged"),
+              numpy_helper.from_array(np.array([-1, 3, SIZE, SIZE], np.int64), "split")]
+    into = [helper.make_node("Reshape", ["pre", "merged"], ["pre_merged"], name="merge"),
+            helper.make_node("Relu", ["pre_merged"], ["gated_merged"], name="gate"),
+            helper.make_node("Reshape", ["gated_merged", "split"], ["gated"], name="split")]
+    nodes = [helper.make_node("Conv", ["x", "eye"], ["pre"], name="identity"),
+             *(into if merge_batch else [gate_node]),
              helper.make_node("Conv", ["gated", "w2"], ["feat"], name="conv2"),
              helper.make_node("GlobalAveragePool", ["feat"], ["gap"], name="gap"),
              helper.make_node("Flatten", ["gap"], ["flat"], name="flatten", axis=1),
@@ -99,3 +106,11 @@ def test_notes_name_a_few_images_and_how_many_more():
     assert notes == ["gradcam at L: gate units (ReLU/Clip/...) within float32 rounding of their threshold: "
                      "2 in image 1, 1 in image 3, 5 in image 4 and 1 more images (the map may differ "
                      "between runtimes there)"]
+
+
+def test_gate_on_a_tensor_that_merges_the_batch_is_skipped_not_miscounted():
+    ex = onnxcam.Explainer(gate_net("Relu", merge_batch=True), preprocess={"mean": [0, 0, 0], "std": [1, 1, 1]})
+    x = clear_input(2, [0.0], 1.0)
+    x[1, 0, 0, 0] = 0.0
+    res = ex.explain(x, "gradcam", layers=["pre"])
+    assert res.near_kinks["pre"].tolist() == [0, 0]   # no per-image axis to count along

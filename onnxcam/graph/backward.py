@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from ..errors import OnnxCamError
-from ..intake.catalog import FLOAT_TYPES
+from ..intake.catalog import FLOAT_TYPES, tensor_shapes
 from .builder import GraphBuilder
 from .context import RuleContext
 from .expose import SCORES, add_scores, as_float, elem_types, prune, set_outputs
@@ -133,6 +133,13 @@ def _start(model: onnx.ModelProto, seed: str, start: str) -> str:
     return out
 
 
+def _gates_per_layer(model: onnx.ModelProto, score: str, layers: list[str]) -> dict[str, list]:
+    """{layer: gate nodes (kinks.GATES) between the layer and the score}."""
+    types, shapes = elem_types(model), tensor_shapes(model)
+    return {layer: gates(_path(model, score, _live_tensors(model, [layer], types)), shapes,
+                         (shapes.get(layer) or ("?",))[0]) for layer in layers}
+
+
 def gradient_graph(proto: onnx.ModelProto, score_name: str, layers: list[str], top1: bool,
                    rules: dict | None = None, start: str = "seed",
                    kinks: bool = False) -> tuple[onnx.ModelProto, dict]:
@@ -157,9 +164,7 @@ def gradient_graph(proto: onnx.ModelProto, score_name: str, layers: list[str], t
     if not top1:
         model.graph.input.append(onnx.helper.make_tensor_value_info(SEED, onnx.TensorProto.FLOAT, ["N", "K"]))
     seed = _start(model, SEED, start)
-    types = elem_types(model)
-    on_path = {layer: gates(_path(model, score_name, _live_tensors(model, [layer], types)))
-               for layer in layers} if kinks else {}
+    on_path = _gates_per_layer(model, score_name, layers) if kinks else {}
     grads = append_backward(model, score_name, seed, layers, rules)
     types = elem_types(model)
     tail = GraphBuilder(model)

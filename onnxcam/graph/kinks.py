@@ -13,12 +13,13 @@ whose terms are of the order of the tensor's largest values; runtimes sum in dif
 with different kernels (FMA, Winograd, blocked GEMM), so their results differ by a few ulps *of
 those terms*, not of the (possibly tiny) result. A value within that band of the threshold can
 fall on either side. ULPS = 64 covers, with margin, the largest difference measured between
-PyTorch and onnxruntime pre-activations on torchvision ResNets (tests/benchmarks/kink_cost.py
-prints it); it cannot be exact: the true error depends on each sum's length and order, which the
+PyTorch and onnxruntime pre-activations on torchvision ResNet-18/50 (13 eps * max|x|, both
+exporters), and every ReLU that flipped between the two there lay inside the band
+(tests/benchmarks/kink_cost.py prints both); it cannot be exact: the true error depends on each sum's length and order, which the
 ONNX graph does not fix. A unit exactly at its threshold (e.g. a ReLU input that is exactly 0) is
 counted too: one ulp decides its branch.
 
-Not counted: MaxPool ties and element-wise Max/Min between two live inputs (their decisions need
+Not counted: gates on tensors that are not batch-first (see `gates`), MaxPool ties and element-wise Max/Min between two live inputs (their decisions need
 the pooling windows or both operands; rarely near-tied in float data), Abs at 0, and the smooth
 activations (no kink).
 """
@@ -41,9 +42,14 @@ def output_name(layer: str) -> str:
     return f"onnxcam/near_kinks:{layer}"
 
 
-def gates(path: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
-    """The gate nodes among a backward path's nodes."""
-    return [n for n in path if n.op_type in GATES]
+def gates(path: list[onnx.NodeProto], shapes: dict[str, tuple], batch) -> list[onnx.NodeProto]:
+    """The gate nodes among a backward path's nodes whose input is batch-first (rank >= 2, first
+    axis `batch`, the explained layer's): a count per image needs the image axis. Others (a
+    reshaped tensor that merges the batch with another axis, or an unknown shape) are skipped."""
+    def batch_first(name):
+        shape = shapes.get(name, ())
+        return len(shape) >= 2 and shape[0] == batch and batch != "?"
+    return [n for n in path if n.op_type in GATES and batch_first(n.input[0])]
 
 
 def _attr(node, name, default):
