@@ -114,3 +114,21 @@ def test_gate_on_a_tensor_that_merges_the_batch_is_skipped_not_miscounted():
     x[1, 0, 0, 0] = 0.0
     res = ex.explain(x, "gradcam", layers=["pre"])
     assert res.near_kinks["pre"].tolist() == [0, 0]   # no per-image axis to count along
+
+
+def test_cli_json_and_npz_carry_the_counts(tmp_path, capsys):
+    import json
+
+    from conftest import photo_paths
+    from onnxcam.cli import main
+
+    model = tmp_path / "gate.onnx"
+    onnx.save(gate_net("Relu"), str(model))
+    images = [str(p) for p in photo_paths(2)]
+    assert main(["explain", str(model), *images, "--method", "gradcam", "--layer", "pre",
+                 "--out", str(tmp_path / "o"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    counts = summary["near_kinks"]["pre"]
+    assert len(counts) == 2 and all(isinstance(c, int) and c >= 0 for c in counts)
+    for path, count in zip(sorted((tmp_path / "o").glob("*.npz")), counts):
+        assert int(np.load(path)["near_kinks_0"]) == count
