@@ -178,6 +178,8 @@ def _arrays(res: Result, i: int) -> dict:
         arrays[f"map_{j}"] = res.maps[name][i]
         if name in res.pixels:
             arrays[f"pixels_{j}"] = res.pixels[name][i]
+        if name in res.near_kinks:  # gate units within rounding of their threshold (gradient methods)
+            arrays[f"near_kinks_{j}"] = np.int64(res.near_kinks[name][i])
     return arrays
 
 
@@ -214,7 +216,8 @@ def _summary(ex: Explainer, res: Result, images, files, tops) -> dict:
     return {"method": res.method, "provider": res.provider, "layers": res.layers,
             "images": [{"path": str(p), "target": int(t), "target_name": _label(ex, int(t)), "top5": top}
                        for p, t, top in zip(images, res.target, tops)],
-            "files": [str(f) for f in files], "notes": res.notes}
+            "files": [str(f) for f in files], "notes": res.notes,
+            "near_kinks": {layer: [int(c) for c in counts] for layer, counts in res.near_kinks.items()}}
 
 
 def cmd_explain(args) -> int:

@@ -11,6 +11,7 @@ from ._runtime import runtime_warning
 from .errors import OnnxCamError, describe, first_line
 from .graph.backward import SEED, gradient_graph
 from .graph.expose import SCORES, forward_graph
+from .graph.kinks import output_name as near_kinks_output
 from .graph.masking import IMAGE, MAPS, masked_scores_graph
 from .files import confine, read_json_object
 from .preprocess import PreprocessSpec, find_sidecar, read_labels, spec_from_dict
@@ -29,6 +30,10 @@ class Result:
     notes: list[str] = field(default_factory=list)
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # [N, C] for weight-based methods
     pixels: dict[str, np.ndarray] = field(default_factory=dict)   # [N, C, H, W] pixel-level methods
+    # gradient methods: per layer, units per image of gates (ReLU, Clip, ...) between the layer and
+    # the score within float32 rounding of their threshold (graph/kinks.py); the gradient may
+    # differ between runtimes where this is > 0
+    near_kinks: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def layers(self) -> list[str]:
@@ -217,16 +222,18 @@ class Explainer:
         key = ("gradient", layer_names, top1, rules_name, start)
         sess, carried = self.sessions.get(key, lambda: gradient_graph(
             self.model.proto, self.model.score_name, list(layer_names), top1,
-            rules() if callable(rules) else rules, start))
+            rules() if callable(rules) else rules, start, kinks=rules is None))
         return sess, carried, self._batch(key)
 
     def gradients(self, x, layers, target=None, rules_name: str = "plain", rules=None,
-                  start: str = "seed"):
+                  start: str = "seed", near_kinks: dict | None = None):
         """One run per batch: scores [N, K], targets [N], activations and dS/dA per layer (NCHW).
 
         The tensors may be layer names (catalog entries) or the model's input name. With LRP rules
         (`rules`: a table, or a function building it, called only when the graph is built; keyed by
         `rules_name`) the "gradients" are relevances and `start` picks the initial relevance.
+        near_kinks: a dict to fill, for plain gradients, with {layer: [N] count of gate units on
+        the path within float32 rounding of their threshold} (graph/kinks.py).
         """
         x = self.check_input(x)
         names = tuple(layer.name if hasattr(layer, "name") else layer for layer in layers)
@@ -256,6 +263,10 @@ class Explainer:
             if layouts.get(name) == "NHWC":
                 a, g = a.transpose(0, 3, 1, 2), g.transpose(0, 3, 1, 2)
             acts[name], grads[name] = a, g
+            if near_kinks is not None and rules is None:
+                out = near_kinks_output(name)
+                near_kinks[name] = (np.concatenate([o[out] for o in outs]).astype(np.int64)
+                                    if out in outs[0] else np.zeros(len(x), np.int64))
         return scores, targets, acts, grads
 
     def activations_and_gradients(self, x, layers="auto", target=None) -> dict[str, tuple]:
@@ -354,20 +365,39 @@ class Explainer:
             raw = spec.compute(req)
             return self._result(spec, req, raw)
         if spec.needs_gradients:
-            scores, targets, acts, grads = self.gradients(x, chosen, target)
+            kinks = {}
+            scores, targets, acts, grads = self.gradients(x, chosen, target, near_kinks=kinks)
         else:
             scores, acts = self.forward(x, chosen)
             targets = self.model.check_targets(target, len(x))
             if targets is None:
                 targets = scores.argmax(axis=1)
         req = methods.Request(self, x, chosen, targets, scores, acts, gradients=grads, options=options)
-        return self._result(spec, req, spec.compute(req))
+        result = self._result(spec, req, spec.compute(req))
+        if spec.needs_gradients:
+            result.near_kinks = kinks
+            result.notes += kink_notes(spec.name, kinks)
+        return result
 
     def _result(self, spec, req, raw) -> Result:
         size = self.model.image_shape[1:]
         maps = {name: postprocess.normalize(r, size, spec.order) for name, r in raw.items()}
         return Result(spec.name, maps, raw, req.scores, np.asarray(req.targets), self.provider,
                       list(self.model.notes), req.weights, req.pixels)
+
+
+def kink_notes(method: str, near_kinks: dict[str, np.ndarray], shown: int = 3) -> list[str]:
+    """One note per layer where some image has gate units within rounding of their threshold."""
+    notes = []
+    for layer, counts in near_kinks.items():
+        hit = np.flatnonzero(counts)
+        if hit.size == 0:
+            continue
+        parts = [f"{int(counts[i])} in image {i}" for i in hit[:shown]]
+        more = f" and {hit.size - shown} more images" if hit.size > shown else ""
+        notes.append(f"{method} at {layer}: gate units (ReLU/Clip/...) within float32 rounding of their "
+                     f"threshold: {', '.join(parts)}{more} (the map may differ between runtimes there)")
+    return notes
 
 
 def _check_count(name: str, value) -> None:

@@ -16,10 +16,11 @@ import numpy as np
 import onnx
 
 from ..errors import OnnxCamError
-from ..intake.catalog import FLOAT_TYPES
+from ..intake.catalog import FLOAT_TYPES, tensor_shapes
 from .builder import GraphBuilder
 from .context import RuleContext
 from .expose import SCORES, add_scores, as_float, elem_types, prune, set_outputs
+from .kinks import append_near_kinks, gates
 from .rules import RULES
 
 SEED = "onnxcam/seed"
@@ -132,14 +133,23 @@ def _start(model: onnx.ModelProto, seed: str, start: str) -> str:
     return out
 
 
+def _gates_per_layer(model: onnx.ModelProto, score: str, layers: list[str]) -> dict[str, list]:
+    """{layer: gate nodes (kinks.GATES) between the layer and the score}."""
+    types, shapes = elem_types(model), tensor_shapes(model)
+    return {layer: gates(_path(model, score, _live_tensors(model, [layer], types)), shapes,
+                         (shapes.get(layer) or ("?",))[0]) for layer in layers}
+
+
 def gradient_graph(proto: onnx.ModelProto, score_name: str, layers: list[str], top1: bool,
-                   rules: dict | None = None, start: str = "seed") -> tuple[onnx.ModelProto, dict]:
+                   rules: dict | None = None, start: str = "seed",
+                   kinks: bool = False) -> tuple[onnx.ModelProto, dict]:
     """Forward + backward graph returning scores, each layer's activation and gradient (float32).
 
     top1: the seed is the one-hot of each image's argmax, computed in the graph (one run);
     otherwise the caller feeds `onnxcam/seed` [N, K]. start: "seed" uses the seed as is, "logit"
     multiplies it by the scores (LRP's usual start), "contrastive" turns a one-hot seed into
-    1 at the target and -1/K elsewhere (Relevance-CAM).
+    1 at the target and -1/K elsewhere (Relevance-CAM). kinks: also output, per layer, the count
+    per image of gate units on its path within rounding of their threshold (kinks.output_name).
     """
     model = copy.deepcopy(proto)
     b = GraphBuilder(model)
@@ -154,6 +164,7 @@ def gradient_graph(proto: onnx.ModelProto, score_name: str, layers: list[str], t
     if not top1:
         model.graph.input.append(onnx.helper.make_tensor_value_info(SEED, onnx.TensorProto.FLOAT, ["N", "K"]))
     seed = _start(model, SEED, start)
+    on_path = _gates_per_layer(model, score_name, layers) if kinks else {}
     grads = append_backward(model, score_name, seed, layers, rules)
     types = elem_types(model)
     tail = GraphBuilder(model)
@@ -163,6 +174,7 @@ def gradient_graph(proto: onnx.ModelProto, score_name: str, layers: list[str], t
         carried[layer] = (as_float(tail, layer, types), as_float(tail, grads[layer], typed))
     tail.append_to(model.graph)
     names = [SCORES] + [n for pair in carried.values() for n in pair]
+    names += append_near_kinks(model, on_path, types).values()
     set_outputs(model, list(dict.fromkeys(names)))
     prune(model.graph)
     return model, carried
