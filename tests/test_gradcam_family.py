@@ -68,19 +68,58 @@ def test_all_layers_in_one_run_on_the_bundled_model(lite0):
         assert m.shape == (1, 224, 224) and np.isfinite(m).all(), name
 
 
-@pytest.mark.parametrize("method", GRADIENT_METHODS)
-def test_static_int8_qdq_build_gives_the_fp32_maps(lite0, lite0_variants, method):
-    """Straight-through QDQ rules: non-zero maps that agree with FP32 (figures in the README)."""
+def _dequantize_linear(proto, tensor):
+    """The float tensor a DequantizeLinear node computes from initializers: (q - zp) * scale, per
+    channel along its axis (float64, so the expectation below is not itself rounded)."""
+    from onnx import numpy_helper
+    node = next(n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == tensor)
+    inits = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in proto.graph.initializer}
+    q, scale, zp = (inits[i] for i in node.input)
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+    shape = [1] * q.ndim
+    shape[axis] = -1
+    return (q - zp.reshape(shape)) * scale.reshape(shape) if scale.size > 1 else (q - zp) * scale
+
+
+def test_static_int8_gradients_are_the_straight_through_estimate(lite0, lite0_variants):
+    """Static INT8 QDQ (Conv -> QuantizeLinear -> DequantizeLinear; the quantizer drops the Clip
+    after each Conv, QuantizeLinear saturates instead): the gradient is the float VJP of the graph
+    with Q/DQ as identity and the dequantized weights, exactly. At the head, GAP + FC gives
+    dS/dA = W_fc[t] / 49 everywhere; one layer earlier the 1x1 head Conv comes in (no Clip mask:
+    the saturation is part of the rounding that straight-through ignores). What a given quantizer
+    does to the maps is a benchmark (tests/benchmarks/agreement_figures.py), not a test."""
     ex = onnxcam.Explainer(lite0_variants["int8_static"], preprocess=lite0.preprocess)
-    photos = [p for p in photo_paths() if p.stem in ("chelsea", "coffee", "astronaut")]
-    x = onnxcam.load_images(photos, lite0.preprocess)
-    ref = lite0.explain(x, method=method)
-    got = ex.explain(x, method=method, target=ref.target)
-    a, b = next(iter(ref.maps.values())), next(iter(got.maps.values()))
-    assert np.abs(next(iter(got.raw.values()))).max() > 0
+    proto = ex.model.proto
+    fc = next(n for n in proto.graph.node if n.op_type == "Gemm")
+    head = next(n for n in proto.graph.node if n.output[0] == "/_swish_1/Clip_output_0")
+    assert head.op_type == "Conv"
+    w_fc = _dequantize_linear(proto, fc.input[1])                  # [1000, 1280] (transB)
+    w_head = _dequantize_linear(proto, head.input[1])[:, :, 0, 0]  # [1280, 320]
+    x = onnxcam.load_images(cat_and_coffee(), lite0.preprocess)
+    inner = "/_blocks.15/_project_conv/Conv_output_0_DequantizeLinear_Output"
+    outer = "/_swish_1/Clip_output_0_DequantizeLinear_Output"
+    assert head.input[0] == inner
+    _, t, _, grads = ex.gradients(x, [inner, outer])
+    expect_outer = np.broadcast_to((w_fc[t] / 49.0)[:, :, None, None], grads[outer].shape)
+    # float32 rounding only: one division by 49 (outer), a 1280-term dot product (inner)
+    np.testing.assert_allclose(grads[outer], expect_outer, rtol=1e-5, atol=1e-9)
+    expect_inner = np.einsum("ck,nchw->nkhw", w_head, expect_outer)
+    np.testing.assert_allclose(grads[inner], expect_inner, rtol=1e-4, atol=1e-6 * np.abs(expect_inner).max())
+
+
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_every_gradient_method_runs_on_the_static_int8_build(lite0, lite0_variants, method):
+    """Each method's map on the QDQ build is a real map (a zero gradient, which a naive rule for
+    rounding gives, would leave it all zero). Its agreement with FP32 depends on the quantizer and
+    is printed by tests/benchmarks/agreement_figures.py."""
+    ex = onnxcam.Explainer(lite0_variants["int8_static"], preprocess=lite0.preprocess)
+    x = onnxcam.load_images(cat_and_coffee(), lite0.preprocess)
+    got = ex.explain(x, method=method, target=[285, 967])
+    (raw,), (maps,) = got.raw.values(), got.maps.values()
+    assert np.isfinite(raw).all() and np.isfinite(maps).all()
+    assert maps.min() >= 0 and maps.max() <= 1
     for i in range(len(x)):
-        r = np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1]
-        assert r >= 0.98, (method, photos[i].stem, r)   # measured >= 0.9896
+        assert np.abs(raw[i]).max() > 0 and maps[i].max() > maps[i].min(), (method, i)
 
 
 def test_fp16_build_gradients(lite0, lite0_variants):
