@@ -6,6 +6,7 @@ import pytest
 
 import onnxcam
 from conftest import cat_and_coffee, photo_paths, random_images
+from gateflips import aligned_gates, last_explain_graph, onnx_gates
 from nets import head_params, small_cnn
 
 GRADIENT_METHODS = ["gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigengradcam"]
@@ -123,12 +124,24 @@ def test_every_gradient_method_runs_on_the_static_int8_build(lite0, lite0_varian
 
 
 def test_fp16_build_gradients(lite0, lite0_variants):
+    """FP16 (float32 I/O, Casts at the edges): the gradient at the head is W_fc[t] / 49 of the
+    float16 weights, computed in float16. The tolerance is float16's rounding: the one-hot Gemm
+    VJP is exact, the division by 49 rounds once or twice (unit roundoff 2^-11 = 4.9e-4), and
+    values below 6.1e-5 are subnormal, spaced 2^-24 = 6e-8 apart. How FP16 moves the maps is
+    printed by tests/benchmarks/compare_table.py."""
+    from onnx import numpy_helper
     ex = onnxcam.Explainer(lite0_variants["fp16"], preprocess=lite0.preprocess)
-    x = onnxcam.load_images(photo_paths(2), lite0.preprocess)
-    ref = lite0.explain(x, method="gradcam")
-    got = ex.explain(x, method="gradcam", target=ref.target)
-    a, b = next(iter(ref.maps.values())), next(iter(got.maps.values()))
-    assert min(np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1] for i in range(2)) >= 0.9999  # measured 0.99999
+    proto = ex.model.proto
+    fc = next(n for n in proto.graph.node if n.op_type == "Gemm")
+    w_fc = next(numpy_helper.to_array(t) for t in proto.graph.initializer if t.name == fc.input[1])
+    assert w_fc.dtype == np.float16
+    layer = ex.model.auto_layer.name
+    x = onnxcam.load_images(cat_and_coffee(), lite0.preprocess)
+    _, t, _, grads = ex.gradients(x, [layer])
+    expect = np.broadcast_to((w_fc[t].astype(np.float64) / 49.0)[:, :, None, None], grads[layer].shape)
+    np.testing.assert_allclose(grads[layer], expect, rtol=1e-3, atol=6e-8)
+    res = ex.explain(x, method="gradcam", target=t)
+    assert np.isfinite(res.maps[layer]).all() and all(np.ptp(m) > 0 for m in res.maps[layer])
 
 
 def _dequantized(proto, node, weight_index=1, channel_axis=0):
@@ -191,7 +204,7 @@ def test_qoperator_int8_says_what_to_do(tmp_path):
 @pytest.mark.parametrize("method", GRADIENT_METHODS + ["eigencam"])
 def test_equal_to_pytorch_grad_cam_on_resnet18(method, export_dir):
     """Raw maps equal pytorch-grad-cam's; Eigen-CAM maps up to the SVD's sign, which pgc leaves
-    arbitrary and we fix."""
+    arbitrary and we fix. torch takes onnxruntime's ReLU/MaxPool decisions (gateflips.py)."""
     import torch
     import torchvision  # noqa: F401 - test extras: a broken install must fail
     import pytorch_grad_cam as pgc
@@ -211,10 +224,14 @@ def test_equal_to_pytorch_grad_cam_on_resnet18(method, export_dir):
     for torch_layer, prefix in ((net.layer4, "/layer4/"), (net.layer3, "/layer3/")):
         layer = max((l for l in ex.layers if l.name.startswith(prefix)), key=lambda l: l.depth)
         res = ex.explain(x, method=method, layers=layer.name)
+        graph, batch = last_explain_graph(ex)      # torch takes this run's gate decisions
+        gates = onnx_gates(graph, {ex.model.input_name: x}, batch)
         cam = cls(model=net, target_layers=[torch_layer])
         targets = [ClassifierOutputTarget(int(t)) for t in res.target]
         xt = torch.from_numpy(x)
-        maps = cam(input_tensor=xt, targets=targets)
+        with aligned_gates(gates) as flips:
+            maps = cam(input_tensor=xt, targets=targets)
+        flips.check()
         acts = cam.activations_and_grads.activations[0].numpy()
         saved = cam.activations_and_grads.gradients
         grads = saved[0].numpy() if saved else None
@@ -224,8 +241,10 @@ def test_equal_to_pytorch_grad_cam_on_resnet18(method, export_dir):
             if eigen:
                 ours = ours * np.sign(np.sum(ours * raw[i]))
             r = np.corrcoef(raw[i].ravel(), ours.ravel())[0, 1]
-            assert r >= 0.999, (method, prefix, i, r)
-            np.testing.assert_allclose(ours, raw[i], rtol=1e-3, atol=1e-4 * np.abs(raw[i]).max())
+            # float32 rounding on one branch: the autograd parity's bound (1e-4 of the largest
+            # value), then the method's own sums and products over the channels
+            np.testing.assert_allclose(ours, raw[i], rtol=1e-3, atol=1e-4 * np.abs(raw[i]).max(),
+                                       err_msg=f"{method} {prefix} image {i} (Pearson {r:.6f}); {flips.report()}")
         if not eigen:
             assert np.abs(maps - res.maps[layer.name]).max() < 1e-3
 
