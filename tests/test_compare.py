@@ -45,16 +45,23 @@ def test_every_layer_is_matched_one_to_one_and_known_pairs_hold(lite0, lite0_var
 
 
 def test_matched_activations_agree_on_static_int8(lite0, lite0_variants):
-    """The matching is right by value, not only by name: every matched pair's activations
-    correlate (r >= 0.97, measured worst 0.984; INT8 noise grows with depth)."""
+    """The matching is right by value, not only by name: every matched candidate tensor correlates
+    with its own reference layer more than with any same-shaped layer of another block (residual
+    streams of neighbouring blocks are alike, so a match one block off would show here). How close
+    INT8 stays is the quantizer's business: compare_table.py prints the worst Pearson."""
     cand = onnxcam.Explainer(lite0_variants["int8_static"], preprocess=lite0.preprocess)
     matches = match_layers(lite0.model, cand.model)
     x = onnxcam.load_images(cat_and_coffee(), lite0.preprocess)
     names = [l.name for l in lite0.layers]
     _, a = lite0.forward(x, names)
     _, b = cand.forward(x, [matches[n].candidate for n in names])
-    worst = min((pearson(a[n], b[matches[n].candidate]), n) for n in names)
-    assert worst[0] >= 0.97, worst
+    block = {n: n.split("/")[1] for n in names}        # "_blocks.7", "_conv_stem", "_swish_1" ...
+    for n in names:
+        mine = b[matches[n].candidate]
+        own = pearson(a[n], mine)
+        for other in names:
+            if block[other] != block[n] and a[other].shape == a[n].shape:
+                assert own > pearson(a[other], mine), (n, matches[n].candidate, other, own)
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small"])
