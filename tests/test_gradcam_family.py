@@ -6,6 +6,7 @@ import pytest
 
 import onnxcam
 from conftest import cat_and_coffee, photo_paths, random_images
+from gateflips import aligned_gates, last_explain_graph, onnx_gates
 from nets import head_params, small_cnn
 
 GRADIENT_METHODS = ["gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigengradcam"]
@@ -68,28 +69,84 @@ def test_all_layers_in_one_run_on_the_bundled_model(lite0):
         assert m.shape == (1, 224, 224) and np.isfinite(m).all(), name
 
 
-@pytest.mark.parametrize("method", GRADIENT_METHODS)
-def test_static_int8_qdq_build_gives_the_fp32_maps(lite0, lite0_variants, method):
-    """Straight-through QDQ rules: non-zero maps that agree with FP32 (figures in the README)."""
+def _dequantize_linear(proto, tensor):
+    """The float tensor a DequantizeLinear node computes from initializers: (q - zp) * scale, per
+    channel along its axis (float64, so the expectation below is not itself rounded)."""
+    from onnx import numpy_helper
+    node = next(n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == tensor)
+    inits = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in proto.graph.initializer}
+    q, scale, zp = (inits[i] for i in node.input)
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+    shape = [1] * q.ndim
+    shape[axis] = -1
+    return (q - zp.reshape(shape)) * scale.reshape(shape) if scale.size > 1 else (q - zp) * scale
+
+
+def test_static_int8_gradients_are_the_straight_through_estimate(lite0, lite0_variants):
+    """Static INT8 QDQ (Conv -> QuantizeLinear -> DequantizeLinear; the quantizer drops the Clip
+    after each Conv, QuantizeLinear saturates instead): the gradient is the float VJP of the graph
+    with Q/DQ as identity and the dequantized weights, exactly. At the head, GAP + FC gives
+    dS/dA = W_fc[t] / 49 everywhere; one layer earlier the 1x1 head Conv comes in (no Clip mask:
+    the saturation is part of the rounding that straight-through ignores). What a given quantizer
+    does to the maps is a benchmark (tests/benchmarks/agreement_figures.py), not a test."""
     ex = onnxcam.Explainer(lite0_variants["int8_static"], preprocess=lite0.preprocess)
-    photos = [p for p in photo_paths() if p.stem in ("chelsea", "coffee", "astronaut")]
-    x = onnxcam.load_images(photos, lite0.preprocess)
-    ref = lite0.explain(x, method=method)
-    got = ex.explain(x, method=method, target=ref.target)
-    a, b = next(iter(ref.maps.values())), next(iter(got.maps.values()))
-    assert np.abs(next(iter(got.raw.values()))).max() > 0
+    proto = ex.model.proto
+    fc = next(n for n in proto.graph.node if n.op_type == "Gemm")
+    head = next(n for n in proto.graph.node if n.output[0] == "/_swish_1/Clip_output_0")
+    assert head.op_type == "Conv"
+    w_fc = _dequantize_linear(proto, fc.input[1])                  # [1000, 1280] (transB)
+    w_head = _dequantize_linear(proto, head.input[1])[:, :, 0, 0]  # [1280, 320]
+    x = onnxcam.load_images(cat_and_coffee(), lite0.preprocess)
+    inner = "/_blocks.15/_project_conv/Conv_output_0_DequantizeLinear_Output"
+    outer = "/_swish_1/Clip_output_0_DequantizeLinear_Output"
+    assert head.input[0] == inner
+    _, t, _, grads = ex.gradients(x, [inner, outer])
+    expect_outer = np.broadcast_to((w_fc[t] / 49.0)[:, :, None, None], grads[outer].shape)
+    # float32 rounding only: one division by 49 (outer), a 1280-term dot product (inner)
+    np.testing.assert_allclose(grads[outer], expect_outer, rtol=1e-5, atol=1e-9)
+    expect_inner = np.einsum("ck,nchw->nkhw", w_head, expect_outer)
+    np.testing.assert_allclose(grads[inner], expect_inner, rtol=1e-4, atol=1e-6 * np.abs(expect_inner).max())
+
+
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_every_gradient_method_runs_on_the_static_int8_build(lite0, lite0_variants, method):
+    """Each method's map on the QDQ build is a real map (a zero gradient, which a naive rule for
+    rounding gives, would leave it all zero). Its agreement with FP32 depends on the quantizer and
+    is printed by tests/benchmarks/agreement_figures.py."""
+    ex = onnxcam.Explainer(lite0_variants["int8_static"], preprocess=lite0.preprocess)
+    x = onnxcam.load_images(cat_and_coffee(), lite0.preprocess)
+    got = ex.explain(x, method=method, target=[285, 967])
+    (raw,), (maps,) = got.raw.values(), got.maps.values()
+    assert np.isfinite(raw).all() and np.isfinite(maps).all()
+    assert maps.min() >= 0 and maps.max() <= 1
     for i in range(len(x)):
-        r = np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1]
-        assert r >= 0.98, (method, photos[i].stem, r)   # measured >= 0.9896
+        assert np.abs(raw[i]).max() > 0 and maps[i].max() > maps[i].min(), (method, i)
 
 
 def test_fp16_build_gradients(lite0, lite0_variants):
+    """FP16 (float32 I/O, Casts at the edges): the gradient at the head is W_fc[t] / 49 of the
+    float16 weights. The tolerance is float16's rounding, should the backward run in float16: the
+    one-hot Gemm VJP is exact, the division by 49 rounds once or twice (unit roundoff 2^-11 =
+    4.9e-4), and values below 6.1e-5 are subnormal, spaced 2^-24 = 6e-8 apart. How FP16 moves the maps is
+    printed by tests/benchmarks/compare_table.py."""
+    from onnx import numpy_helper
     ex = onnxcam.Explainer(lite0_variants["fp16"], preprocess=lite0.preprocess)
-    x = onnxcam.load_images(photo_paths(2), lite0.preprocess)
-    ref = lite0.explain(x, method="gradcam")
-    got = ex.explain(x, method="gradcam", target=ref.target)
-    a, b = next(iter(ref.maps.values())), next(iter(got.maps.values()))
-    assert min(np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1] for i in range(2)) >= 0.9999  # measured 0.99999
+    proto = ex.model.proto
+    fc = next(n for n in proto.graph.node if n.op_type == "Gemm")
+    # the float16 weight, read directly or through the Cast onnxruntime inserts before ops it
+    # runs in float32 on this device (which ones is onnxruntime's choice, not ours)
+    name = fc.input[1]
+    cast = next((n for n in proto.graph.node if n.output[0] == name and n.op_type == "Cast"), None)
+    name = cast.input[0] if cast is not None else name
+    w_fc = next(numpy_helper.to_array(t) for t in proto.graph.initializer if t.name == name)
+    assert w_fc.dtype == np.float16
+    layer = ex.model.auto_layer.name
+    x = onnxcam.load_images(cat_and_coffee(), lite0.preprocess)
+    _, t, _, grads = ex.gradients(x, [layer])
+    expect = np.broadcast_to((w_fc[t].astype(np.float64) / 49.0)[:, :, None, None], grads[layer].shape)
+    np.testing.assert_allclose(grads[layer], expect, rtol=1e-3, atol=6e-8)
+    res = ex.explain(x, method="gradcam", target=t)
+    assert np.isfinite(res.maps[layer]).all() and all(np.ptp(m) > 0 for m in res.maps[layer])
 
 
 def _dequantized(proto, node, weight_index=1, channel_axis=0):
@@ -152,7 +209,7 @@ def test_qoperator_int8_says_what_to_do(tmp_path):
 @pytest.mark.parametrize("method", GRADIENT_METHODS + ["eigencam"])
 def test_equal_to_pytorch_grad_cam_on_resnet18(method, export_dir):
     """Raw maps equal pytorch-grad-cam's; Eigen-CAM maps up to the SVD's sign, which pgc leaves
-    arbitrary and we fix."""
+    arbitrary and we fix. torch takes onnxruntime's ReLU/MaxPool decisions (gateflips.py)."""
     import torch
     import torchvision  # noqa: F401 - test extras: a broken install must fail
     import pytorch_grad_cam as pgc
@@ -172,10 +229,14 @@ def test_equal_to_pytorch_grad_cam_on_resnet18(method, export_dir):
     for torch_layer, prefix in ((net.layer4, "/layer4/"), (net.layer3, "/layer3/")):
         layer = max((l for l in ex.layers if l.name.startswith(prefix)), key=lambda l: l.depth)
         res = ex.explain(x, method=method, layers=layer.name)
+        graph, batch = last_explain_graph(ex)      # torch takes this run's gate decisions
+        gates = onnx_gates(graph, {ex.model.input_name: x}, batch)
         cam = cls(model=net, target_layers=[torch_layer])
         targets = [ClassifierOutputTarget(int(t)) for t in res.target]
         xt = torch.from_numpy(x)
-        maps = cam(input_tensor=xt, targets=targets)
+        with aligned_gates(gates) as flips:
+            maps = cam(input_tensor=xt, targets=targets)
+        flips.check()
         acts = cam.activations_and_grads.activations[0].numpy()
         saved = cam.activations_and_grads.gradients
         grads = saved[0].numpy() if saved else None
@@ -185,8 +246,10 @@ def test_equal_to_pytorch_grad_cam_on_resnet18(method, export_dir):
             if eigen:
                 ours = ours * np.sign(np.sum(ours * raw[i]))
             r = np.corrcoef(raw[i].ravel(), ours.ravel())[0, 1]
-            assert r >= 0.999, (method, prefix, i, r)
-            np.testing.assert_allclose(ours, raw[i], rtol=1e-3, atol=1e-4 * np.abs(raw[i]).max())
+            # float32 rounding on one branch: the autograd parity's bound (1e-4 of the largest
+            # value), then the method's own sums and products over the channels
+            np.testing.assert_allclose(ours, raw[i], rtol=1e-3, atol=1e-4 * np.abs(raw[i]).max(),
+                                       err_msg=f"{method} {prefix} image {i} (Pearson {r:.6f}); {flips.report()}")
         if not eigen:
             assert np.abs(maps - res.maps[layer.name]).max() < 1e-3
 
