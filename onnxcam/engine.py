@@ -26,6 +26,10 @@ DEFAULT_MAX_BATCH = 64
 def choose_providers(requested=None) -> list[str]:
     """CUDA first when this onnxruntime build offers it, then CPU; or what the user asked for."""
     available = ort.get_available_providers()
+    if requested is not None and not isinstance(requested, (str, list, tuple)) or \
+            isinstance(requested, (list, tuple)) and not all(isinstance(p, str) for p in requested):
+        raise OnnxCamError(f"providers must be a provider name or a list of names such as "
+                           f"['CPUExecutionProvider'], got {describe(requested)}")
     if requested:
         requested = [requested] if isinstance(requested, str) else list(requested)
         missing = [p for p in requested if p not in available]

@@ -50,6 +50,7 @@ def normalize(raw: np.ndarray, size: tuple[int, int], order: str = "relu_minmax_
 
 def colorize(heat: np.ndarray, diverging: bool = False) -> np.ndarray:
     """[H, W] in [0, 1] -> uint8 RGB: JET, or blue-white-red around 0.5 for signed relevance."""
+    heat = np.nan_to_num(heat, nan=0.0, posinf=1.0, neginf=0.0)  # a broken build's map still draws
     if diverging:
         t = np.clip(heat, 0, 1)[..., None].astype(np.float32)
         blue, white, red = np.array([0, 0, 255.0]), np.array([255.0, 255, 255]), np.array([255.0, 0, 0])

@@ -116,6 +116,8 @@ def _numbers(name: str, value, integer: bool = False) -> tuple:
 def find_sidecar(model_path: str | Path) -> Path | None:
     """The preprocessing file next to a model: MODEL.onnx.json, MODEL.json, or manifest.json."""
     p = Path(model_path)
+    if not p.name:  # "", ".", "/": no file name to put a sidecar beside; loading says what is wrong
+        return None
     for candidate in (p.with_name(p.name + ".json"), p.with_suffix(".json"), p.parent / "manifest.json"):
         if candidate.is_file():
             return candidate
@@ -196,7 +198,11 @@ def to_input(views: list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
     x = np.stack(views).astype(np.float32)
     if spec.channel_order == "BGR":
         x = x[..., ::-1]
-    x = (x * spec.scale - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = (x * spec.scale - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    if not np.isfinite(x).all():
+        raise OnnxCamError(f"preprocessing turns pixels into numbers beyond float32's range (scale "
+                           f"{spec.scale:g}, std {', '.join(f'{s:g}' for s in spec.std)}); check --scale and --std")
     if spec.layout == "NCHW":
         x = x.transpose(0, 3, 1, 2)
     return np.ascontiguousarray(x, dtype=np.float32)
@@ -206,6 +212,8 @@ def load_images(paths, spec: PreprocessSpec, return_views: bool = False):
     """Read image files into a float32 batch; with return_views also the uint8 RGB views."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    if not isinstance(paths, (list, tuple)) or not all(isinstance(p, (str, Path)) for p in paths):
+        raise OnnxCamError(f"images must be a path or a list of paths, got {describe(paths)}")
     views = [fit_view(read_rgb(p), spec) for p in paths]
     if not views:
         raise OnnxCamError("no images given")

@@ -18,6 +18,8 @@ def check_maps(maps, count: int | None = None, size: tuple[int, int] | None = No
     """Maps [N, H, W] a metric can rank: finite (a NaN map has no order, and NaN figures would
     pass for results), one per image and at the image's size when those are given."""
     maps = np.asarray(maps)
+    if maps.ndim == 3 and (len(maps) == 0 or 0 in maps.shape[1:]):
+        raise OnnxCamError(f"maps have shape {maps.shape}: a metric needs at least one non-empty map")
     if maps.ndim != 3 or (count is not None and len(maps) != count) or \
             (size is not None and tuple(maps.shape[1:]) != tuple(size)):
         want = f"[{count if count is not None else 'N'}, {', '.join(map(str, size)) if size else 'H, W'}]"

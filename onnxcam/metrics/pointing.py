@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..errors import OnnxCamError, describe
 from .common import check_maps
 
 
@@ -22,9 +23,32 @@ def object_mask(shape, boxes=None, mask=None) -> np.ndarray:
     return m
 
 
+def _check_objects(maps: np.ndarray, boxes, masks) -> None:
+    """One list of finite (x0, y0, x1, y1) boxes, or one [H, W] mask, per map."""
+    if (boxes is None) == (masks is None):
+        raise OnnxCamError("pointing_game needs boxes or masks (exactly one of them)")
+    given = boxes if boxes is not None else masks
+    if not hasattr(given, "__len__") or len(given) != len(maps):
+        raise OnnxCamError(f"pointing_game got {describe(given)} for {len(maps)} maps: give one "
+                           f"{'list of boxes' if boxes is not None else 'mask'} per map")
+    for i in range(len(maps)):
+        if masks is not None:
+            if np.shape(masks[i]) != maps[i].shape:
+                raise OnnxCamError(f"mask {i} has shape {np.shape(masks[i])}, its map {maps[i].shape}")
+            continue
+        try:
+            arr = np.asarray(boxes[i], np.float64).reshape(-1, 4)
+        except (TypeError, ValueError):
+            raise OnnxCamError(f"boxes of image {i} must be (x0, y0, x1, y1) numbers, got "
+                               f"{describe(boxes[i])}") from None
+        if not np.isfinite(arr).all():
+            raise OnnxCamError(f"boxes of image {i} contain NaN or infinite coordinates")
+
+
 def pointing_game(maps: np.ndarray, boxes=None, masks=None, tolerance: int = 15) -> dict:
     """boxes: per image a list of boxes; masks: per image a boolean [H, W] (either one)."""
     maps = check_maps(maps)
+    _check_objects(maps, boxes, masks)
     hits, energy = [], []
     for i, m in enumerate(maps):
         obj = object_mask(m.shape, boxes[i] if boxes is not None else None,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..errors import OnnxCamError
+from ..errors import OnnxCamError, describe
 from .common import check_maps, class_probability, image_size
 
 KERNEL = np.array([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
@@ -67,6 +67,9 @@ def road(ex, x: np.ndarray, maps: np.ndarray, targets, percentages=(10, 20, 30, 
     x = ex.check_input(x)
     targets = np.asarray(targets)
     maps = check_maps(maps, len(x), image_size(ex))
+    if not percentages or not all(isinstance(p, (int, float, np.integer, np.floating)) and 0 < p <= 100
+                                  for p in percentages):
+        raise OnnxCamError(f"percentages must be numbers in (0, 100], got {describe(percentages)}")
     nchw = ex.model.layout == "NCHW"
     curves = []
     for i in range(len(x)):
