@@ -256,12 +256,15 @@ def _vgg_cuts(model):
 
 
 # ---------- the suite ---------------------------------------------------------------------------
+# One export per code path, ~100 s on 2 cores: TorchScript's and the dynamo optimizer's folded biases,
+# BN in the file (ResNet-50's Bottleneck with negative γ; VGG-16-BN's own conv bias under a BN), a
+# BN-free VGG-16. ResNet-101 and the other pairs: tests/benchmarks/relcam_authors.py.
 CASES = [
     ("resnet18", "torchscript", False),
-    ("resnet18", "dynamo-bn", True),        # BN kept in the file: exact with negative γ
-    ("resnet50", "dynamo", False),
+    ("resnet18", "dynamo", False),
+    ("resnet50", "dynamo-bn", True),
     ("vgg16", "torchscript", False),
-    ("vgg16_bn", "dynamo-bn", True),       # own conv bias + BN + negative γ
+    ("vgg16_bn", "dynamo-bn", True),
 ]
 
 
@@ -271,18 +274,9 @@ def test_relevancecam_matches_the_authors_code_at_every_depth(arch, exporter, ne
         assert pw >= FLOOR and pm >= FLOOR, (arch, exporter, cut, pw, pm)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("arch,exporter,negative", [
-    ("resnet18", "dynamo", False), ("resnet50", "torchscript", False), ("resnet50", "dynamo-bn", True),
-    ("resnet101", "torchscript", False), ("resnet101", "dynamo-bn", True), ("vgg16", "dynamo", False),
-    ("vgg16_bn", "dynamo-bn", False)])
-def test_relevancecam_matches_the_authors_code_everywhere_else(arch, exporter, negative):
-    test_relevancecam_matches_the_authors_code_at_every_depth(arch, exporter, negative)
-
-
-def test_negative_bn_scales_flip_the_halves_only_when_intake_saw_the_bn():
-    """With γ < 0 folded at export the sign is lost: the default cannot match there, and says so
-    by construction (bnfold marks those biases 'exporter-folded'); with the BN in the file it does."""
+def test_biases_the_exporter_folded_are_told_apart_from_own_biases():
+    """TorchScript folds every BN of a ResNet into its conv: each bias is marked 'exporter-folded'
+    (presumed BN shift, γ's sign lost: tests/benchmarks/relcam_authors.py shows what that costs)."""
     model = build("resnet18", 1, negative=True)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "m.onnx")
