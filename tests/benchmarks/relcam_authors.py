@@ -53,7 +53,7 @@ def main() -> int:
     for arch, exporter, negative, method in rows:
         t = time.perf_counter()
         res = compare(arch, exporter, negative, size=32 if arch.startswith("vgg") else 64, method=method)
-        cells = " · ".join(f"{cut}: {pw:.4f} / {pm:.4f}" for cut, pw, pm in res)
+        cells = " · ".join(f"{cut}: {pw:.6f} / {pm:.6f}" for cut, pw, pm in res)
         sign = "some < 0" if negative else "> 0"
         print(f"| {arch} | {exporter} | {sign} | {method} | {cells} | {time.perf_counter() - t:.0f} |",
               flush=True)
