@@ -281,5 +281,6 @@ def test_biases_the_exporter_folded_are_told_apart_from_own_biases():
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "m.onnx")
         export(model, path, "torchscript", 32)
-        origins = {b.origin for b in onnxcam.Explainer(path).model.conv_biases.values()}
-    assert origins == {"exporter-folded"}
+        model = onnxcam.Explainer(path).model
+    assert {b.origin for b in model.conv_biases.values()} == {"exporter-folded"}
+    assert any("relevancecam-bias" in n for n in model.notes)   # the user is told what was presumed

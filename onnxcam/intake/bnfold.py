@@ -82,6 +82,15 @@ def conv_biases(proto: onnx.ModelProto, folds: dict) -> dict[str, ConvBias]:
     return out
 
 
+def note(biases: dict[str, ConvBias]) -> str | None:
+    """What intake tells the user when Relevance-CAM has to presume where biases came from."""
+    presumed = sum(b.origin == "exporter-folded" for b in biases.values())
+    if not presumed:
+        return None
+    return (f"{presumed} conv biases look folded from BatchNorm by the exporter: Relevance-CAM takes "
+            "them as BN shift with positive scale (method relevancecam-bias takes them as the convs' own)")
+
+
 def _exporter_folded(bias_name: str, weight_name: str) -> bool:
     """A bias the exporter created while folding BN: TorchScript's `onnx::Conv_N` constants, the
     dynamo optimizer's `<weight>_bias`."""

@@ -250,6 +250,7 @@ def load(source, score: str = "logits", image_size=None) -> Model:
             notes.append(f"explaining the input of the final {act} (pre-activation score)")
         layers = build_catalog(proto, input_name, layout)
         conv_biases = bnfold.conv_biases(proto, bn_folds)
+        notes.extend(filter(None, [bnfold.note(conv_biases)]))
         c, h, w = image_shape
         problem = batching_problem(proto, input_name, [c, h, w] if layout == NCHW else [h, w, c],
                                    runnable=canonical.canonical_file(src))

@@ -354,7 +354,6 @@ def _composites() -> dict[str, Composite]:
     }
 
 
-
 def _relevance_cam(name: str, conv_bias: str, bn_aware: bool) -> Composite:
     """The rules of the authors' code (mongeoroo/Relevance-CAM, modules/layers.py with alpha = 1,
     modules/resnet.py, modules/vgg.py):
