@@ -98,7 +98,7 @@ def build_explainer_model(ex, method: str = "gradcam", layer="auto", target: str
     if method == "relevancecam":
         from .graph.rules.lrp import COMPOSITES, relevance_rules
         rules = relevance_rules(COMPOSITES["relevance-cam"], renamed.get(m.first_linear, m.first_linear),
-                                ex.box_bounds())
+                                ex.box_bounds(), {renamed.get(k, k): v for k, v in m.conv_biases.items()})
         graph, carried = gradient_graph(proto, score, [layer_name], top1, rules, "contrastive")
     else:
         graph, carried = gradient_graph(proto, score, [layer_name], top1)

@@ -311,7 +311,8 @@ class Explainer:
         names = [self.model.input_name if l in ("input", self.model.input_name)
                  else self.model.layer(getattr(l, "name", l)).name for l in items]
         def rules():
-            return relevance_rules(composite, self.model.first_linear, self.box_bounds())
+            return relevance_rules(composite, self.model.first_linear, self.box_bounds(),
+                                   self.model.conv_biases)
         # keyed by the composite's content, not its id: a new object may reuse a freed id
         scores, targets, acts, rel = self.gradients(x, names, target, rules_name=f"lrp:{composite!r}",
                                                     rules=rules, start=starts[start])

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from ..errors import OnnxCamError, describe
-from . import canonical
+from . import bnfold, canonical
 from .catalog import NCHW, NHWC, LayerInfo, build_catalog, choose_auto, tensor_shapes
 from .batching import batching_problem
 from .loading import load_model
@@ -37,6 +37,7 @@ class Model:
     notes: list[str] = field(default_factory=list)
     first_linear: str | None = None  # output of the first Conv/Gemm/MatMul after the image (LRP)
     output_activation: str | None = None  # Softmax / Sigmoid that ends the graph, even when explained
+    conv_biases: dict = field(default_factory=dict)  # conv output -> bnfold.ConvBias (Relevance-CAM)
 
     def layer(self, name: str) -> LayerInfo:
         """Resolve a layer name (or 'auto'); unknown names list the close matches."""
@@ -230,6 +231,7 @@ def load(source, score: str = "logits", image_size=None) -> Model:
         notes.append(f"patched {patched} Reshape(s) that hard-coded batch {static}")
     nodes_before = len(proto.graph.node)
     bn_before = sum(n.op_type == "BatchNormalization" for n in proto.graph.node)
+    bn_folds = bnfold.record_bn_folds(proto)
     with tempfile.TemporaryDirectory(prefix="onnxcam_") as tmp:
         src = canonical.spill(proto, tmp)
         del proto  # a large model must not be held twice while onnxruntime reads it
@@ -247,6 +249,8 @@ def load(source, score: str = "logits", image_size=None) -> Model:
         else:
             notes.append(f"explaining the input of the final {act} (pre-activation score)")
         layers = build_catalog(proto, input_name, layout)
+        conv_biases = bnfold.conv_biases(proto, bn_folds)
+        notes.extend(filter(None, [bnfold.note(conv_biases)]))
         c, h, w = image_shape
         problem = batching_problem(proto, input_name, [c, h, w] if layout == NCHW else [h, w, c],
                                    runnable=canonical.canonical_file(src))
@@ -255,7 +259,8 @@ def load(source, score: str = "logits", image_size=None) -> Model:
             notes.append(f"{problem}: explaining image by image")
     return Model(proto, input_name, layout, image_shape, output_name, score_name, act, k,
                  layers, choose_auto(proto, layers), batchable=batchable, batch_problem=problem, notes=notes,
-                 first_linear=_first_linear(proto, input_name), output_activation=output_activation)
+                 first_linear=_first_linear(proto, input_name), output_activation=output_activation,
+                 conv_biases=conv_biases)
 
 
 def _first_linear(proto: onnx.ModelProto, input_name: str) -> str | None:

@@ -1,8 +1,12 @@
 """Relevance-based methods on the LRP engine.
 
 - `relevancecam` (Lee et al., CVPR 2021; their official code): contrastive start relevance, the
-  "relevance-cam" composite (z+ with the code's bias handling, z^B on the first conv, pooling on
-  clamp(x, 0)); w_k = mean over space of R_k at the layer; map = Σ_k w_k A_k, no ReLU, min-max.
+  "relevance-cam" composite (z+ with the conv's own bias, a folded BatchNorm's shift left out and
+  its negative scales flipping W+/W-, z^B on the first conv, pooling on clamp(x, 0)); w_k = mean
+  over space of R_k at the layer; map = Σ_k w_k A_k, no ReLU, min-max. Where the exporter folded
+  BN itself, the conv bias is presumed all BN shift (intake/bnfold.py says what that matches).
+- `relevancecam-bias`: the same with every exported conv bias taken as the conv's own (raw in
+  both z+ sums, BN shift included): onnxcam's recipe before BN folding was told apart.
 - `lrp`: signed pixel relevance at the input for a composite (default EpsilonPlusFlat), start
   = logit of the target; `Result.pixels['input']` holds R [N, C, H, W], the map is Σ_c R scaled
   to [0, 1] around 0.5 (0.5 = no relevance) for a diverging colormap.
@@ -17,9 +21,9 @@ from .base import Method, Request, register, weighted_sum
 INPUT = "input"
 
 
-def _relevancecam(req: Request) -> dict[str, np.ndarray]:
+def _relevancecam(req: Request, default_composite: str = "relevance-cam") -> dict[str, np.ndarray]:
     ex = req.explainer
-    composite = req.options.get("composite", "relevance-cam")
+    composite = req.options.get("composite", default_composite)
     start = req.options.get("start", "contrastive")
     req.scores, req.targets, acts, rel = ex.relevance_run(req.x, req.layers, composite, req.targets, start)
     out = {}
@@ -46,6 +50,10 @@ def _lrp(req: Request) -> dict[str, np.ndarray]:
 register(Method("relevancecam", "Relevance-CAM", "Lee et al., Relevance-CAM: Your Model Already Knows "
                 "Where to Look, CVPR 2021", _relevancecam, order="minmax_resize",
                 options=("composite", "start"), own_run=True))  # variants: another composite or start, by name
+register(Method("relevancecam-bias", "Relevance-CAM (every conv bias as the conv's own)",
+                "Lee et al., CVPR 2021; conv biases of the export used as they are",
+                lambda req: _relevancecam(req, "relevance-cam-bias"), order="minmax_resize",
+                options=("start",), own_run=True))
 register(Method("lrp", "LRP (pixel relevance)", "Bach et al., PLoS ONE 2015; Montavon et al., "
                 "Layer-Wise Relevance Propagation: An Overview, 2019", _lrp, order="signed",
                 options=("composite", "start"), own_run=True))

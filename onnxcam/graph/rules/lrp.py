@@ -37,7 +37,8 @@ class Rule:
     gamma: float = 0.25
     alpha: float = 2.0
     beta: float = 1.0
-    bias: str = "zennit"            # "zennit" (as Zennit), "none" (bias-free), "both" (zplus: raw b twice)
+    bias: str = "zennit"            # "zennit" (as Zennit), "none" (bias-free), "both" (zplus: raw b twice),
+    #                                 "own" (zplus: the conv's own bias twice, BN shift left out, see bnfold)
     bounds: str = "preprocessing"   # zbox bounds: "preprocessing" (per channel) or "input" (min/max of x)
 
 
@@ -51,6 +52,7 @@ class Composite:
     by_name: dict = field(default_factory=dict)
     by_depth: dict = field(default_factory=dict)
     positive_pooling: bool = False   # Relevance-CAM: pooling z-rule on clamp(x, 0)
+    bn_aware: bool = False           # split conv and folded BN as intake recorded (intake/bnfold.py)
     norm_epsilon: float = 1e-6       # stabilizer of the z-rule (pooling, Add)
 
     def rule_for(self, node, depth: int, is_first: bool) -> Rule:
@@ -184,10 +186,22 @@ class _Layer:
         return out if xn is None else ctx.op("Add", [out, ctx.op("Mul", [xn, _vjp(ctx, node, s, wb)])])
 
 
-def linear_relevance(ctx, node, r, rule: Rule, bounds=None):
-    """R_in of one linear node under `rule` (see module docstring)."""
-    x, w, b = _linear_parts(ctx, node)
+def _split(w, flip):
+    """(W⁺, W⁻), swapped on the output channels (axis 0) where a folded BN scale was negative:
+    there W' = s·W with s < 0, so s·W⁺ is W'⁻ and z⁺ on W' equals z⁺ on W scaled by s."""
     wp, wn = np.maximum(w, 0), np.minimum(w, 0)
+    if flip is None or not np.any(flip):
+        return wp, wn
+    swap = np.asarray(flip, bool).reshape((-1,) + (1,) * (w.ndim - 1))
+    return np.where(swap, wn, wp), np.where(swap, wp, wn)
+
+
+def linear_relevance(ctx, node, r, rule: Rule, bounds=None, conv_bias=None):
+    """R_in of one linear node under `rule` (see module docstring). conv_bias (an intake
+    bnfold.ConvBias, for bn_aware composites) gives the sign flips of a folded BN and, for
+    bias="own", the conv's own bias."""
+    x, w, b = _linear_parts(ctx, node)
+    wp, wn = _split(w, None if conv_bias is None else conv_bias.flip)
     bp = None if b is None else np.maximum(b, 0)
     bn = None if b is None else np.minimum(b, 0)
     mul = lambda a, c: ctx.op("Mul", [a, c])  # noqa: E731
@@ -198,7 +212,8 @@ def linear_relevance(ctx, node, r, rule: Rule, bounds=None):
         s = _divide(ctx, r, node.output[0], rule.epsilon if name == "epsilon" else 0.0)
         return mul(x, _vjp(ctx, node, s, node.input[1]))
     if name == "zplus":
-        b0, b1 = {"zennit": (bp, None), "none": (None, None), "both": (b, b)}[rule.bias]
+        own = b if conv_bias is None else conv_bias.own
+        b0, b1 = {"zennit": (bp, None), "none": (None, None), "both": (b, b), "own": (own, own)}[rule.bias]
         pos, neg = layer.weight("wp", wp), layer.weight("wn", wn)
         s = _divide(ctx, r, layer.z(pos, neg, b0, b1), rule.epsilon)
         return layer.relevance(s, pos, neg)
@@ -286,11 +301,14 @@ def _mul(ctx, node, r, wants):
     return [r if i == signal else None for i in range(len(node.input))]
 
 
-def relevance_rules(composite: Composite, first_linear: str | None, bounds=None) -> dict:
-    """The rule table for one composite: op type -> rule(ctx, node, out_relevance, wants)."""
+def relevance_rules(composite: Composite, first_linear: str | None, bounds=None,
+                    conv_biases: dict | None = None) -> dict:
+    """The rule table for one composite: op type -> rule(ctx, node, out_relevance, wants).
+    conv_biases: the model's {conv output: bnfold.ConvBias}, read when the composite is bn_aware."""
     def linear(ctx, node, r, wants):
         rule = composite.rule_for(node, ctx.order.get(node.output[0], -1), node.output[0] == first_linear)
-        return [linear_relevance(ctx, node, r[0], rule, bounds)] + [None] * (len(node.input) - 1)
+        origin = (conv_biases or {}).get(node.output[0]) if composite.bn_aware else None
+        return [linear_relevance(ctx, node, r[0], rule, bounds, origin)] + [None] * (len(node.input) - 1)
 
     def passthrough(ctx, node, r, wants):
         return [r[0] if (w and k == 0) else None for k, w in enumerate(wants)]
@@ -323,18 +341,39 @@ def _composites() -> dict[str, Composite]:
         "epsilon-alpha2-beta1": Composite("epsilon-alpha2-beta1", Rule("alphabeta"), dense),
         "epsilon": Composite("epsilon", eps),
         "zplus": Composite("zplus", zplus),
-        # Relevance-CAM's code: z+ everywhere, conv bias raw in both sums, linear without bias,
-        # first conv z^B on the input's global min/max, pooling on clamp(x, 0), 1e-9 stabilizer
-        "relevance-cam": Composite("relevance-cam", Rule("zplus", epsilon=1e-9, bias="both"),
-                                   {"Gemm": Rule("zplus", epsilon=1e-9, bias="none"),
-                                    "MatMul": Rule("zplus", epsilon=1e-9, bias="none")},
-                                   first=Rule("zbox", epsilon=1e-9, bounds="input", bias="none"),
-                                   positive_pooling=True, norm_epsilon=1e-9),
+        # Relevance-CAM's code (see _relevance_cam): the conv's own bias in both z+ sums, a folded
+        # BN's shift left out and its negative scales flipping W+/W- (what intake recorded)
+        "relevance-cam": _relevance_cam("relevance-cam", "own", bn_aware=True),
+        # every exported conv bias taken as the conv's own (raw in both sums): the authors' rule
+        # applied to the exported conv as is, BN shift included
+        "relevance-cam-bias": _relevance_cam("relevance-cam-bias", "both", bn_aware=False),
         # Salient Relevance (Li et al.): LRP-0 with bias on convs, z+ without bias on dense layers
         "sr": Composite("sr", Rule("zero"), {"Gemm": Rule("zplus", epsilon=1e-9, bias="none"),
                                              "MatMul": Rule("zplus", epsilon=1e-9, bias="none")},
                         norm_epsilon=1e-9),
     }
+
+
+def _relevance_cam(name: str, conv_bias: str, bn_aware: bool) -> Composite:
+    """The rules of the authors' code (mongeoroo/Relevance-CAM, modules/layers.py with alpha = 1,
+    modules/resnet.py, modules/vgg.py):
+    - Conv (not the first): z⁺ on x⁺ with W⁺ plus x⁻ with W⁻, the conv's own bias (if any) in
+      both sums, s = R / z (0 where z = 0), R_in = x⁺·VJP(W⁺) + x⁻·VJP(W⁻);
+    - first Conv (3 input channels): z^B with bounds the image's global min and max, no bias,
+      +1e-9 on the denominator;
+    - Linear: z⁺ as above without bias; BatchNorm2d, ReLU, Dropout: relevance unchanged (their
+      BN divides x·w by x·w + 1e-9);
+    - MaxPool2d: winner takes all; AvgPool2d and Add: z-rule on the inputs; AdaptiveAvgPool2d:
+      z-rule on clamp(x, 0);
+    - BasicBlock / Bottleneck: ReLU, then Add splits between the residual branch and the
+      shortcut (downsample = conv1x1 + BN, same rules), the branch goes conv3 … conv1, and the
+      block input gets the sum of both.
+    Their stabilizer is 1e-9 only where z = 0; ours is ±1e-9 everywhere (no difference above
+    float32 rounding for |z| ≫ 1e-9)."""
+    dense = Rule("zplus", epsilon=1e-9, bias="none")
+    return Composite(name, Rule("zplus", epsilon=1e-9, bias=conv_bias), {"Gemm": dense, "MatMul": dense},
+                     first=Rule("zbox", epsilon=1e-9, bounds="input", bias="none"),
+                     positive_pooling=True, norm_epsilon=1e-9, bn_aware=bn_aware)
 
 
 COMPOSITES = _composites()
