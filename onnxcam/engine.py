@@ -156,7 +156,7 @@ class SessionCache:
         self.threads = threads
         self.size = size
         self.weight_budget = weight_budget_mb * 2**20
-        self._sessions: dict = {}  # key -> (Session, extra, per-sample bytes, weight bytes)
+        self._sessions: dict = {}  # key -> (Session, extra, per-sample bytes, weight bytes, build)
         self.provider: str | None = None  # of the last session built
 
     def get(self, key, build) -> tuple[Session, object]:
@@ -174,8 +174,8 @@ class SessionCache:
             session = Session(data, self.providers, self.threads, label=label)
             del data
             self.provider = session.provider
-            self._sessions[key] = (session, extra, per_sample, weights)
-        sess, extra, _, _ = self._sessions[key]
+            self._sessions[key] = (session, extra, per_sample, weights, build)
+        sess, extra = self._sessions[key][:2]
         return sess, extra
 
     def _evict(self, incoming: int) -> None:
@@ -184,6 +184,11 @@ class SessionCache:
         while self._sessions and (len(self._sessions) + 1 > self.size or
                                   sum(s[3] for s in self._sessions.values()) + incoming > self.weight_budget):
             self._sessions.pop(next(iter(self._sessions)))
+
+    def graph(self, key) -> onnx.ModelProto:
+        """The graph of the session cached under `key`, built again (the cache keeps only how to
+        build it): for inspecting what ran, e.g. the parity tests that expose its gate tensors."""
+        return self._sessions[key][4]()[0]
 
     def per_sample(self, key) -> int:
         """Activation bytes per image of the graph cached under `key` (for batch sizing)."""

@@ -30,7 +30,9 @@ import onnxcam
 from conftest import photo_paths
 from onnxcam.metrics.agreement import pearson
 from onnxcam.methods.relevance import sr_from_relevance
-from test_autograd_parity import match_layer, onnx_kink_hooks, torch_gradients
+from gateflips import aligned_gates, assert_same_run, last_explain_graph, onnx_gates
+from onnxcam.graph.backward import SEED
+from test_autograd_parity import match_layer, torch_gradients
 
 import torch
 import torch.nn.functional as F
@@ -101,8 +103,12 @@ def hirescam_figures(net, ex, x) -> list[dict]:
     targets = np.array([3, 967])[:len(x)]
     seed = np.eye(1000, dtype=np.float32)[targets]
     _, _, onnx_acts, _ = ex.gradients(x, ex.layers, target=seed)
-    flips = []
-    _, ref = torch_gradients(net, x, MODULES, seed, onnx_kink_hooks(net, onnx_acts, flips))
+    graph, batch = last_explain_graph(ex)
+    gates = onnx_gates(graph, {ex.model.input_name: x, SEED: seed}, batch)
+    assert_same_run(gates, onnx_acts)
+    with aligned_gates(gates) as flips:   # torch takes onnxruntime's gate decisions
+        _, ref = torch_gradients(net, x, MODULES, seed)
+    flips.check()
     rows = []
     for m in MODULES:
         layer = match_layer(ex, onnx_acts, ref[m][0])
@@ -115,7 +121,7 @@ def hirescam_figures(net, ex, x) -> list[dict]:
                 ours = res.raw[layer.name][i]
                 rows.append({"method": method, "layer": m, "image": i, "raw": pearson(ours, theirs[i]),
                              "max_rel": float(np.abs(ours - theirs[i]).max() / np.abs(theirs[i]).max()),
-                             "flips": sum(flips), "near_kinks": int(res.near_kinks[layer.name][i])})
+                             "flips": flips.total, "near_kinks": int(res.near_kinks[layer.name][i])})
     return rows
 
 
