@@ -1,5 +1,4 @@
 """onnxcam: explain exported CNN models from the .onnx file alone."""
-from . import files  # noqa: F401  (first: gives OpenCV onnxcam's pixel cap before cv2 loads)
 from .errors import OnnxCamError
 from .explainer import Explainer, Result
 from .evaluate import evaluate  # noqa: E402  (the function; the module stays importable by path)

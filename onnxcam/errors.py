@@ -26,11 +26,15 @@ _SOURCE = re.compile(r"(?:[\w.-]*/)*[\w.-]+\.(?:cc|cpp|cxx|h|hpp|cu|cuh):\d+:?\s
 _FAILED_CHECK = re.compile(r"^[^.]*? was false\.\s*")   # ORT_ENFORCE's condition, e.g. "a == b was false."
 
 
+_READ_CHARS = 2000
+
+
 def ort_failure(text: str) -> tuple[str | None, str | None, str]:
     """(op, node name, message) of an onnxruntime error text, without its source locations.
 
     op and node are None when the text names no node (e.g. a failure to load the model)."""
-    text = _ORT_PREFIX.sub("", text.strip())
+    # the patterns below backtrack on long runs of path-like characters: only the head matters
+    text = _ORT_PREFIX.sub("", text.strip()[:_READ_CHARS])
     op = node = None
     m = _ORT_NODE.search(text)
     if m:

@@ -119,7 +119,8 @@ class Explainer:
 
     def _resolve_spec(self, preprocess) -> PreprocessSpec:
         c, h, w = self.model.image_shape
-        base = spec_from_dict(self.sidecar, PreprocessSpec(size=(h, w), layout=self.model.layout))
+        base = spec_from_dict(self.sidecar, PreprocessSpec(size=(h, w), layout=self.model.layout),
+                              strict=False, notes=self.model.notes)
         if isinstance(preprocess, PreprocessSpec):
             spec = preprocess
         elif isinstance(preprocess, dict):

@@ -24,12 +24,10 @@ LIMITS = {
     "labels": (4 * MIB, "a label file holds one class name per line: check the path"),
     "image": (256 * MIB, "convert or downscale the image first"),
 }
-# The most pixels an image may have (8192 x 8192): the header is checked before decoding
-# (image_header), and OpenCV gets the same cap for formats without a parsed header. OpenCV reads
-# its limit once, when cv2 loads, so onnxcam/__init__ imports this module first; a limit the
-# user set in the environment is kept.
+# The most pixels an image may have (8192 x 8192), checked on the header before decoding
+# (image_header; formats whose header it cannot read are refused). OpenCV's own limit is left as the
+# host application set it: a library import must not change it.
 MAX_PIXELS = 8192 * 8192
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
 
 def read_bytes(path, kind: str, what: str | None = None) -> bytes:
@@ -50,6 +48,8 @@ def read_bytes(path, kind: str, what: str | None = None) -> bytes:
         raise OnnxCamError(f"{what} {p} is a directory, not a file: give the file itself") from None
     except OSError as exc:
         raise OnnxCamError(f"cannot open {what} {p}: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL byte in the path
+        raise OnnxCamError(f"{what} path {str(p)!r} contains a NUL byte; not a file name") from None
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
@@ -102,6 +102,8 @@ def check_regular(path: Path, what: str) -> int:
         info = os.stat(path)
     except OSError as exc:
         raise OnnxCamError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL byte in the path
+        raise OnnxCamError(f"{what} path {str(path)!r} contains a NUL byte; not a file name") from None
     if not stat.S_ISREG(info.st_mode):
         raise OnnxCamError(f"{what} {path} is not a regular file (a directory, device or pipe); "
                            "copy the real file there")

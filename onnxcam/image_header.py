@@ -2,8 +2,8 @@
 
 Why: a 632-byte JPEG can claim 30000x30000 pixels and decode to 2.7 GB. The header says so in its
 first bytes, so the pixel cap is applied before OpenCV allocates anything. Formats parsed here:
-PNG, JPEG, GIF, BMP, WebP, TIFF and PNM; for any other format OpenCV's own limit
-(OPENCV_IO_MAX_IMAGE_PIXELS, set to the same cap unless the user set it) refuses huge images.
+PNG, JPEG, GIF, BMP, WebP, TIFF and PNM; an image in any other format is refused, since its size
+cannot be known before OpenCV allocates it.
 """
 from __future__ import annotations
 

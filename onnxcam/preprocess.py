@@ -74,12 +74,16 @@ class PreprocessSpec:
         return asdict(self)
 
 
-def spec_from_dict(data: dict, base: PreprocessSpec | None = None) -> PreprocessSpec:
+def spec_from_dict(data: dict, base: PreprocessSpec | None = None, strict: bool = True,
+                   notes: list | None = None) -> PreprocessSpec:
     """Read the fields we know from a manifest/sidecar dict (`input_size` is accepted for size).
 
     Other keys are ignored: a manifest also carries name, labels, source, license ..., and a
-    manifest is a valid --preprocess file. A key one typo away from a field (`meen`, `chanel_order`)
-    is refused, since ignoring it would silently preprocess with the default instead.
+    manifest is a valid --preprocess file. With `strict` (what the user hands over: --preprocess,
+    preprocess=), a key one typo away from a field (`meen`, `chanel_order`) is refused, since
+    ignoring it would silently preprocess with the default instead; a sidecar found next to the
+    model is read with strict=False, as its other keys (`inputs`, `input_shape` ...) are someone
+    else's format: a near-miss key there is ignored and said in `notes`.
     """
     if not isinstance(data, dict):
         raise OnnxCamError(f"preprocessing must be a PreprocessSpec or a dict of its fields, "
@@ -88,7 +92,11 @@ def spec_from_dict(data: dict, base: PreprocessSpec | None = None) -> Preprocess
     for key in data:
         close = difflib.get_close_matches(str(key).lower(), known, n=1, cutoff=0.75)
         if key not in known and close:
-            raise OnnxCamError(f"unknown preprocessing field {key!r}: did you mean {close[0]!r}?")
+            if strict:
+                raise OnnxCamError(f"unknown preprocessing field {key!r}: did you mean {close[0]!r}?")
+            if notes is not None:
+                notes.append(f"the sidecar's key {key!r} is not a preprocessing field and was ignored "
+                             f"(if you meant {close[0]!r}, rename it)")
     values = {k: v for k, v in data.items() if k in known and k != "input_size"}
     if "input_size" in data and "size" not in values:
         values["size"] = data["input_size"]
@@ -138,7 +146,10 @@ def read_rgb(path: str | Path) -> np.ndarray:
     if not data:
         raise OnnxCamError(f"image {p} is empty (0 bytes): copy the complete file")
     claimed = image_size(data)
-    if claimed and claimed[0] * claimed[1] > MAX_PIXELS:
+    if claimed is None:  # an unknown format could claim any size, and OpenCV would allocate it
+        raise OnnxCamError(f"cannot read image {p}: its header does not say its size (not PNG, JPEG, BMP, "
+                           "TIFF, WebP, GIF or PNM, or cut short); convert it to PNG or JPEG")
+    if claimed[0] * claimed[1] > MAX_PIXELS:
         raise _too_many_pixels(p, *claimed)
     try:
         with captured_stderr() as decoder_said:  # libpng/libjpeg/libtiff warnings, OpenCV's log

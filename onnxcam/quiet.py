@@ -29,11 +29,16 @@ def captured_stderr():
     captured = Captured()
     try:
         sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no usable stderr (closed, or embedded): nothing to protect
+        sink = tempfile.TemporaryFile()
+    except (OSError, ValueError):  # no temp file or no usable stderr: run the call uncaptured
         yield captured
         return
-    with tempfile.TemporaryFile() as sink:
+    with sink:
+        try:
+            saved = os.dup(2)
+        except OSError:  # fd 2 is closed: nothing to protect
+            yield captured
+            return
         os.dup2(sink.fileno(), 2)
         try:
             yield captured

@@ -149,7 +149,7 @@ def test_sidecar_that_is_not_a_json_object(tmp_path, raw):
 @pytest.mark.parametrize("sidecar", [{"size": "big"}, {"size": [32]}, {"input_size": [32.5, 32]},
                                      {"mean": "0.5"}, {"std": [0, 1, 1]}, {"mean": None, "std": [None]},
                                      {"scale": "1/255"}, {"channel_order": ["RGB"]}, {"layout": 4},
-                                     {"resize": None, "crop_fraction": "x"}, {"meen": [0.5]}])
+                                     {"resize": None, "crop_fraction": "x"}])
 def test_sidecar_fields_of_the_wrong_type(tmp_path, sidecar):
     one_line_error(onnxcam.Explainer, model_folder(tmp_path, sidecar),
                    match="must be|must not|did you mean")
@@ -277,18 +277,26 @@ def test_a_small_file_claiming_a_huge_image_is_refused_before_decoding(tmp_path,
 
 
 def test_a_header_over_opencvs_own_limit_is_one_line(tmp_path):
-    # PFM is not parsed by image_header: OpenCV's limit (1 Gpx by default) refuses it
+    # PFM is not parsed by image_header: its size is unknown before decoding, so it is refused
     p = tmp_path / "huge.pfm"
     p.write_bytes(b"PF\n40000 40000\n-1.0\n" + b"\0" * 64)
     one_line_error(read_rgb, p, match="cannot read image")
 
 
-def test_opencv_gets_onnxcams_pixel_cap():
-    code = "import onnxcam, os; print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])"
+def test_a_sidecar_near_miss_key_is_a_note_and_preprocess_refuses_it(tmp_path):
+    """A sidecar is often someone else's manifest (`inputs`, `input_shape`): a near-miss key there
+    is ignored and said; what the user hands over as preprocessing is refused."""
+    ex = onnxcam.Explainer(model_folder(tmp_path, {"meen": [0.5], "input_shape": [1, 3, 8, 8]}))
+    assert any("'meen'" in n and "'mean'" in n for n in ex.model.notes), ex.model.notes
+    one_line_error(onnxcam.Explainer, ex.source, preprocess={"meen": [0.5]}, match="did you mean")
+
+
+def test_importing_onnxcam_leaves_opencvs_pixel_limit_alone():
+    code = "import onnxcam, os; print(os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS'))"
     env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert out.stdout.strip() == str(8192 * 8192), out.stderr[-300:]
+    assert out.stdout.strip() == "None", out.stderr[-300:]
 
 
 def test_unreadable_image_files(tmp_path):

@@ -35,8 +35,12 @@ def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
 
     onnx's version converter trusts its input: a node whose attribute has the wrong type (a
     corrupted or hand-edited model) crashes it with SIGSEGV/SIGABRT, taking the caller's process
-    along. So the model is checked first (onnx.checker refuses exactly those nodes) and both steps
-    run in a child Python process: a crash there becomes one OnnxCamError line here.
+    along. So every node is checked against its opset's schema first (onnx.checker.check_node
+    refuses exactly those nodes; the whole-model check would also refuse harmless things, such as a
+    graph output without a shape) and both steps run in a child Python process: a crash there becomes
+    one OnnxCamError line here. The child runs isolated (`-I`: no current folder, no PYTHON* variables
+    on its path, so an `onnx.py` lying in the user's folder is never imported) with the folders this
+    process found onnx and its dependencies in, and under a time limit.
     """
     old = default_opset(model)
     if old >= TARGET_OPSET:
@@ -46,19 +50,29 @@ def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
         data = model.SerializeToString()
     except ValueError as exc:  # over protobuf's 2 GiB
         raise OnnxCamError(f"cannot upgrade the model from opset {old}: {first_line(exc)}; {fix}") from None
-    # the child imports the same onnx as this process, wherever sys.path found it
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    # the child imports the same onnx as this process: its folder first, then this process's path
+    # without the current folder
+    here = os.path.abspath(os.getcwd())
+    path = [os.path.dirname(os.path.dirname(onnx.__file__))] + [
+        p for p in sys.path if p and os.path.abspath(p) != here]
     try:
-        done = subprocess.run([sys.executable, "-c", _CONVERT, str(TARGET_OPSET)], input=data,
-                              capture_output=True, env=env, check=False)
+        done = subprocess.run([sys.executable, "-I", "-c", _CONVERT, str(TARGET_OPSET), os.pathsep.join(path)],
+                              input=data, capture_output=True, check=False, timeout=_CONVERT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise OnnxCamError(f"onnx's version converter did not finish upgrading the model from opset {old} "
+                           f"within {_CONVERT_SECONDS} s; {fix}") from None
     except OSError as exc:
         raise OnnxCamError(f"cannot start a Python process to upgrade the model's opset: "
                            f"{exc.strerror or exc}") from None
+    del data
     if done.returncode == 0:
         converted = onnx.ModelProto()
         converted.ParseFromString(done.stdout)
         return converted
     reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    if done.returncode == -9:
+        raise OnnxCamError(f"the process upgrading the model from opset {old} was killed (out of memory?); "
+                           f"free memory, or {fix}")
     if done.returncode < 0 or not reason:
         why = f"onnx's version converter crashed (signal {-done.returncode}) on this model"
         raise OnnxCamError(f"cannot upgrade the model from opset {old} to {TARGET_OPSET}: {why}; "
@@ -69,13 +83,19 @@ def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
 
 # Runs in the child: check, convert, write the converted model to stdout; on failure print one
 # line (the exception's first) to stderr and exit 1. A crash ends the child with a signal.
+_CONVERT_SECONDS = 600
 _CONVERT = """
 import sys
+sys.path[:0] = sys.argv[2].split(__import__("os").pathsep)
 import onnx
 from onnx import checker, version_converter
 model = onnx.load_model_from_string(sys.stdin.buffer.read())
+ctx = checker.C.CheckerContext()
+ctx.ir_version = model.ir_version
+ctx.opset_imports = {imp.domain: imp.version for imp in model.opset_import}
 try:
-    checker.check_model(model)
+    for node in model.graph.node:
+        checker.check_node(node, ctx)
 except Exception as exc:
     text = str(exc).strip().splitlines()
     sys.exit("the model is not valid ONNX (onnx.checker: " + (text[0] if text else type(exc).__name__) + ")")
