@@ -42,30 +42,36 @@ def _window_counts(size, out, k, s, d, pb):
 
 @rule("AveragePool")
 def average_pool(ctx, node, g, wants):
-    """dx = ConvTranspose(g / divisor, ones). The divisor per window is read off onnxruntime's own
-    AveragePool of ones (it encodes count_include_pad and ceil_mode exactly as the forward ran)."""
+    """dx = ConvTranspose(g / divisor, ones), in 1-D, 2-D or 3-D. The divisor per window is read off
+    onnxruntime's own AveragePool of ones (it encodes count_include_pad and ceil_mode exactly as the
+    forward ran). Channels may be dynamic (ResNeSt's split-attention pools behind a computed
+    Reshape): every (image, channel) plane is pooled alike, so the planes are folded into the batch
+    and one single-channel ConvTranspose serves them all."""
     x, y = node.input[0], node.output[0]
     xs, ys, kernel, strides, dil, pads = conv_geometry(ctx, node, x, x, y)
-    if len(kernel) != 2 or -1 in xs[1:]:
-        ctx.fail(node, "only 2-D AveragePool with static channels and size is supported")
-    spatial = 2
+    spatial = len(kernel)
+    if -1 in xs[2:] or -1 in ys[2:]:
+        ctx.fail(node, "AveragePool with a dynamic spatial size (fix the input size: --size H W)")
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     ones_avg = ctx.evaluate("AveragePool", [np.ones((1, 1) + tuple(xs[2:]), np.float32)], **attrs)[0, 0]
-    valid = np.outer(*[_window_counts(xs[2 + i], ys[2 + i], kernel[i], strides[i], dil[i], pads[i])
-                       for i in range(spatial)])
+    counts = [_window_counts(xs[2 + i], ys[2 + i], kernel[i], strides[i], dil[i], pads[i])
+              for i in range(spatial)]
+    valid = counts[0]
+    for c in counts[1:]:
+        valid = np.multiply.outer(valid, c)
     inv_divisor = np.where(valid > 0, ones_avg / np.maximum(valid, 1), 0.0)
     scaled = ctx.op("Mul", [g[0], ctx.tensor(inv_divisor[None, None], y, "inv_divisor")])
-    channels = xs[1]
-    ones = ctx.tensor(np.ones((channels, 1) + tuple(kernel)), x, "pool_ones")
+    planes = ctx.op("Reshape", [scaled, ctx.ints([-1, 1] + list(ys[2:]))], hint="avgpool_planes")
+    ones = ctx.tensor(np.ones((1, 1) + tuple(kernel)), x, "pool_ones")
     out_pad = [xs[2 + i] - ((ys[2 + i] - 1) * strides[i] + dil[i] * (kernel[i] - 1) + 1
                             - pads[i] - pads[i + spatial]) for i in range(spatial)]
     # ceil_mode windows may reach past the padded input: crop them with a larger end pad
     end_pads = [pads[spatial + i] + max(0, -out_pad[i]) for i in range(spatial)]
     out_pad = [max(0, p) for p in out_pad]
-    gx = ctx.op("ConvTranspose", [scaled, ones], hint="avgpool_grad", strides=strides,
-                pads=list(pads[:spatial]) + end_pads, dilations=dil, group=channels,
+    gx = ctx.op("ConvTranspose", [planes, ones], hint="avgpool_grad", strides=strides,
+                pads=list(pads[:spatial]) + end_pads, dilations=dil,
                 kernel_shape=kernel, output_padding=out_pad)
-    return [gx]
+    return [ctx.reshape_like(gx, x)]
 
 
 @rule("GlobalAveragePool")
