@@ -50,3 +50,70 @@ def test_average_pool_dynamic_channels(attrs):
               "hw": np.array([7, 7], np.int64)}
     nodes = dynamic_channels() + [n("AveragePool", ["xr"], **attrs)]
     check(nodes, {"x": rnd(2, 6, 7, 7)}, ["x"], consts=consts)
+
+
+@pytest.mark.parametrize("op,attrs", [("Elu", {"alpha": 0.7}), ("Selu", {}), ("Mish", {}), ("Softsign", {})],
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_activation(op, attrs):
+    check([n(op, ["x"], **attrs)], {"x": rnd(2, 3, 4, 5)}, ["x"], opset=18)
+
+
+@pytest.mark.parametrize("op", ["Max", "Min"])
+def test_max_min_broadcast(op):
+    check([n(op, ["a", "b", "c"])], {"a": rnd(2, 3, 4, 4), "b": rnd(3, 1, 1), "c": rnd(4)}, ["a", "b", "c"])
+
+
+def test_max_ties_are_shared():
+    """ReLU written as Max(x, 0): a zero input ties with the constant and gets half, as in PyTorch."""
+    x = rnd(2, 3, 4, 4)
+    x[0, 0, 0, :2] = 0.0
+    grads = check([n("Max", ["x", "zero"])], {"x": x}, ["x"], consts={"zero": np.zeros(1)})
+    assert np.all(grads[0][0, 0, 0, :2] != 0)
+
+
+@pytest.mark.parametrize("op,attrs", [("ReduceL2", dict(axes=[2, 3], keepdims=1)),
+                                      ("ReduceL2", dict(axes=[1], keepdims=0)),
+                                      ("ReduceSumSquare", dict(axes=[2, 3], keepdims=1))])
+def test_reduce_l2(op, attrs):
+    check([n(op, ["x"], **attrs)], {"x": rnd(2, 3, 4, 5)}, ["x"], opset=17)
+
+
+def test_global_max_pool():
+    check([n("GlobalMaxPool", ["x"])], {"x": rnd(2, 3, 5, 4)}, ["x"])
+
+
+def test_instance_norm():
+    check([n("InstanceNormalization", ["x", "s", "b"], epsilon=1e-3)], {"x": rnd(2, 4, 3, 5)}, ["x"],
+          consts={"s": rnd(4), "b": rnd(4)})
+
+
+@pytest.mark.parametrize("groups,opset", [(2, 18), (4, 18), (2, 21)])
+def test_group_norm(groups, opset):
+    """Opset 18 takes scale/bias per group, 21 per channel (and its statistics in float32 unless
+    stash_type says double, which the float64 check needs)."""
+    per = groups if opset < 21 else 4
+    stash = {"stash_type": onnx.TensorProto.DOUBLE} if opset >= 21 else {}
+    check([n("GroupNormalization", ["x", "s", "b"], epsilon=1e-3, num_groups=groups, **stash)],
+          {"x": rnd(2, 4, 3, 5)},
+          ["x"], consts={"s": rnd(per), "b": rnd(per)}, opset=opset)
+
+
+@pytest.mark.parametrize("reps", [[1, 2, 1, 3], [1, 1, 2, 2]])
+def test_tile(reps):
+    check([n("Tile", ["x", "r"])], {"x": rnd(2, 3, 2, 3)}, ["x"], consts={"r": np.array(reps, np.int64)})
+
+
+@pytest.mark.parametrize("op,attrs,shape", [("DepthToSpace", dict(blocksize=2, mode="DCR"), (2, 8, 3, 2)),
+                                            ("DepthToSpace", dict(blocksize=2, mode="CRD"), (2, 8, 3, 2)),
+                                            ("SpaceToDepth", dict(blocksize=2), (2, 3, 4, 6))])
+def test_depth_space(op, attrs, shape):
+    check([n(op, ["x"], **attrs)], {"x": rnd(*shape)}, ["x"])
+
+
+@pytest.mark.parametrize("eq,shapes", [("bchw,dc->bdhw", [(2, 3, 4, 5), (6, 3)]),
+                                       ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
+                                       ("bchw,c->bc", [(2, 3, 4, 5), (3,)]),
+                                       ("ij,kl->ik", [(3, 4), (5, 2)])])
+def test_einsum(eq, shapes):
+    names = [f"x{k}" for k in range(len(shapes))]
+    check([n("Einsum", names, equation=eq)], {nm: rnd(*s) for nm, s in zip(names, shapes)}, names)

@@ -112,6 +112,35 @@ def reduce_mean_sum(ctx, node, g, wants):
     return [ctx.op("Expand", [grad, ctx.shape_of(x)], hint="reduce_grad")] + [None] * (len(node.input) - 1)
 
 
+@rule("GlobalMaxPool")
+def global_max_pool(ctx, node, g, wants):
+    """As ReduceMax over the spatial axes: ties share the cotangent evenly."""
+    x, y = node.input[0], node.output[0]
+    axes = list(range(2, len(ctx.shape(x))))
+    hit = ctx.op("Cast", [ctx.op("Equal", [x, y])], hint="extreme", to=ctx.types.get(x, 1))
+    share = ctx.op("Div", [g[0], ctx.b.reduce("ReduceSum", hit, axes, keepdims=1)])
+    return [ctx.op("Mul", [hit, share], hint="gmp_grad")]
+
+
+@rule("ReduceL2", "ReduceSumSquare")
+def reduce_l2(ctx, node, g, wants):
+    """ReduceSumSquare: dx = 2x g; ReduceL2 (ConvNeXt V2's GRN): dx = x g / y (0 where y = 0,
+    PyTorch's norm subgradient)."""
+    x, y = node.input[0], node.output[0]
+    axes = _reduce_axes(ctx, node)
+    grad, norm = g[0], y
+    if axes and not ctx.attr(node, "keepdims", 1):
+        grad = ctx.op("Unsqueeze", [grad, ctx.ints(axes)])
+        norm = ctx.op("Unsqueeze", [y, ctx.ints(axes)])
+    if node.op_type == "ReduceSumSquare":
+        factor = ctx.op("Mul", [grad, ctx.scalar(2, x)])
+    else:
+        positive = ctx.op("Greater", [norm, ctx.scalar(0, x)])
+        safe = ctx.op("Where", [positive, norm, ctx.scalar(1, x)])
+        factor = ctx.op("Where", [positive, ctx.op("Div", [grad, safe]), ctx.scalar(0, x)])
+    return [ctx.op("Mul", [x, factor], hint="reduce_l2_grad")] + [None] * (len(node.input) - 1)
+
+
 @rule("ReduceMax", "ReduceMin")
 def reduce_max_min(ctx, node, g, wants):
     """As PyTorch's amax/amin: the cotangent is shared evenly by the elements that attain the
