@@ -117,3 +117,35 @@ def test_depth_space(op, attrs, shape):
 def test_einsum(eq, shapes):
     names = [f"x{k}" for k in range(len(shapes))]
     check([n("Einsum", names, equation=eq)], {nm: rnd(*s) for nm, s in zip(names, shapes)}, names)
+
+
+def relevance_through(node, x, consts=None, opset=18):
+    """Relevance of x for a seed relevance on y, under an LRP rule table (single-op graph)."""
+    from gradcheck import build, evaluator, with_backward
+    from onnxcam.graph.rules.lrp import Composite, Rule, relevance_rules
+
+    model = build([node], {"x": x}, consts or {}, "y", np.float64, opset)
+    y = evaluator(model).run(None, {"x": x})[0]
+    r = np.abs(R.normal(size=y.shape))
+    back = with_backward(model, "y", ["x"], relevance_rules(Composite("eps", Rule("epsilon")), None))
+    return r, evaluator(back).run(None, {"x": x, "seed": r})[0]
+
+
+@pytest.mark.parametrize("op,attrs,shape,consts", [
+    ("Tile", {}, (1, 3, 2, 2), {"reps": np.array([1, 1, 2, 3], np.int64)}),
+    ("DepthToSpace", {"blocksize": 2}, (1, 8, 2, 3), {}),
+    ("SpaceToDepth", {"blocksize": 2}, (1, 2, 4, 4), {}),
+    ("GlobalMaxPool", {}, (2, 3, 4, 4), {})], ids=lambda v: v if isinstance(v, str) else None)
+def test_relevance_is_conserved_by_ops_that_move_values(op, attrs, shape, consts):
+    node = n(op, ["x"] + list(consts), **attrs)
+    r, rx = relevance_through(node, rnd(*shape), consts)
+    np.testing.assert_allclose(rx.sum(), r.sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("op,attrs,consts", [
+    ("Mish", {}, {}), ("Softsign", {}, {}),
+    ("GroupNormalization", {"num_groups": 2}, {"s": rnd(2), "b": rnd(2)})],
+    ids=lambda v: v if isinstance(v, str) else None)
+def test_relevance_passes_element_wise_ops_unchanged(op, attrs, consts):
+    r, rx = relevance_through(n(op, ["x"] + list(consts), **attrs), rnd(2, 4, 3, 3), consts)
+    np.testing.assert_array_equal(rx, r)

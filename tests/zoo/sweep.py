@@ -185,6 +185,7 @@ def run_one(family: str, exporter: str, workdir: Path) -> dict:
         ex = onnxcam.Explainer(path)
         row["catalog"] = len(ex.layers)
         row["auto"] = ex.model.resolve_layers("auto")[0].name
+        row["ops"] = sorted({node.op_type for node in ex.model.proto.graph.node})
     except Exception as exc:
         row["catalog"] = short(exc)
         return row
