@@ -28,28 +28,41 @@ def test_average_pool_1d_3d(attrs, shape):
     check([n("AveragePool", ["x"], **attrs)], {"x": rnd(*shape)}, ["x"])
 
 
-def dynamic_channels():
-    """x (2, 6, h, w) -> (2, C?, h, w) through a Reshape whose target shape inference cannot read
-    (the channel count goes through Cast/Ceil, as in ResNeSt's split attention export)."""
+def dynamic_dim(axis):
+    """x (2, 6, 7, 7) -> xr of the same shape whose dim `axis` shape inference cannot read (it goes
+    through Cast/Ceil, as the channel count in ResNeSt's split attention export)."""
     f = onnx.TensorProto.FLOAT
+    before = "b0" if axis == 1 else "b0c"
+    after = "hw" if axis == 1 else "w"
     return [
         n("Shape", ["x"], ["s"]),
-        n("Slice", ["s", "i1", "i2"], ["c"]),
+        n("Slice", ["s", f"i{axis}", f"i{axis + 1}"], ["c"]),
         n("Cast", ["c"], ["cf"], to=f),
         n("Ceil", ["cf"], ["cc"]),
         n("Cast", ["cc"], ["ci"], to=onnx.TensorProto.INT64),
-        n("Concat", ["b0", "ci", "hw"], ["target"], axis=0),
+        n("Concat", [before, "ci", after], ["target"], axis=0),
         n("Reshape", ["x", "target"], ["xr"]),
     ]
+
+
+DYNAMIC_CONSTS = {"i1": np.array([1], np.int64), "i2": np.array([2], np.int64), "i3": np.array([3], np.int64),
+                  "b0": np.array([0], np.int64), "b0c": np.array([0, 6], np.int64),
+                  "hw": np.array([7, 7], np.int64), "w": np.array([7], np.int64)}
 
 
 @pytest.mark.parametrize("attrs", [dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
                                    dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1, count_include_pad=0)])
 def test_average_pool_dynamic_channels(attrs):
-    consts = {"i1": np.array([1], np.int64), "i2": np.array([2], np.int64), "b0": np.array([0], np.int64),
-              "hw": np.array([7, 7], np.int64)}
-    nodes = dynamic_channels() + [n("AveragePool", ["xr"], **attrs)]
-    check(nodes, {"x": rnd(2, 6, 7, 7)}, ["x"], consts=consts)
+    nodes = dynamic_dim(1) + [n("AveragePool", ["xr"], **attrs)]
+    check(nodes, {"x": rnd(2, 6, 7, 7)}, ["x"], consts=DYNAMIC_CONSTS)
+
+
+@pytest.mark.parametrize("attrs", [dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+                                   dict(kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 0, 1], count_include_pad=0),
+                                   dict(kernel_shape=[2, 2], strides=[3, 2])])
+def test_average_pool_dynamic_size(attrs):
+    nodes = dynamic_dim(2) + [n("AveragePool", ["xr"], **attrs)]
+    check(nodes, {"x": rnd(2, 6, 7, 7)}, ["x"], consts=DYNAMIC_CONSTS)
 
 
 @pytest.mark.parametrize("op,attrs", [("Elu", {"alpha": 0.7}), ("Selu", {}), ("Mish", {}), ("Softsign", {})],

@@ -51,7 +51,7 @@ def average_pool(ctx, node, g, wants):
     xs, ys, kernel, strides, dil, pads = conv_geometry(ctx, node, x, x, y)
     spatial = len(kernel)
     if -1 in xs[2:] or -1 in ys[2:]:
-        ctx.fail(node, "AveragePool with a dynamic spatial size (fix the input size: --size H W)")
+        return [_average_pool_dynamic_size(ctx, node, g[0], kernel, strides, dil, pads)]
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     ones_avg = ctx.evaluate("AveragePool", [np.ones((1, 1) + tuple(xs[2:]), np.float32)], **attrs)[0, 0]
     counts = [_window_counts(xs[2 + i], ys[2 + i], kernel[i], strides[i], dil[i], pads[i])
@@ -72,6 +72,37 @@ def average_pool(ctx, node, g, wants):
                 pads=list(pads[:spatial]) + end_pads, dilations=dil,
                 kernel_shape=kernel, output_padding=out_pad)
     return [ctx.reshape_like(gx, x)]
+
+
+def _average_pool_dynamic_size(ctx, node, g, kernel, strides, dil, pads):
+    """AveragePool whose spatial size is only known at run time (floor mode). Every window lies in
+    the padded input, so the divisor is the kernel size, or with count_include_pad=0 the count of
+    real inputs per window: onnxruntime's AveragePool (count_include_pad=1) of a plane of ones
+    times the kernel size. The ConvTranspose result is zero-padded at the end to the input size
+    (the rows a floor-mode pool never read)."""
+    auto = ctx.attr(node, "auto_pad", b"NOTSET")
+    if ctx.attr(node, "ceil_mode", 0) or (auto.decode() if isinstance(auto, bytes) else auto) != "NOTSET":
+        ctx.fail(node, "AveragePool with ceil_mode or auto_pad and a dynamic spatial size (fix the input size)")
+    x, y = node.input[0], node.output[0]
+    spatial = len(kernel)
+    area = float(np.prod(kernel))
+    plane = ctx.op("Slice", [x, ctx.ints([0]), ctx.ints([1]), ctx.ints([1])], hint="avgpool_plane")
+    ones = ctx.op("Add", [ctx.zeros_like(plane), ctx.scalar(1, x)])
+    scaled = ctx.op("Div", [g, ctx.scalar(area, x)])
+    if not ctx.attr(node, "count_include_pad", 0) and any(pads):
+        dilated = {"dilations": dil} if any(d != 1 for d in dil) else {}  # an opset-19 attribute
+        inside = ctx.op("AveragePool", [ones], kernel_shape=kernel, strides=strides, pads=pads,
+                        count_include_pad=1, **dilated)
+        scaled = ctx.op("Div", [g, ctx.op("Mul", [inside, ctx.scalar(area, x)])])
+    y_shape, x_shape = ctx.op("Shape", [y]), ctx.op("Shape", [x])
+    planes = ctx.op("Reshape", [scaled, ctx.op("Concat", [ctx.ints([-1, 1]), ctx.op(
+        "Slice", [y_shape, ctx.ints([2]), ctx.ints([2 + spatial])])], axis=0)], hint="avgpool_planes")
+    gx = ctx.op("ConvTranspose", [planes, ctx.tensor(np.ones((1, 1) + tuple(kernel)), x, "pool_ones")],
+                hint="avgpool_grad", strides=strides, pads=pads, dilations=dil, kernel_shape=kernel)
+    missing = ctx.op("Sub", [ctx.op("Slice", [x_shape, ctx.ints([2]), ctx.ints([2 + spatial])]),
+                             ctx.op("Slice", [ctx.op("Shape", [gx]), ctx.ints([2]), ctx.ints([2 + spatial])])])
+    end_pads = ctx.op("Concat", [ctx.ints([0] * (2 + spatial) + [0, 0]), missing], axis=0)
+    return ctx.reshape_like(ctx.op("Pad", [gx, end_pads], hint="avgpool_fill"), x)
 
 
 @rule("GlobalAveragePool")
