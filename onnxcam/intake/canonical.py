@@ -262,7 +262,7 @@ def fold_static_shape_reads(model: onnx.ModelProto) -> int:
             dims = list(shapes[node.input[0]])
             attrs = {a.name: a.i for a in node.attribute}
             dims_of[node.output[0]] = dims[attrs.get("start", 0):attrs.get("end", len(dims))]
-    folded = 0
+    folded = _fold_batch_shape_targets(model, shapes, dims_of)
     for k, node in enumerate(model.graph.node):
         value = None
         if node.op_type == "Shape" and node.output[0] in dims_of:
@@ -278,6 +278,28 @@ def fold_static_shape_reads(model: onnx.ModelProto) -> int:
                 value=numpy_helper.from_array(value, node.output[0])))
             folded += 1
     return folded
+
+
+def _fold_batch_shape_targets(model: onnx.ModelProto, shapes: dict, dims_of: dict) -> int:
+    """Reshape(a, Shape(b)) where b's dims are static but for a batch a shares: the target becomes
+    the constant [0, dims...] (0 copies a's batch). The TorchScript exporter writes GroupNorm as
+    Reshape -> InstanceNormalization -> Reshape(Shape(x)), which otherwise hides every shape after
+    the first GroupNorm (BiT)."""
+    done = 0
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in dims_of:
+            continue
+        dims, data = dims_of[node.input[1]], shapes.get(node.input[0], ())
+        if any(a.name == "allowzero" and a.i for a in node.attribute) or len(dims) < 2 or not data:
+            continue
+        if _static(dims[1:]) is None or isinstance(dims[0], int) or dims[0] != data[0]:
+            continue
+        target = np.array([0] + list(dims[1:]), np.int64)
+        name = f"{node.input[1]}__onnxcam_batch_target{done}"
+        model.graph.initializer.append(numpy_helper.from_array(target, name))
+        node.input[1] = name
+        done += 1
+    return done
 
 
 def _static(dims) -> np.ndarray | None:
