@@ -1,10 +1,12 @@
 """The fast tier of the CNN zoo sweep (tests/zoo/sweep.py): the families that needed new rules or the
-intake fix, at a small input, every method, dS/dA at the auto layer equal to autograd.
+intake fix, at a small input: Grad-CAM, LRP, Relevance-CAM and the SR map run, dS/dA at the auto layer
+equals autograd (the full sweep runs every method).
 
   * ResNeSt (split attention: AveragePool behind a computed Reshape, dynamic channels);
   * EfficientNetV2 with TF "SAME" padding through TorchScript (pads computed from Shape(x));
-  * ConvNeXt V2 (GRN: ReduceL2 / a norm over space, LayerNorm), through dynamo;
-  * a GroupNorm + weight-standardized ResNetV2 (BiT).
+  * a GroupNorm + weight-standardized ResNetV2 (BiT, one block per stage), whose GroupNorm the
+    TorchScript exporter writes as Reshape -> InstanceNormalization -> Reshape(Shape(x));
+  * a hand-built SAME Pad read from Shape(x)[-2:] (the intake fix without torch).
 The full sweep (40 families x 2 exporters) is a script: `python tests/zoo/sweep.py`.
 """
 from __future__ import annotations
@@ -19,13 +21,16 @@ import sweep  # noqa: E402
 
 import timm  # noqa: E402,F401 - test extras: a broken install must fail
 
-FAST = [("ResNeSt", "torchscript"), ("EfficientNetV2 (TF SAME)", "torchscript"),
-        ("ConvNeXt V2 (GRN)", "dynamo"), ("ResNetV2/BiT (GroupNorm)", "torchscript")]
+# (family, exporter, builder spec or None for the family's own, input size)
+FAST = [("ResNeSt", "torchscript", None), ("EfficientNetV2 (TF SAME)", "torchscript", None),
+        ("ResNetV2/BiT (GroupNorm)", "torchscript", ("timm:resnetv2_50x1_bit|shallow", 64))]
+# one gradient method, the two relevance recipes and the contrastive SR map: every backward path
+FAST_METHODS = ["gradcam", "lrp", "relevancecam", "srmap"]
 
 
-@pytest.mark.parametrize("family,exporter", FAST, ids=[f"{f.split()[0]}-{e}" for f, e in FAST])
-def test_family_explains_with_every_method(family, exporter, tmp_path):
-    row = sweep.run_one(family, exporter, tmp_path)
+@pytest.mark.parametrize("family,exporter,spec", FAST, ids=[f"{f.split()[0]}-{e}" for f, e, _ in FAST])
+def test_family_explains_and_matches_autograd(family, exporter, spec, tmp_path):
+    row = sweep.run_one(family, exporter, tmp_path, spec=spec, methods=FAST_METHODS)
     assert isinstance(row.get("catalog"), int) and row["catalog"] > 0, row.get("catalog", row.get("export"))
     failed = {m: v for m, v in row["methods"].items() if v != "✓"}
     assert not failed, failed

@@ -27,7 +27,8 @@ TESTS = HERE.parent
 ROOT = TESTS.parent
 
 # family -> (builder spec, input size). "tv:" builds a torchvision model, "timm:" a timm model;
-# "+fused" reparameterizes a RepVGG-style model before export; extra timm kwargs after "|".
+# "+fused" reparameterizes a RepVGG-style model before export; after "|" a named variant
+# ("cbam": CBAM attention in each block, "shallow": one block per stage).
 FAMILIES = {
     "ResNet-D": ("timm:resnet18d", 64),
     "ResNeXt": ("timm:resnext26ts", 64),
@@ -61,8 +62,8 @@ FAMILIES = {
     "LCNet": ("timm:lcnet_050", 64),
     "MixNet": ("timm:mixnet_s", 64),
     "SelecSLS": ("timm:selecsls42b", 64),
-    "Inception-v3": ("timm:inception_v3", 96),
-    "Inception-v4": ("timm:inception_v4", 96),
+    "Inception-v3": ("timm:inception_v3", 139),
+    "Inception-v4": ("timm:inception_v4", 139),
     "GoogLeNet": ("tv:googlenet", 64),
     "SqueezeNet": ("tv:squeezenet1_1", 64),
     "ShuffleNet-V2": ("tv:shufflenet_v2_x0_5", 64),
@@ -93,8 +94,15 @@ def build(spec: str, seed: int = 0):
         model = torchvision.models.get_model(name, weights=None, num_classes=NUM_CLASSES, **kwargs)
     else:
         import timm
-        kwargs = {"block_args": {"attn_layer": "cbam"}} if extra == "cbam" else {}
-        model = timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES, **kwargs)
+        if extra == "shallow":  # BiT's recipe (timm resnetv2.py): StdConv + GroupNorm, one block a stage
+            from functools import partial
+            from timm.layers import StdConv2d
+            from timm.models.resnetv2 import ResNetV2
+            model = ResNetV2(layers=[1, 1, 1, 1], num_classes=NUM_CLASSES, stem_type="fixed",
+                             conv_layer=partial(StdConv2d, eps=1e-8))
+        else:
+            kwargs = {"block_args": {"attn_layer": "cbam"}} if extra == "cbam" else {}
+            model = timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES, **kwargs)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
@@ -161,8 +169,10 @@ def parity(spec, ex, x):
             "parity": "✓" if err <= PARITY_TOL else f"rel err {err:.1e} ({sum(flips)} flips)"}
 
 
-def run_one(family: str, exporter: str, workdir: Path) -> dict:
-    """Everything for one export (runs in the child process)."""
+def run_one(family: str, exporter: str, workdir: Path, spec: tuple | None = None,
+            methods=METHODS) -> dict:
+    """Everything for one export (runs in the child process). spec: (builder spec, size) instead
+    of the family's own; methods: a subset of METHODS (the suite's fast tier)."""
     import numpy as np
 
     sys.path.insert(0, str(ROOT / "converters"))
@@ -170,7 +180,7 @@ def run_one(family: str, exporter: str, workdir: Path) -> dict:
     import onnxcam
     import torch
 
-    spec, size = FAMILIES[family]
+    spec, size = spec or FAMILIES[family]
     row = {"family": family, "spec": spec, "exporter": exporter, "size": size}
     t0 = time.time()
     x1 = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
@@ -192,7 +202,7 @@ def run_one(family: str, exporter: str, workdir: Path) -> dict:
     photos = sorted((ROOT / "models" / "photos").glob("*.jpg"))[:1]
     x = onnxcam.load_images(photos, ex.preprocess)
     row["methods"] = {}
-    for method in METHODS:
+    for method in methods:
         options = {"top_k": 4} if method == "scorecam" else {}
         t = time.time()
         try:
