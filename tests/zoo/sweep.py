@@ -68,7 +68,7 @@ FAMILIES = {
     "SqueezeNet": ("tv:squeezenet1_1", 64),
     "ShuffleNet-V2": ("tv:shufflenet_v2_x0_5", 64),
     "MNASNet": ("timm:mnasnet_100", 64),
-    "VGG-BN": ("timm:vgg11_bn", 64),
+    "VGG-BN": ("tv:vgg11_bn", 224),  # its classifier needs 7x7 features
     "Xception": ("timm:xception41", 64),
 }
 METHODS = ["gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigengradcam", "eigencam",
