@@ -240,6 +240,94 @@ def ort_canonicalize(path: str) -> onnx.ModelProto:
     return canonical
 
 
+def canonicalize(path: str) -> onnx.ModelProto:
+    """ort_canonicalize + infer_shapes, repeated while reads of static dims can be folded.
+
+    TF-style "SAME" padding (timm's tf_* models, TorchScript export) computes its pads from
+    Shape(x)[2:] at run time; with a symbolic batch the Shape is not constant, onnxruntime folds
+    nothing, and every tensor behind the dynamic Pad loses its shape. Reads of dims that are
+    static (height, width, channels) are constants: replacing them lets onnxruntime fold the
+    whole padding chain into a constant Pad."""
+    model = infer_shapes(ort_canonicalize(path))
+    for _ in range(_MAX_FOLD_ROUNDS):  # each round makes the shapes behind one more Pad known
+        if not fold_static_shape_reads(model):
+            break
+        spill(model, os.path.dirname(path))
+        model = infer_shapes(ort_canonicalize(path))
+    return model
+
+
+# Rounds of fold + canonicalize: one per dynamic Pad met in sequence (tf_efficientnetv2_b0 has 5)
+_MAX_FOLD_ROUNDS = 32
+
+
+def _int_constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    values = {t.name: t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT64}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            values[node.output[0]] = node.attribute[0].t
+    return {k: numpy_helper.to_array(v) for k, v in values.items()
+            if onnx.TensorProto.INT64 == v.data_type}
+
+
+def fold_static_shape_reads(model: onnx.ModelProto) -> int:
+    """Replace Shape nodes whose dims are all static, and Gathers of static dims out of a Shape,
+    by constants. Returns how many were replaced (the caller re-canonicalizes to fold what follows)."""
+    from .catalog import tensor_shapes
+
+    shapes, consts = tensor_shapes(model), _int_constants(model)
+    dims_of = {}  # Shape output -> its dims (ints or symbols)
+    for node in model.graph.node:
+        if node.op_type == "Shape" and node.input[0] in shapes:
+            dims = list(shapes[node.input[0]])
+            attrs = {a.name: a.i for a in node.attribute}
+            dims_of[node.output[0]] = dims[attrs.get("start", 0):attrs.get("end", len(dims))]
+    folded = _fold_batch_shape_targets(model, shapes, dims_of)
+    for k, node in enumerate(model.graph.node):
+        value = None
+        if node.op_type == "Shape" and node.output[0] in dims_of:
+            value = _static(dims_of[node.output[0]])
+        elif node.op_type == "Gather" and node.input[0] in dims_of and node.input[1] in consts:
+            dims, idx = dims_of[node.input[0]], consts[node.input[1]]
+            if all(-len(dims) <= i < len(dims) for i in idx.reshape(-1)):
+                picked = _static([dims[int(i)] for i in idx.reshape(-1)])
+                value = None if picked is None else picked.reshape(idx.shape)
+        if value is not None:
+            model.graph.node[k].CopyFrom(onnx.helper.make_node(
+                "Constant", [], [node.output[0]], name=f"{node.name}/onnxcam_static",
+                value=numpy_helper.from_array(value, node.output[0])))
+            folded += 1
+    return folded
+
+
+def _fold_batch_shape_targets(model: onnx.ModelProto, shapes: dict, dims_of: dict) -> int:
+    """Reshape(a, Shape(b)) where b's dims are static but for a batch a shares: the target becomes
+    the constant [0, dims...] (0 copies a's batch). The TorchScript exporter writes GroupNorm as
+    Reshape -> InstanceNormalization -> Reshape(Shape(x)), which otherwise hides every shape after
+    the first GroupNorm (BiT)."""
+    done = 0
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in dims_of:
+            continue
+        dims, data = dims_of[node.input[1]], shapes.get(node.input[0], ())
+        if any(a.name == "allowzero" and a.i for a in node.attribute) or len(dims) < 2 or not data:
+            continue
+        if _static(dims[1:]) is None or isinstance(dims[0], int) or dims[0] != data[0]:
+            continue
+        target = np.array([0] + list(dims[1:]), np.int64)
+        name = f"{node.input[1]}__onnxcam_batch_target{done}"
+        model.graph.initializer.append(numpy_helper.from_array(target, name))
+        node.input[1] = name
+        done += 1
+    return done
+
+
+def _static(dims) -> np.ndarray | None:
+    if dims and all(isinstance(d, int) and d > 0 for d in dims):
+        return np.array(dims, np.int64)
+    return None
+
+
 def canonical_file(path: str) -> str:
     """Where ort_canonicalize leaves onnxruntime's result for the model spilled to `path`: the
     batching check runs that file instead of serializing the model once more."""

@@ -80,13 +80,15 @@ def propagate_layouts(model: onnx.ModelProto, input_name: str, input_layout: str
     """
     shapes = tensor_shapes(model)
     layouts = {input_name: input_layout}
+    folded = {}  # tensor of another rank -> (layout, shape) of the 4-D tensor it was reshaped from
     for node in model.graph.node:
         if not node.output:
             continue
+        out = node.output[0]
+        _carry_fold(node, out, shapes, layouts, folded)
         known = [(i, layouts[i]) for i in node.input if i in layouts]
         if not known:
             continue
-        out = node.output[0]
         if node.op_type in _CHANNELS_FIRST_OPS:
             layouts[out] = NCHW
         elif node.op_type == "Transpose":
@@ -106,6 +108,24 @@ def propagate_layouts(model: onnx.ModelProto, input_name: str, input_layout: str
                     layouts[out] = layout
                     break
     return layouts
+
+
+def _carry_fold(node, out, shapes, layouts, folded) -> None:
+    """GroupNorm as exported (Reshape to (N, G, -1) -> InstanceNormalization -> Reshape back): the
+    3-D tensors in between remember the 4-D tensor they came from, and the Reshape back to that
+    same shape gets its layout again."""
+    out_shape = shapes.get(out, ())
+    for i in node.input:
+        in_shape = shapes.get(i, ())
+        if len(in_shape) == 4 and i in layouts and len(out_shape) not in (0, 4):
+            folded[out] = (layouts[i], in_shape)
+        elif i in folded and len(out_shape) != 4:
+            folded[out] = folded[i]
+        elif i in folded and tuple(out_shape) == tuple(folded[i][1]):
+            layouts[out] = folded[i][0]
+        else:
+            continue
+        return
 
 
 # Element types that carry gradients and can be explained (shared by the rewriter).

@@ -235,7 +235,7 @@ def load(source, score: str = "logits", image_size=None) -> Model:
     with tempfile.TemporaryDirectory(prefix="onnxcam_") as tmp:
         src = canonical.spill(proto, tmp)
         del proto  # a large model must not be held twice while onnxruntime reads it
-        proto = canonical.infer_shapes(canonical.ort_canonicalize(src))
+        proto = canonical.canonicalize(src)
         notes.append(f"canonicalized {nodes_before} -> {len(proto.graph.node)} nodes")
         bn_after = sum(n.op_type == "BatchNormalization" for n in proto.graph.node)
         if bn_before > bn_after:

@@ -205,3 +205,52 @@ def where(ctx, node, g, wants):
     ga = ctx.unbroadcast(ctx.op("Where", [cond, g[0], zero]), out, a, node) if wants[1] else None
     gb = ctx.unbroadcast(ctx.op("Where", [cond, zero, g[0]]), out, b, node) if wants[2] else None
     return [None, ga, gb]
+
+
+@rule("Elu")
+def elu(ctx, node, g, wants):
+    """1 for x > 0, else y + α (= α eˣ), as PyTorch's elu backward."""
+    x, y = node.input[0], node.output[0]
+    below = ctx.op("Add", [y, ctx.scalar(ctx.attr(node, "alpha", 1.0), y)])
+    d = ctx.op("Where", [ctx.op("Greater", [x, ctx.scalar(0, x)]), ctx.scalar(1, x), below])
+    return [ctx.op("Mul", [g[0], d], hint="elu_grad")]
+
+
+@rule("Selu")
+def selu(ctx, node, g, wants):
+    """γ for x > 0, else y + γα."""
+    x, y = node.input[0], node.output[0]
+    alpha = ctx.attr(node, "alpha", 1.67326319217681884765625)
+    gamma = ctx.attr(node, "gamma", 1.05070102214813232421875)
+    below = ctx.op("Add", [y, ctx.scalar(alpha * gamma, y)])
+    d = ctx.op("Where", [ctx.op("Greater", [x, ctx.scalar(0, x)]), ctx.scalar(gamma, x), below])
+    return [ctx.op("Mul", [g[0], d], hint="selu_grad")]
+
+
+@rule("Mish")
+def mish(ctx, node, g, wants):
+    """y = x tanh(softplus x): y' = tanh(sp) + x σ(x) (1 - tanh²(sp))."""
+    x = node.input[0]
+    t = ctx.op("Tanh", [ctx.op("Softplus", [x])])
+    sech2 = ctx.op("Sub", [ctx.scalar(1, x), ctx.op("Mul", [t, t])])
+    d = ctx.op("Add", [t, ctx.op("Mul", [ctx.op("Mul", [x, ctx.op("Sigmoid", [x])]), sech2])])
+    return [ctx.op("Mul", [g[0], d], hint="mish_grad")]
+
+
+@rule("Softsign")
+def softsign(ctx, node, g, wants):
+    x = node.input[0]
+    denom = ctx.op("Add", [ctx.scalar(1, x), ctx.op("Abs", [x])])
+    return [ctx.op("Div", [g[0], ctx.op("Mul", [denom, denom])], hint="softsign_grad")]
+
+
+@rule("Max", "Min")
+def max_min(ctx, node, g, wants):
+    """The cotangent goes to the inputs that equal the output, shared evenly by ties (PyTorch's
+    maximum/minimum give each of two tied inputs half)."""
+    out = node.output[0]
+    hits = [_mask(ctx, ctx.op("Equal", [i, out]), out) for i in node.input]
+    count = hits[0] if len(hits) == 1 else ctx.op("Sum", hits)
+    share = ctx.op("Div", [g[0], count], hint="extreme_share")
+    return [ctx.unbroadcast(ctx.op("Mul", [share, h]), out, i, node) if w else None
+            for i, h, w in zip(node.input, hits, wants)]

@@ -23,9 +23,9 @@ PASS_THROUGH = {"Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", 
                 "Erf", "Softplus", "Elu", "Selu", "Gelu", "Identity", "Dropout",
                 "BatchNormalization", "LayerNormalization", "InstanceNormalization",
                 "QuantizeLinear", "DequantizeLinear", "Softmax", "LogSoftmax", "Neg", "Abs", "Exp",
-                "Sqrt", "Reciprocal", "Pow", "Log"}
+                "Sqrt", "Reciprocal", "Pow", "Log", "Mish", "Softsign", "GroupNormalization"}
 MOVES_VALUES = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split", "Slice",
-                "Pad", "Gather", "Expand", "MaxPool"}
+                "Pad", "Gather", "Expand", "MaxPool", "GlobalMaxPool", "Tile", "DepthToSpace", "SpaceToDepth"}
 Z_RULE = {"AveragePool", "GlobalAveragePool", "ReduceMean", "ReduceSum", "Resize", "Add", "Sub", "Sum"}
 
 

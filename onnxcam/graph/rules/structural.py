@@ -146,3 +146,76 @@ def gather(ctx, node, g, wants):
     gx = ctx.op("ScatterElements", [ctx.zeros_like(data), positions, g_folded], hint="gather_grad",
                 axis=axis, reduction="add")
     return [gx, None]
+
+
+@rule("Tile")
+def tile(ctx, node, g, wants):
+    """Each input element appears once per tile: the cotangent, viewed as (r0, d0, r1, d1, ...),
+    is summed over the repeat axes."""
+    x = node.input[0]
+    dims = ctx.static_shape(x, node)
+    repeats = ctx.const(node.input[1])
+    if repeats is None or -1 in dims[1:]:
+        ctx.fail(node, "Tile with non-constant repeats or a dynamic input shape")
+    view = []
+    for r, d in zip(repeats, dims):
+        view += [int(r), d if d > 0 else 0]
+    if dims[0] < 0:
+        if int(repeats[0]) != 1:
+            ctx.fail(node, "Tile that repeats a dynamic batch")
+        view[1] = -1
+    folded = ctx.op("Reshape", [g[0], ctx.ints(view)], hint="tile_view")
+    summed = ctx.b.reduce("ReduceSum", folded, list(range(0, 2 * len(dims), 2)), keepdims=0)
+    return [summed, None]
+
+
+def _rearrangement(ctx, node):
+    """(view, perm) such that the op's output = Reshape(Transpose(Reshape(x, view), perm), out shape)."""
+    n, c, h, w = ctx.static_shape(node.input[0], node)
+    b = ctx.attr(node, "blocksize")
+    if -1 in (c, h, w):
+        ctx.fail(node, f"{node.op_type} with a dynamic channel count or size")
+    if node.op_type == "SpaceToDepth":
+        return [-1, c, h // b, b, w // b, b], [0, 3, 5, 1, 2, 4]
+    mode = ctx.attr(node, "mode", b"DCR")
+    if (mode.decode() if isinstance(mode, bytes) else mode) == "CRD":
+        return [-1, c // (b * b), b, b, h, w], [0, 1, 4, 2, 5, 3]
+    return [-1, b, b, c // (b * b), h, w], [0, 3, 4, 1, 5, 2]
+
+
+@rule("DepthToSpace", "SpaceToDepth")
+def depth_space(ctx, node, g, wants):
+    """Both are a Reshape, a 6-D Transpose and a Reshape (ONNX's definition): the cotangent goes
+    back through the inverse Transpose."""
+    view, perm = _rearrangement(ctx, node)
+    moved = [view[p] for p in perm]
+    inner = ctx.op("Reshape", [g[0], ctx.ints(moved)], hint="d2s_view")
+    back = ctx.op("Transpose", [inner], perm=[int(p) for p in np.argsort(perm)])
+    return [ctx.reshape_like(back, node.input[0])]
+
+
+@rule("Einsum")
+def einsum(ctx, node, g, wants):
+    """d operand_i = einsum(g, other operands -> operand_i's indices), expanded over indices that
+    only operand i has and that were summed away. Repeated indices (diagonals) and ellipses are refused."""
+    eq = (ctx.attr(node, "equation") or b"")
+    eq = (eq.decode() if isinstance(eq, bytes) else eq).replace(" ", "")
+    lhs, _, out = eq.partition("->")
+    terms = lhs.split(",")
+    if "." in eq or not _ or any(len(set(t)) != len(t) for t in terms + [out]):
+        ctx.fail(node, f"Einsum {eq!r} (ellipsis, implicit output or repeated index)")
+    grads = []
+    for i, (term, w) in enumerate(zip(terms, wants)):
+        if not w:
+            grads.append(None)
+            continue
+        others = [t for k, t in enumerate(terms) if k != i]
+        seen = set(out).union(*others) if others else set(out)
+        kept = "".join(c for c in term if c in seen)
+        inputs = [g[0]] + [n for k, n in enumerate(node.input) if k != i]
+        gi = ctx.op("Einsum", inputs, hint="einsum_grad", equation=",".join([out] + others) + "->" + kept)
+        if kept != term:  # indices summed by this operand alone: broadcast back over them
+            gi = ctx.op("Unsqueeze", [gi, ctx.ints([k for k, c in enumerate(term) if c not in seen])])
+            gi = ctx.op("Expand", [gi, ctx.shape_of(node.input[i])])
+        grads.append(gi)
+    return grads
