@@ -151,7 +151,9 @@ def parity(spec, ex, x):
     """Max relative error of dS/dA at the auto layer against autograd, and ReLU units flipped."""
     import numpy as np
     sys.path.insert(0, str(TESTS))
-    from test_autograd_parity import onnx_kink_hooks, torch_gradients
+    from gateflips import aligned_gates, assert_same_run, last_explain_graph, onnx_gates
+    from onnxcam.graph.backward import SEED
+    from test_autograd_parity import torch_gradients
 
     layer = ex.model.resolve_layers("auto")[0]
     seed = np.random.default_rng(0).normal(size=(len(x), ex.model.num_classes)).astype(np.float32)
@@ -160,13 +162,17 @@ def parity(spec, ex, x):
     module = matching_module(net, x, onnx_acts[layer.name])
     if module is None:
         return {"parity": "no torch module holds the auto layer's values"}
-    flips = []
-    kinks = onnx_kink_hooks(net, onnx_acts, flips)
-    _, ref = torch_gradients(net, x, [module], seed, kinks)
+    graph, batch = last_explain_graph(ex)
+    gates = onnx_gates(graph, {ex.model.input_name: x, SEED: seed}, batch)
+    assert_same_run(gates, onnx_acts)
+    with aligned_gates(gates) as flips:   # torch takes onnxruntime's gate decisions (gateflips.py)
+        _, ref = torch_gradients(net, x, [module], seed)
     g_ref = ref[module][1]
     err = float(np.abs(grads[layer.name] - g_ref).max() / max(np.abs(g_ref).max(), 1e-30))
-    return {"parity_err": err, "flips": int(sum(flips)), "module": module,
-            "parity": "✓" if err <= PARITY_TOL else f"rel err {err:.1e} ({sum(flips)} flips)"}
+    unexplained = len(flips.unexplained) + len(flips.unmatched)
+    ok = err <= PARITY_TOL and not unexplained
+    return {"parity_err": err, "flips": int(flips.total), "module": module,
+            "parity": "✓" if ok else f"rel err {err:.1e} ({flips.report()})"}
 
 
 def run_one(family: str, exporter: str, workdir: Path, spec: tuple | None = None,
