@@ -32,7 +32,8 @@ EXAMPLE_ARCHS = ["resnet18", "resnet50", "vgg16_bn", "mobilenet_v2", "mobilenet_
                  "efficientnet_b0", "densenet121", "convnext_tiny"]
 
 
-def build(arch: str, seed: int = 0, num_classes: int = 1000, randomize_bn: bool = False):
+def build(arch: str, seed: int = 0, num_classes: int = 1000, randomize_bn: bool = False,
+          head_width: int | None = None, head_pool: int = 7):
     """torchvision.models.<arch> with random weights, in eval mode.
 
     Same as ``torch.manual_seed(seed); torchvision.models.get_model(arch, weights=None)``, so a
@@ -41,12 +42,23 @@ def build(arch: str, seed: int = 0, num_classes: int = 1000, randomize_bn: bool 
     It also matters for the signal scale: untrained mobilenet_v2 / mobilenet_v3_small /
     efficientnet_b0 give logits of ~1e-9 .. 1e-14 with fresh BN stats (~0.01 .. 0.2 with
     ``randomize_bn``), which makes absolute gradient/logit tolerances meaningless.
+    ``head_width`` narrows a VGG's two hidden classifier layers (4096 wide, 120 M of VGG-16's 138 M
+    weights) and ``head_pool`` its adaptive pool (7x7 needs 224 px inputs; 3x3 takes 112 px): the
+    same layer types at a fraction of the memory, for tests that explain its features.
     """
     import torch
     import torchvision
 
     torch.manual_seed(seed)
     model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    if head_width is not None:
+        if not arch.startswith("vgg"):
+            raise ValueError(f"head_width applies to VGG classifiers, not {arch}")
+        c = model.classifier  # Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear
+        model.avgpool = torch.nn.AdaptiveAvgPool2d(head_pool)
+        c[0] = torch.nn.Linear(512 * head_pool * head_pool, head_width)
+        c[3] = torch.nn.Linear(head_width, head_width)
+        c[6] = torch.nn.Linear(head_width, num_classes)
     with torch.no_grad():
         for m in model.modules() if randomize_bn else ():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
@@ -56,7 +68,7 @@ def build(arch: str, seed: int = 0, num_classes: int = 1000, randomize_bn: bool 
 
 
 def export(arch, out, exporter="torchscript", size=224, seed=0, dynamic_batch=True, opset=17,
-           verify=True, randomize_bn=False):
+           verify=True, randomize_bn=False, head_width=None, head_pool=7):
     """Build ``arch`` (random weights, ``seed``), export to ``out`` and return (model, Path).
 
     With ``verify`` the ORT logits are compared with torch on a real photo (chelsea, or a
@@ -65,7 +77,7 @@ def export(arch, out, exporter="torchscript", size=224, seed=0, dynamic_batch=Tr
     import numpy as np
     import torch
 
-    model = build(arch, seed, randomize_bn=randomize_bn)
+    model = build(arch, seed, randomize_bn=randomize_bn, head_width=head_width, head_pool=head_pool)
     photo = C.PHOTOS / "chelsea.jpg"
     if photo.exists():
         manifest = {"input_size": [size, size], "mean": C.IMAGENET_MEAN, "std": C.IMAGENET_STD,
