@@ -313,7 +313,7 @@ def external_cases(draw) -> Plan:
         box.write_model(model)
         box.image()
         return _cli(box, "external", desc, ["explain", MODEL, "img.png", "--out", "out", "--method", "gradcam"],
-                    if_accepted="escape" if outside else None, timeout=15)
+                    if_accepted="escape" if outside else None, timeout=60)
     return Plan("external", desc, make)
 
 
@@ -420,7 +420,7 @@ def _write_image(box: Sandbox, kind) -> tuple[str, dict]:
     elif special == "newline_name":
         name = "a\nb.png"
         cv2.imwrite(str(box.root / name), np.zeros((8, 8, 3), np.uint8))
-    return name, {"timeout": 15}
+    return name, {"timeout": 60}
 
 
 @st.composite
@@ -708,7 +708,7 @@ def sidecar_cases(draw) -> Plan:
         box.image()
         (box.model_dir / name).write_bytes(_sidecar_bytes(box, doc))
         return _cli(box, "sidecar", desc, ["explain", MODEL, "img.png", "--out", "out", "--method", "gradcam"],
-                    timeout=30, if_accepted="escape" if outside else None)
+                    timeout=90, if_accepted="escape" if outside else None)
     return Plan("sidecar", desc, make)
 
 
@@ -731,7 +731,7 @@ def preprocess_cases(draw) -> Plan:
         elif where == "directory":
             path.mkdir()
         return _cli(box, "preprocess", desc, ["explain", MODEL, "img.png", "--out", "out", "--method", "gradcam",
-                                              "--preprocess", str(path)], timeout=15)
+                                              "--preprocess", str(path)], timeout=60)
     return Plan("preprocess", desc, make)
 
 
