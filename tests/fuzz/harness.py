@@ -134,8 +134,10 @@ def _run_child(case: Case) -> tuple[int | None, bytes, bytes, float, float]:
         sel.register(fd, selectors.EVENT_READ)
     rusage = None
     interrupted = False
+    peak_mb = 0.0
     while True:
         now = time.monotonic() - start
+        peak_mb = max(peak_mb, _high_water_mb(proc.pid))
         if case.interrupt_after is not None and not interrupted and _cpu_seconds(proc.pid) >= case.interrupt_after:
             _signal(-proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
             interrupted = True
@@ -165,9 +167,22 @@ def _run_child(case: Case) -> tuple[int | None, bytes, bytes, float, float]:
     proc.stderr.close()
     _signal(-proc.pid, signal.SIGKILL)  # anything the child left running in its group
     timed_out = rusage is None
-    rss = rusage.ru_maxrss / 1024 if rusage is not None else 0.0
+    # not rusage.ru_maxrss: Linux carries the forking parent's RSS into an exec'd child's figure,
+    # so a child of a 3 GB test process would report 3 GB whatever it used itself
+    rss = peak_mb
     return (None if timed_out else proc.returncode, b"".join(fds[out_fd]),
             b"".join(fds[err_fd]), seconds, rss)
+
+
+def _high_water_mb(pid: int) -> float:
+    """The process's own peak resident memory so far (VmHWM, reset at exec), in MB; 0 if gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
 
 
 def _cpu_seconds(pid: int) -> float:
