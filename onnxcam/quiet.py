@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
+
+from .errors import readable
 
 
 class Captured:
@@ -19,8 +22,13 @@ class Captured:
     text = ""
 
     def first_line(self, limit: int = 160) -> str:
-        lines = [line.strip() for line in self.text.splitlines() if line.strip()]
-        return lines[0][:limit] if lines else ""
+        """The first thing said, without OpenCV's log prefix or C++ source locations."""
+        lines = [_LOG_PREFIX.sub("", line).strip() for line in self.text.splitlines() if line.strip()]
+        return readable(lines[0], limit) if lines else ""
+
+
+# OpenCV's logger: "[ WARN:0@0.351] global grfmt_tiff.cpp:811 readData ..." / "[ERROR:0@0.1] global ..."
+_LOG_PREFIX = re.compile(r"^\[\s*[A-Z]+:[\d@.]+\]\s*(?:global\s+)?")
 
 
 @contextlib.contextmanager
