@@ -35,7 +35,6 @@ def verify_batching(model: onnx.ModelProto | str, input_name: str, input_dims: l
 
     ort = import_onnxruntime()
     opts = light_session_options(ort)
-    opts.log_severity_level = 4
     try:
         source = model if isinstance(model, str) else model.SerializeToString()
         sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
