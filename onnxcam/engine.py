@@ -190,6 +190,10 @@ class SessionCache:
         build it): for inspecting what ran, e.g. the parity tests that expose its gate tensors."""
         return self._sessions[key][4]()[0]
 
+    def clear(self) -> None:
+        """Drop every cached session and the memory it holds; later calls build what they need again."""
+        self._sessions.clear()
+
     def per_sample(self, key) -> int:
         """Activation bytes per image of the graph cached under `key` (for batch sizing)."""
         return self._sessions[key][2]

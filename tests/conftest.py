@@ -76,9 +76,50 @@ def _release_freed_memory() -> None:
         pass
 
 
+OWN_PROCESS_CHILD = "ONNXCAM_TEST_CHILD"   # set in the child, so the test runs there instead of spawning again
+OWN_PROCESS_TIMEOUT = 1800                 # seconds; the slowest parity test takes ~2 min on 2 cores
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "own_process: run this test in a fresh Python process (see "
+                                       "pytest_pyfunc_call in conftest.py)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """Run tests marked own_process in a fresh interpreter and report its outcome here.
+
+    Why: the torch parity tests export and hold full-size networks (TorchScript/dynamo export, torch's
+    autograd, onnxruntime sessions of the gradient and LRP graphs) and one of them alone needs ~2.5 GB.
+    In the long-lived test process that comes on top of everything earlier tests left mapped, so the
+    suite's peak was the sum (4.6 GB). In a child the memory is returned to the OS when it exits. A new
+    process (not fork) because torch and onnxruntime keep thread pools that a fork would copy half-alive.
+    """
+    import os
+    import subprocess
+    if pyfuncitem.get_closest_marker("own_process") is None or os.environ.get(OWN_PROCESS_CHILD):
+        return None
+    root = Path(pyfuncitem.config.rootpath)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "--no-header",
+           "-m", "", pyfuncitem.nodeid]
+    env = dict(os.environ, **{OWN_PROCESS_CHILD: "1"})
+    try:
+        run = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True,
+                             timeout=OWN_PROCESS_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the test's own process ran longer than {OWN_PROCESS_TIMEOUT} s", pytrace=False)
+    output = run.stdout + run.stderr
+    if run.returncode == 0 and " passed" in output:
+        return True
+    if run.returncode == 0 and " skipped" in output:
+        reason = [line for line in output.splitlines() if line.startswith("SKIPPED")]
+        pytest.skip(reason[0] if reason else "skipped in its own process")
+    pytest.fail(f"in its own process (exit {run.returncode}):\n{output[-6000:]}", pytrace=False)
+
+
 def pytest_runtest_teardown(item):
     """Release what the test freed; with ONNXCAM_RSS_LOG=FILE, append each test's current and peak
-    RSS (MB), to find what holds memory."""
+    RSS and the largest own_process child's peak (MB), to find what holds memory."""
     import os
     import resource
     _release_freed_memory()
@@ -87,5 +128,6 @@ def pytest_runtest_teardown(item):
         with open("/proc/self/statm") as f:
             current = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024   # largest child so far
         with open(log, "a") as f:
-            f.write(f"{current:8.0f} {peak:8.0f} {item.nodeid}\n")
+            f.write(f"{current:8.0f} {peak:8.0f} {child:8.0f} {item.nodeid}\n")

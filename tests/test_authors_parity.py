@@ -37,6 +37,8 @@ from test_autograd_parity import match_layer, torch_gradients
 import torch
 import torch.nn.functional as F
 
+pytestmark = pytest.mark.own_process   # a resnet18 export and its torch twin: freed when the child exits
+
 ARCH, SIZE = "resnet18", 96
 MODULES = ["layer2", "layer3", "layer4"]
 PEARSON = 0.999                  # the bar; float32 runs of two runtimes reach ~1 - 1e-7

@@ -67,6 +67,7 @@ def match_layer(ex, acts, activation):
 
 
 @pytest.mark.slow
+@pytest.mark.own_process
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 @pytest.mark.parametrize("arch", list(DEPTHS))
 def test_gradients_equal_pytorch_autograd(arch, exporter, export_dir):

@@ -249,6 +249,7 @@ def test_lrp_method_and_custom_composite():
 
 # ---------- parity with Zennit ------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.own_process
 @pytest.mark.parametrize("arch,size", [("vgg16_bn", 112), ("resnet50", 112)])
 def test_epsilon_plus_flat_equals_zennit(arch, size, export_dir):
     import torch

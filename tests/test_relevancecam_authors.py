@@ -268,6 +268,7 @@ CASES = [
 ]
 
 
+@pytest.mark.own_process
 @pytest.mark.parametrize("arch,exporter,negative", CASES)
 def test_relevancecam_matches_the_authors_code_at_every_depth(arch, exporter, negative):
     for cut, pw, pm in compare(arch, exporter, negative, size=32 if arch.startswith("vgg") else 64):
