@@ -95,12 +95,15 @@ class ImageFigures:
         name = self.ex.labels[k] if self.ex.labels and k < len(self.ex.labels) else f"class {k}"
         return f"{name} (class {k}) p={prob:.2f}, score {float(res.logits[self.i, k]):.2f}"
 
-    def caption(self, res, layer: str, with_target: bool = True) -> list[str]:
-        title = methods.get(res.method).title
+    def caption(self, res, layer: str, with_target: bool = True, note: str = "") -> list[str]:
+        title = methods.get(res.method).title + (f", {note}" if note else "")
         depth = self._depth.get(layer)
-        where = f"layer {layer}" + (f" (depth {depth})" if depth is not None else "")
+        if layer == self.ex.model.input_name:
+            where = "on the input pixels"
+        else:
+            where = f"at layer {layer}" + (f" (depth {depth})" if depth is not None else "")
         lines = [self.target_line(res)] if with_target else []
-        lines.append(f"{title} at {where}")
+        lines.append(f"{title} {where}")
         if self.style.shared_scale and not self._signed(res):
             lines.append("shared colour scale")
         return lines
@@ -117,15 +120,16 @@ class ImageFigures:
                  f"{methods.get(res.method).title} at {len(res.layers)} layers"]
         return montage(tiles, captions, title, cols=GRID_COLUMNS)
 
-    def montage(self, pairs: list[tuple] | None = None) -> np.ndarray:
-        """Several (result, layer) overlays side by side, titled with the image (and the class when
-        all explain the same one)."""
-        pairs = pairs or [(res, layer) for res in self.results for layer in res.layers]
-        targets = {int(res.target[self.i]) for res, _ in pairs}
-        same = len(targets) == 1
-        title = [f"{self.name}: {self.target_line(pairs[0][0])}" if same else self.name]
-        tiles = [self.overlay(res, layer) for res, layer in pairs]
-        captions = [self.caption(res, layer, with_target=not same) for res, layer in pairs]
+    def montage(self, shown: list[tuple] | None = None) -> np.ndarray:
+        """Several overlays side by side, titled with the image (and the class when all explain
+        the same one). shown: (result, layer) or (result, layer, note for the caption) triples;
+        default every layer of every result."""
+        shown = [(s + ("",))[:3] for s in shown] if shown else \
+            [(res, layer, "") for res in self.results for layer in res.layers]
+        same = len({int(res.target[self.i]) for res, _, _ in shown}) == 1
+        title = [f"{self.name}: {self.target_line(shown[0][0])}" if same else self.name]
+        tiles = [self.overlay(res, layer) for res, layer, _ in shown]
+        captions = [self.caption(res, layer, not same, note) for res, layer, note in shown]
         cols = len(tiles) if len(tiles) <= ONE_ROW_MAX else GRID_COLUMNS
         return montage(tiles, captions, title, cols=cols)
 

@@ -43,29 +43,37 @@ def to_photo(heat, image_hw: tuple[int, int], spec: PreprocessSpec) -> np.ndarra
     """A map over the model's view [h, w] (any resolution: feature, input, ...) as float32 [H, W] on
     the photo of image_hw = (H, W) that the view was made from; NaN where the model did not look.
 
-    Bilinear sampling on pixel centres (the half-pixel grid of cv2.resize), so for "stretch" it is
-    exactly cv2.resize to (W, H).
+    The map is brought to the view's size, put into the frame of the resized photo (cropped for
+    letterbox padding; edge values extended over the parts a centre crop cut off, so bilinear
+    sampling at the crop's edge does not mix in anything), resized to the photo with cv2.resize
+    (bilinear, half-pixel grid) and the unseen pixels set to NaN. For "stretch" this is exactly
+    cv2.resize of the view-sized map to (W, H).
     """
     heat = _map_2d(heat)
     ph, pw = _size(image_hw, "image size")
     g = view_geometry((ph, pw), spec)
-    vh, vw = g.size
-    mh, mw = heat.shape
-    fx, fy = g.scale_xy
-    # photo pixel x (centre x + 0.5) -> view edge coordinate u -> map index coordinate
-    ax, ay = fx * mw / vw, fy * mh / vh
-    bx, by = (0.5 * fx - g.left) * mw / vw - 0.5, (0.5 * fy - g.top) * mh / vh - 0.5
-    m = np.float32([[ax, 0, bx], [0, ay, by]])
-    out = cv2.warpAffine(np.nan_to_num(heat, nan=0.0), m, (pw, ph),
-                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    frame, holes = _to_frame(heat, g, cv2.INTER_LINEAR), None
+    if np.isnan(heat).any():   # a map's own holes stay holes
+        holes = _to_frame(np.isnan(heat).astype(np.float32), g, cv2.INTER_NEAREST)
+    out = cv2.resize(frame, (pw, ph), interpolation=cv2.INTER_LINEAR)
+    if holes is not None:
+        out[cv2.resize(holes, (pw, ph), interpolation=cv2.INTER_NEAREST) > 0] = np.nan
     seen = seen_mask((ph, pw), spec)
     if not seen.all():
         out[~seen] = np.nan
-    if np.isnan(heat).any():   # keep a map's own holes holes
-        holes = cv2.warpAffine(np.isnan(heat).astype(np.float32), m, (pw, ph),
-                               flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-        out[holes > 0] = np.nan
     return out
+
+
+def _to_frame(heat: np.ndarray, g, interpolation: int) -> np.ndarray:
+    """heat over the view, at the view's size, in the resized photo's frame (resized_h, resized_w)."""
+    h, w = g.size
+    view = np.nan_to_num(heat, nan=0.0)
+    if view.shape != (h, w):
+        view = cv2.resize(view, (w, h), interpolation=interpolation)
+    if g.top >= 0 and g.left >= 0:   # stretch (no offset) or centre crop: extend the edges outwards
+        return cv2.copyMakeBorder(view, g.top, g.resized_h - h - g.top, g.left, g.resized_w - w - g.left,
+                                  cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(view[-g.top:-g.top + g.resized_h, -g.left:-g.left + g.resized_w])   # letterbox
 
 
 def seen_mask(image_hw: tuple[int, int], spec: PreprocessSpec) -> np.ndarray:

@@ -43,9 +43,11 @@ def _width(text: str, scale: float) -> int:
 
 
 def wrap(text: str, width: int, scale: float) -> list[str]:
-    """text broken into lines no wider than width pixels: after '/', '.', '_', '-', ' ' where it
-    can, inside a piece only when one piece alone is wider than the line."""
-    pieces = [p for p in re.split(r"(?<=[/._\- ])", _ascii(text)) if p]
+    """text broken into lines no wider than width pixels: after '/' or ' ' where it can, after
+    '.', '_' or '-' inside a piece too long for a line, inside a word only as the last resort."""
+    pieces = []
+    for piece in (p for p in re.split(r"(?<=[/ ])", _ascii(text)) if p):
+        pieces += [piece] if _width(piece, scale) <= width else [q for q in re.split(r"(?<=[._\-])", piece) if q]
     lines, line = [], ""
     for piece in pieces:
         if _width(line + piece, scale) <= width:
