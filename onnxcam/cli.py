@@ -25,7 +25,7 @@ from .explainer import Explainer, Result
 from .output import (check_folder, check_targets, fresh_folder, safe_name, unique_paths, write_json, write_npz,
                      write_png, write_text)
 from .figures import AT, ImageFigures, Style
-from .postprocess import COLORMAPS, pixels_to_rgb
+from .postprocess import COLORMAPS
 from .files import read_json_object
 from .preprocess import load_images
 
@@ -172,7 +172,7 @@ def write_results(ex: Explainer, results: list[Result], images: list[Path], view
         elif what == "montage":
             write_png(path, fig.montage())
         elif what.startswith("pixels:"):
-            write_png(path, pixels_to_rgb(res.pixels[what[7:]][i], ex.preprocess.channel_order))
+            write_png(path, fig.pixels(res, what[7:]))
         else:
             write_png(path, fig.tile(res, what))
     return [p for p, _, _, _ in plan]

@@ -20,7 +20,7 @@ import numpy as np
 from . import methods
 from .errors import OnnxCamError
 from .mapback import to_photo
-from .postprocess import check_style, overlay, resize
+from .postprocess import check_style, hatched, overlay, pixels_to_rgb, resize
 from .preprocess import view_geometry
 from .render import captioned, montage
 
@@ -88,6 +88,18 @@ class ImageFigures:
             return overlay(self.view, heat, s.alpha, self._signed(res), s.colormap)
         heat = to_photo(heat, self.photo.shape[:2], self.ex.preprocess)
         return overlay(self.photo, heat, s.alpha, self._signed(res), s.colormap)
+
+    def pixels(self, res, layer: str) -> np.ndarray:
+        """A guided method's pixel attribution as an image, on the photo (at="photo": each channel
+        mapped back, the unseen parts hatched) or on the model's view."""
+        rgb = pixels_to_rgb(res.pixels[layer][self.i], self.ex.preprocess.channel_order)
+        if self.style.at == "model":
+            return rgb
+        planes = np.stack([to_photo(rgb[..., c].astype(np.float32), self.photo.shape[:2], self.ex.preprocess)
+                           for c in range(3)], axis=-1)
+        unseen = np.isnan(planes[..., 0])
+        planes[unseen] = hatched(self.photo)[unseen]
+        return np.uint8(np.clip(np.rint(planes), 0, 255))
 
     def target_line(self, res) -> str:
         k = int(res.target[self.i])

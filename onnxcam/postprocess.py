@@ -79,12 +79,14 @@ def colorize(heat: np.ndarray, diverging: bool = False, colormap: str = "jet") -
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, diverging: bool = False,
-            colormap: str = "jet") -> np.ndarray:
+            colormap: str = "jet", preprocess: PreprocessSpec | None = None) -> np.ndarray:
     """A heatmap blended over a uint8 RGB image (the counterpart of pytorch-grad-cam's
     show_cam_on_image): `image` is a photo of any size [H, W, 3], `heat` a map in [0, 1] of any
-    size (stretched to the image when sizes differ; use onnxcam.mapback.to_photo first for a
-    centre-cropped or letterboxed model input). NaN pixels (parts of the photo the model never
-    saw) are drawn dimmed and hatched, without heat. alpha: 0 = photo only, 1 = heatmap only."""
+    size. With `preprocess` (the explainer's PreprocessSpec) the map is taken to be over the
+    model's view of this photo and mapped back through its crop or padding (mapback.to_photo);
+    without it, a map of another size is stretched over the image. NaN pixels (parts of the photo
+    the model never saw) are drawn dimmed and hatched, without heat. alpha: 0 = photo only,
+    1 = heatmap only. diverging: blue-white-red around 0.5 for signed maps instead of colormap."""
     check_style(colormap, alpha)
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -92,16 +94,18 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, diverging: 
     heat = np.asarray(heat, np.float32)
     if heat.ndim != 2 or heat.size == 0:
         raise OnnxCamError(f"overlay takes one map [h, w], got shape {heat.shape}")
-    if image.shape[:2] != heat.shape:
+    if preprocess is not None:
+        heat = to_photo(heat, image.shape[:2], preprocess)
+    elif image.shape[:2] != heat.shape:
         heat = to_photo(heat, image.shape[:2], PreprocessSpec(size=heat.shape))
     mixed = (1 - alpha) * image.astype(np.float32) + alpha * colorize(heat, diverging, colormap).astype(np.float32)
     unseen = np.isnan(heat)
     if unseen.any():
-        mixed[unseen] = _hatched(image)[unseen]
+        mixed[unseen] = hatched(image)[unseen]
     return np.uint8(np.clip(mixed, 0, 255))
 
 
-def _hatched(image: np.ndarray) -> np.ndarray:
+def hatched(image: np.ndarray) -> np.ndarray:
     """The image dimmed to a third with thin grey diagonal lines: 'no explanation here'."""
     h, w = image.shape[:2]
     period = max(8, round(max(h, w) / 40))

@@ -78,6 +78,9 @@ def test_overlay_and_scale_map_api():
     holes[:, :100] = np.nan                                  # unexplained: dimmed, hatched, no heat
     drawn = onnxcam.overlay(photo, holes)
     assert drawn[:, :100].mean() < 80 and len(np.unique(drawn[:, :100].reshape(-1, 3), axis=0)) >= 2
+    crop = PreprocessSpec(size=(100, 100), resize="center_crop", crop_fraction=1.0)
+    mapped = onnxcam.overlay(photo, np.zeros((100, 100), np.float32), preprocess=crop)   # 500x300: sees x 100..400
+    assert mapped.shape == (300, 500, 3) and mapped[:, :95].mean() < 80 and mapped[:, 105:395].mean() > 80
     scaled = onnxcam.scale_map(np.array([[1.0, 3.0], [2.0, 5.0]]), (40, 60))
     assert scaled.shape == (40, 60) and scaled.min() == 0 and scaled.max() == pytest.approx(1.0)
     assert onnxcam.scale_map(np.ones((2, 3, 3)), (5, 5)).shape == (2, 5, 5)
