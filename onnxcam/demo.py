@@ -4,6 +4,7 @@ last layer, SR map), one captioned montage per photo at the photo's resolution, 
 of the commands to paste next."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from . import bundled
@@ -24,7 +25,8 @@ def intermediate_layer(ex):
 
 
 def run_demo(ex, out: str | None, overwrite: bool) -> int:
-    paths = [p for p in bundled.photos() if p.stem in DEMO_PHOTOS] or bundled.photos()
+    found = {p.stem: p for p in bundled.photos()}
+    paths = [found[name] for name in DEMO_PHOTOS if name in found] or list(found.values())
     out = Path(out) if out else fresh_folder(Path("onnxcam-demo"))
     targets = [out / f"{p.stem}_montage.png" for p in paths]
     check_targets(targets, overwrite)
@@ -55,11 +57,13 @@ def _name(ex, k: int) -> str:
 
 
 def _tour(paths: list[Path]) -> str:
-    model, photos = bundled.MODEL, " ".join(str(p) for p in paths[:2])
+    """Paste-ready next steps (POSIX shell) on the bundled model and the two photos it classifies
+    best: evaluate, export-explainer, compare (the last with the user's own quantized build)."""
+    two = " ".join(f"$P/{p.name}" for p in paths[:2])
     return "\n".join([
-        "next, on your own model and photos:",
-        f"  onnxcam explain {model} {photos} --method hirescam,scorecam --out explained",
-        f"  onnxcam evaluate {model} {photos} --methods hirescam,scorecam --out evaluated   # report.html",
-        f"  onnxcam compare {model} YOUR_INT8_BUILD.onnx {photos} --out compared          # exit 1 if they disagree",
-        f"  onnxcam export-explainer {model} -o explainer.onnx   # logits + heatmap in one .onnx",
+        "next, paste into a shell:",
+        f"  M={shlex.quote(str(bundled.MODEL))} P={shlex.quote(str(bundled.PHOTOS))}",
+        f"  onnxcam evaluate $M {two} --methods hirescam,scorecam --out evaluated   # metrics + report.html",
+        "  onnxcam export-explainer $M -o explainer.onnx   # one .onnx that returns logits + heatmap",
+        f"  onnxcam compare $M YOUR_INT8_BUILD.onnx {two} --out compared   # does your build explain alike?",
     ])
