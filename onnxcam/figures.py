@@ -154,5 +154,5 @@ class ImageFigures:
             arrays["photo_hw"] = np.array(self.photo.shape[:2], np.int64)
             arrays["seen_box"] = np.array(g.seen_box(), np.float64)
             for j, layer in enumerate(res.layers):
-                arrays[f"photo_map_{j}"] = self.photo_map(res, layer)
+                arrays[f"photo_map_{j}"] = self.photo_map(res, layer).astype(np.float16)   # see cli._arrays
         return arrays

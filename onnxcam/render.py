@@ -28,9 +28,12 @@ def _ascii(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
-def text_scale(width: int, per_line: float = 34.0) -> float:
-    """Font scale whose cap height is about width / per_line pixels, at least MIN_TEXT_PX."""
-    target = max(MIN_TEXT_PX, width / per_line)
+def text_scale(width: int, height: int | None = None, per_line: float = 34.0) -> float:
+    """Font scale whose cap height is about width / per_line pixels, at least MIN_TEXT_PX; for a
+    picture much wider than tall (a panorama), relative to twice its height instead, so the
+    caption does not dwarf it."""
+    base = width if height is None else min(width, 2 * height)
+    target = max(MIN_TEXT_PX, base / per_line)
     return target / cv2.getTextSize("Hg", FONT, 1.0, 1)[0][1]
 
 
@@ -86,6 +89,7 @@ def text_strip(width: int, lines: list[str], scale: float | None = None, bold: b
 
 def captioned(tile: np.ndarray, lines: list[str], scale: float | None = None) -> np.ndarray:
     """tile with its caption strip below it (class and score, method, layer ...)."""
+    scale = text_scale(tile.shape[1], tile.shape[0]) if scale is None else scale
     return np.vstack([tile, text_strip(tile.shape[1], lines, scale)])
 
 
@@ -107,7 +111,7 @@ def montage(tiles: list[np.ndarray], captions: list[list[str]], title: list[str]
                            f"{len(tiles)} tiles and {len(captions)} captions")
     width = min(min(t.shape[1] for t in tiles), max_tile_width)
     tiles = [_fit_width(t, width) for t in tiles]
-    scale = text_scale(width)
+    scale = text_scale(width, min(t.shape[0] for t in tiles))
     cells = [captioned(t, c, scale) for t, c in zip(tiles, captions)]
     cols = len(cells) if cols is None else max(1, min(cols, len(cells)))
     gap = max(2, width // 80)
