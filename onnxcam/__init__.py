@@ -5,7 +5,9 @@ from .evaluate import evaluate  # noqa: E402  (the function; the module stays im
 from .compare import compare  # noqa: E402  (likewise)
 from .deploy import build_explainer_model, export_explainer
 from .preprocess import PreprocessSpec, load_images
+from .postprocess import overlay
+from .mapback import scale_map, to_photo
 
 __version__ = "0.1.0"
 __all__ = ["Explainer", "Result", "OnnxCamError", "PreprocessSpec", "evaluate", "compare", "export_explainer",
-           "build_explainer_model", "load_images", "__version__"]
+           "build_explainer_model", "load_images", "overlay", "scale_map", "to_photo", "__version__"]

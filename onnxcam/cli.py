@@ -24,7 +24,8 @@ from .errors import OnnxCamError, first_line
 from .explainer import Explainer, Result
 from .output import (check_folder, check_targets, fresh_folder, safe_name, unique_paths, write_json, write_npz,
                      write_png, write_text)
-from .postprocess import grid, overlay, pixels_to_rgb
+from .figures import AT, ImageFigures, Style
+from .postprocess import COLORMAPS
 from .files import read_json_object
 from .preprocess import load_images
 
@@ -72,7 +73,7 @@ def _add_preprocess_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scale", type=float, help="multiplies 0..255 pixels before mean/std (default 1/255)")
     g.add_argument("--channel-order", choices=["RGB", "BGR"])
     g.add_argument("--layout", choices=["NCHW", "NHWC"])
-    g.add_argument("--resize", choices=["stretch", "center_crop"])
+    g.add_argument("--resize", choices=["stretch", "center_crop", "letterbox"])
 
 
 def _add_engine_flags(p: argparse.ArgumentParser) -> None:
@@ -138,40 +139,57 @@ def top_classes(ex: Explainer, scores: np.ndarray, k: int = 5) -> list[list[dict
     return out
 
 
-def write_results(ex: Explainer, res: Result, images: list[Path], views, out: Path,
-                  overwrite: bool) -> list[Path]:
-    """Overlays per image and layer, plus one .npz per image with raw and normalized maps."""
-    plan = []  # (path, image index, what): what is a layer, "pixels:<layer>", "grid" or "npz"
+def write_results(ex: Explainer, results: list[Result], images: list[Path], views, photos, out: Path,
+                  overwrite: bool, style: Style = Style(), montage: bool = False) -> list[Path]:
+    """Per result: overlays per image and layer, a grid when several layers, guided pixel images,
+    one .npz per image; with `montage`, one side-by-side picture per image of every result.
+    Every target is checked before the first write."""
+    plan = []  # (path, image index, result index, what): a layer, "pixels:<layer>", "grid", "npz", "montage"
     for i, img in enumerate(images):
         stem = f"{i:02d}_{safe_name(img.stem)}" if len(images) > 1 else safe_name(img.stem)
-        for layer in res.layers:
-            plan.append((out / f"{stem}_{res.method}_{safe_name(layer)}.png", i, layer))
-        for layer in res.pixels:
-            plan.append((out / f"{stem}_{res.method}_{safe_name(layer)}_pixels.png", i, f"pixels:{layer}"))
-        if len(res.layers) > 1:
-            plan.append((out / f"{stem}_{res.method}_grid.png", i, "grid"))
-        plan.append((out / f"{stem}_{res.method}.npz", i, "npz"))
-    paths = unique_paths([(p, f"{i}:{what}") for p, i, what in plan])
-    plan = [(path, i, what) for path, (_, i, what) in zip(paths, plan)]
+        for r, res in enumerate(results):
+            for layer in res.layers:
+                plan.append((out / f"{stem}_{res.method}_{safe_name(layer)}.png", i, r, layer))
+            for layer in res.pixels:
+                plan.append((out / f"{stem}_{res.method}_{safe_name(layer)}_pixels.png", i, r, f"pixels:{layer}"))
+            if len(res.layers) > 1:
+                plan.append((out / f"{stem}_{res.method}_grid.png", i, r, "grid"))
+            plan.append((out / f"{stem}_{res.method}.npz", i, r, "npz"))
+        if montage:
+            plan.append((out / f"{stem}_montage.png", i, -1, "montage"))
+    paths = unique_paths([(p, f"{i}:{r}:{what}") for p, i, r, what in plan])
+    plan = [(path, i, r, what) for path, (_, i, r, what) in zip(paths, plan)]
     check_targets(paths, overwrite)
-    depth = {l.name: l.depth for l in ex.layers}
-    diverging = methods.get(res.method).signed
-    for path, i, what in plan:
+    figures = {}
+    for path, i, r, what in plan:
+        if i not in figures:
+            figures = {i: ImageFigures(ex, results, i, views[i], photos[i], images[i].name, style)}
+        fig, res = figures[i], results[r]
         if what == "npz":
-            write_npz(path, _arrays(res, i))
+            write_npz(path, _arrays(res, i) | fig.arrays(res))
         elif what == "grid":
-            tiles = [overlay(views[i], res.maps[layer][i], diverging=diverging) for layer in res.layers]
-            labels = [f"{depth.get(layer, '')} {layer}" for layer in res.layers]
-            write_png(path, grid(tiles, labels))
+            write_png(path, fig.grid(res))
+        elif what == "montage":
+            write_png(path, fig.montage())
         elif what.startswith("pixels:"):
-            write_png(path, pixels_to_rgb(res.pixels[what[7:]][i], ex.preprocess.channel_order))
+            write_png(path, fig.pixels(res, what[7:]))
         else:
-            write_png(path, overlay(views[i], res.maps[what][i], diverging=diverging))
-    return [p for p, _, _ in plan]
+            write_png(path, fig.tile(res, what))
+    return [p for p, _, _, _ in plan]
 
 
 def _arrays(res: Result, i: int) -> dict:
-    """What one image's .npz holds: scores, target, and per layer j raw_j / map_j (+ pixels_j)."""
+    """What one image's .npz holds: logits, target, layers, and per layer j:
+    raw_j   the method's raw map at the layer's (feature) resolution, unnormalized;
+    map_j   the normalized map at the model's input resolution (the view the model saw), [0, 1];
+    pixels_j  the pixel attribution [C, H, W] of guided methods, at the model's input resolution;
+    near_kinks_j  gate units within rounding of their threshold (gradient methods).
+    With the default --at photo, also (figures.ImageFigures.arrays):
+    photo_map_j  map_j on the original photo's pixels [H, W], NaN where the model did not look
+                 (outside a centre crop); float16 (3 significant digits are all a heatmap has, and
+                 a 12-megapixel photo's map is 24 MB instead of 48 before compression);
+    photo_hw     (H, W) of the photo; seen_box: the part of the photo the model saw,
+                 (x0, y0, x1, y1) in photo pixels."""
     arrays = {"logits": res.logits[i], "target": np.int64(res.target[i]), "layers": np.array(res.layers)}
     for j, name in enumerate(res.layers):
         arrays[f"raw_{j}"] = res.raw[name][i]
@@ -203,13 +221,27 @@ def cmd_layers(args) -> int:
     return 0
 
 
-def run_explain(ex: Explainer, images: list[Path], method: str, layers, target, out: Path,
-                overwrite: bool, options: dict) -> tuple[Result, list[Path], list]:
+def run_explain(ex: Explainer, images: list[Path], method, layers, target, out: Path,
+                overwrite: bool, options: dict, style: Style = Style()) -> tuple[list[Result], list[Path], list]:
+    """Explain the images with one method or several (a list: then one montage per image too),
+    and write the results; the photos are read once, at full resolution."""
     check_folder(out)   # before the run: its results must have somewhere to go
-    x, views = load_images(images, ex.preprocess, return_views=True)
-    res = ex.explain(x, method=method, layers=layers, target=target, **options)
-    files = write_results(ex, res, images, views, out, overwrite)
-    return res, files, top_classes(ex, res.logits)
+    names = [method] if isinstance(method, str) else list(method)
+    x, views, photos = load_images(images, ex.preprocess, return_views=True, return_photos=True)
+    results = [ex.explain(x, method=m, layers=layers, target=target, **_options_for(m, options, names))
+               for m in names]
+    files = write_results(ex, results, images, views, photos, out, overwrite, style, montage=len(names) > 1)
+    return results, files, top_classes(ex, results[0].logits)
+
+
+def _options_for(method: str, options: dict, names: list[str]) -> dict:
+    """With several methods each gets the options it takes; an option none of them takes is
+    passed on, so explain names it in its error instead of dropping it."""
+    if len(names) == 1:
+        return options
+    taken = {o for n in names for o in methods.get(n).options}
+    own = set(methods.get(method).options)
+    return {k: v for k, v in options.items() if k in own or k not in taken}
 
 
 def _summary(ex: Explainer, res: Result, images, files, tops) -> dict:
@@ -225,13 +257,19 @@ def cmd_explain(args) -> int:
     images = [Path(p) for p in args.images]
     target = _parse_target(args.target)
     options = _method_options(args)
-    res, files, tops = run_explain(ex, images, args.method, args.layer, target, Path(args.out),
-                                   args.overwrite, options)
-    summary = _summary(ex, res, images, files, tops)
+    style = Style(args.at, args.colormap, args.alpha, args.shared_scale)
+    results, files, tops = run_explain(ex, images, args.method, args.layer, target, Path(args.out),
+                                       args.overwrite, options, style)
+    if len(results) == 1:   # one method: the summary as it always was
+        summary = _summary(ex, results[0], images, files, tops)
+    else:                   # several: one summary per method, the files (montages too) once
+        summary = {"runs": [_summary(ex, r, images, [], tops) for r in results], "files": [str(f) for f in files]}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        _print_summary(summary, Path(args.out))
+        for run in summary.get("runs", [summary]):
+            _print_summary(run)
+        print(f"wrote {len(summary['files'])} files to {args.out}")
     return 0
 
 
@@ -247,34 +285,55 @@ def _parse_target(text: str | None):
     return values[0] if len(values) == 1 else values
 
 
-def _print_summary(summary: dict, out: Path) -> None:
+def _print_summary(summary: dict) -> None:
     print(f"method {summary['method']} on {summary['provider']}, layers: {', '.join(summary['layers'])}")
     for img in summary["images"]:
         print(f"{img['path']}: explaining class {img['target']} ({img['target_name']})")
         for t in img["top5"]:
             print(f"   {t['class']:>5}  {t['probability']:6.3f}  {t['name']}")
-    print(f"wrote {len(summary['files'])} files to {out}")
 
 
 def cmd_demo(args) -> int:
-    model = bundled.require(bundled.MODEL)
-    image = bundled.require(bundled.DEMO_IMAGE)
-    out = Path(args.out) if args.out else fresh_folder(Path("onnxcam-demo"))
-    ex = _explainer(model, args)
-    print(f"model: {model} ({ex.model.num_classes} classes, auto layer {ex.model.auto_layer.name})")
-    files, summaries = [], []
-    for method in ("scorecam", "eigencam"):
-        res, written, tops = run_explain(ex, [image], method, "auto", None, out, args.overwrite, {})
-        files += written
-        summaries.append(_summary(ex, res, [image], written, tops))
-    first = summaries[0]["images"][0]
-    print(f"image: {image}  (provider {summaries[0]['provider']})")
-    for t in first["top5"]:
-        print(f"   {t['class']:>5}  {t['probability']:6.3f}  {t['name']}")
-    for f in files:
-        print(f"wrote {f}")
-    print(f"output folder: {out}")
-    return 0
+    from .demo import run_demo
+    return run_demo(_explainer(bundled.require(bundled.MODEL), args), args.out, args.overwrite)
+
+
+def _method_names(text: str) -> list[str]:
+    """--method: one method name or several separated by commas (gradcam,hirescam,scorecam)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in methods.REGISTRY]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown method {unknown[0] if unknown else text!r}; choose one or "
+                                         f"more (comma-separated) of {', '.join(sorted(methods.REGISTRY))}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a method is named twice in {text!r}; name each once")
+    return names
+
+
+def _colormap(text: str) -> str:
+    if text.lower() not in COLORMAPS:
+        raise argparse.ArgumentTypeError(f"unknown colormap {text!r}; choose one of {', '.join(COLORMAPS)}")
+    return text.lower()
+
+
+def _alpha(text: str) -> float:
+    value = _finite_float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 (photo only) to 1 (heatmap only), got {text!r}")
+    return value
+
+
+def _add_style_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("pictures")
+    g.add_argument("--at", choices=AT, default="photo",
+                   help="draw overlays on the original photo, at its resolution (default), or on the "
+                        "model's input view")
+    g.add_argument("--colormap", type=_colormap, default="jet",
+                   help=f"OpenCV colormap for unsigned maps (default jet): {', '.join(COLORMAPS)}")
+    g.add_argument("--alpha", type=_alpha, default=0.5, help="heatmap weight over the photo, 0..1 (default 0.5)")
+    g.add_argument("--shared-scale", action="store_true",
+                   help="one colour scale for all layers/methods of an image (ReLU of the raw maps over "
+                        "their common maximum) instead of each map's own min-max")
 
 
 def cmd_evaluate(args) -> int:
@@ -382,9 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="explain images with one method")
     e.add_argument("model")
     e.add_argument("images", nargs="+")
-    e.add_argument("--method", default="scorecam", choices=sorted(methods.REGISTRY))
+    e.add_argument("--method", default="scorecam", type=_method_names,
+                   help="a method, or several separated by commas (then one side-by-side montage per image "
+                        f"too): {', '.join(sorted(methods.REGISTRY))}")
     e.add_argument("--layer", nargs="+", default=["auto"], help="auto, all, or layer names")
     _add_method_flags(e)
+    _add_style_flags(e)
     _reads_images(e, cmd_explain)
 
     v = sub.add_parser("evaluate", help="faithfulness and localization metrics with an HTML report")

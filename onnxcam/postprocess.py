@@ -11,6 +11,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .errors import OnnxCamError
+from .mapback import to_photo
+from .preprocess import PreprocessSpec
+
 EPS = 1e-7
 
 
@@ -48,24 +52,68 @@ def normalize(raw: np.ndarray, size: tuple[int, int], order: str = "relu_minmax_
     raise ValueError(f"unknown normalization order {order!r}")
 
 
-def colorize(heat: np.ndarray, diverging: bool = False) -> np.ndarray:
-    """[H, W] in [0, 1] -> uint8 RGB: JET, or blue-white-red around 0.5 for signed relevance."""
+COLORMAPS = {name[len("COLORMAP_"):].lower(): getattr(cv2, name)
+             for name in sorted(dir(cv2)) if name.startswith("COLORMAP_")}   # jet, turbo, inferno, viridis, ...
+
+
+def check_style(colormap: str = "jet", alpha: float = 0.5) -> None:
+    """One line for a colormap OpenCV does not have or an alpha outside 0..1."""
+    if not isinstance(colormap, str) or colormap.lower() not in COLORMAPS:
+        raise OnnxCamError(f"unknown colormap {colormap!r}; choose one of {', '.join(COLORMAPS)}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) or not 0 <= float(alpha) <= 1:
+        raise OnnxCamError(f"alpha must be a number from 0 (photo only) to 1 (heatmap only), got {alpha!r}")
+
+
+def colorize(heat: np.ndarray, diverging: bool = False, colormap: str = "jet") -> np.ndarray:
+    """[H, W] in [0, 1] -> uint8 RGB: an OpenCV colormap (default JET), or blue-white-red around 0.5
+    for signed relevance (diverging, whatever the colormap)."""
     heat = np.nan_to_num(heat, nan=0.0, posinf=1.0, neginf=0.0)  # a broken build's map still draws
     if diverging:
         t = np.clip(heat, 0, 1)[..., None].astype(np.float32)
         blue, white, red = np.array([0, 0, 255.0]), np.array([255.0, 255, 255]), np.array([255.0, 0, 0])
         rgb = np.where(t < 0.5, blue + (white - blue) * (t / 0.5), white + (red - white) * ((t - 0.5) / 0.5))
         return np.uint8(np.clip(rgb, 0, 255))
+    check_style(colormap)
     u8 = np.uint8(np.clip(heat, 0, 1) * 255)
-    return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(cv2.applyColorMap(u8, COLORMAPS[colormap.lower()]), cv2.COLOR_BGR2RGB)
 
 
-def overlay(view: np.ndarray, heat: np.ndarray, alpha: float = 0.5, diverging: bool = False) -> np.ndarray:
-    """Blend a heatmap over the uint8 RGB view the model saw."""
-    if view.shape[:2] != heat.shape:
-        heat = cv2.resize(heat, (view.shape[1], view.shape[0]), interpolation=cv2.INTER_LINEAR)
-    mixed = (1 - alpha) * view.astype(np.float32) + alpha * colorize(heat, diverging).astype(np.float32)
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, diverging: bool = False,
+            colormap: str = "jet", preprocess: PreprocessSpec | None = None) -> np.ndarray:
+    """A heatmap blended over a uint8 RGB image (the counterpart of pytorch-grad-cam's
+    show_cam_on_image): `image` is a photo of any size [H, W, 3], `heat` a map in [0, 1] of any
+    size. With `preprocess` (the explainer's PreprocessSpec) the map is taken to be over the
+    model's view of this photo and mapped back through its crop or padding (mapback.to_photo);
+    without it, a map of another size is stretched over the image. NaN pixels (parts of the photo
+    the model never saw) are drawn dimmed and hatched, without heat. alpha: 0 = photo only,
+    1 = heatmap only. diverging: blue-white-red around 0.5 for signed maps instead of colormap."""
+    check_style(colormap, alpha)
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise OnnxCamError(f"overlay takes a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
+    heat = np.asarray(heat, np.float32)
+    if heat.ndim != 2 or heat.size == 0:
+        raise OnnxCamError(f"overlay takes one map [h, w], got shape {heat.shape}")
+    if preprocess is not None:
+        heat = to_photo(heat, image.shape[:2], preprocess)
+    elif image.shape[:2] != heat.shape:
+        heat = to_photo(heat, image.shape[:2], PreprocessSpec(size=heat.shape))
+    mixed = (1 - alpha) * image.astype(np.float32) + alpha * colorize(heat, diverging, colormap).astype(np.float32)
+    unseen = np.isnan(heat)
+    if unseen.any():
+        mixed[unseen] = hatched(image)[unseen]
     return np.uint8(np.clip(mixed, 0, 255))
+
+
+def hatched(image: np.ndarray) -> np.ndarray:
+    """The image dimmed to a third with thin grey diagonal lines: 'no explanation here'."""
+    h, w = image.shape[:2]
+    period = max(8, round(max(h, w) / 40))
+    yy, xx = np.mgrid[0:h, 0:w]
+    lines = ((xx + yy) % period) < max(1, period // 6)
+    out = image.astype(np.float32) * 0.33
+    out[lines] = 150.0
+    return out
 
 
 def pixels_to_rgb(pixels: np.ndarray, channel_order: str = "RGB") -> np.ndarray:

@@ -21,14 +21,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_SIDE = 8192     # the largest model input side onnxcam accepts (size H W)
 MIN_CROP = 0.05     # center_crop resizes the image by 1/crop_fraction before cropping
+LETTERBOX_FILL = 114  # letterbox pads with this grey (0..255 before scale/mean/std), as YOLO-style exports do
 
 
 @dataclass(frozen=True)
 class PreprocessSpec:
     """How to turn an image file into one model input.
 
-    size: (H, W) the model expects. resize: "stretch" to (H, W), or "center_crop" (resize the
-    shorter side to size/crop_fraction, then crop the centre). scale multiplies raw 0..255 pixels
+    size: (H, W) the model expects. resize: "stretch" to (H, W), "center_crop" (resize the
+    shorter side to size/crop_fraction, then crop the centre), or "letterbox" (keep the aspect
+    ratio, fit the longer side, pad the rest with grey LETTERBOX_FILL). scale multiplies raw 0..255 pixels
     before (x - mean) / std. channel_order is the order the model wants (files are read as RGB).
     """
     size: tuple[int, int] = (224, 224)
@@ -59,7 +61,7 @@ class PreprocessSpec:
             raise OnnxCamError(f"crop_fraction must be between {MIN_CROP} and 1 (ImageNet uses 0.875), got {crop}")
         for name, value, allowed in (("channel_order", self.channel_order, ("RGB", "BGR")),
                                      ("layout", self.layout, ("NCHW", "NHWC")),
-                                     ("resize", self.resize, ("stretch", "center_crop"))):
+                                     ("resize", self.resize, ("stretch", "center_crop", "letterbox"))):
             if not isinstance(value, str) or value not in allowed:
                 raise OnnxCamError(f"{name} must be {' or '.join(map(repr, allowed))}, got {describe(value)}")
         for name, value in (("size", size), ("mean", mean), ("std", std), ("scale", scale),
@@ -172,36 +174,86 @@ def _too_many_pixels(p: Path, w: int, h: int) -> OnnxCamError:
                         "(the model sees it resized anyway), or the file is corrupted")
 
 
-def fit_view(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """The uint8 RGB view the model sees (resized/cropped to spec.size): overlays are drawn on it."""
+@dataclass(frozen=True)
+class ViewGeometry:
+    """Where the photo lands in the view the model sees; the one place this geometry is written.
+
+    The photo is resized to (resized_h, resized_w), then the view is the window of spec.size whose
+    top-left corner sits at (top, left) in resized pixels: positive offsets crop (center_crop),
+    negative ones pad (letterbox), zero with resized == size is a plain stretch. fit_view draws the
+    view, view_box maps boxes into it and onnxcam.mapback maps heatmaps back out of it.
+    """
+    photo_h: int
+    photo_w: int
+    resized_h: int
+    resized_w: int
+    top: int
+    left: int
+    size: tuple[int, int]
+
+    @property
+    def scale_xy(self) -> tuple[float, float]:
+        """Resized pixels per photo pixel, along x and y."""
+        return self.resized_w / self.photo_w, self.resized_h / self.photo_h
+
+    def photo_to_view(self, x: float, y: float) -> tuple[float, float]:
+        """A point in photo pixels (edge coordinates: 0 .. W) in view pixels (0 .. w)."""
+        fx, fy = self.scale_xy
+        return x * fx - self.left, y * fy - self.top
+
+    def view_to_photo(self, u: float, v: float) -> tuple[float, float]:
+        """The inverse of photo_to_view."""
+        fx, fy = self.scale_xy
+        return (u + self.left) / fx, (v + self.top) / fy
+
+    def seen_box(self) -> tuple[float, float, float, float]:
+        """The part of the photo the model sees, (x0, y0, x1, y1) in photo pixels (edge coordinates)."""
+        h, w = self.size
+        x0, y0 = self.view_to_photo(0, 0)
+        x1, y1 = self.view_to_photo(w, h)
+        return max(0.0, x0), max(0.0, y0), min(float(self.photo_w), x1), min(float(self.photo_h), y1)
+
+
+def view_geometry(image_hw: tuple[int, int], spec: PreprocessSpec) -> ViewGeometry:
+    """The ViewGeometry of a photo of (H, W) pixels under spec.resize (stretch, center_crop, letterbox)."""
+    ph, pw = int(image_hw[0]), int(image_hw[1])
     h, w = spec.size
     if spec.resize == "center_crop":
-        short = min(rgb.shape[:2])
-        target_short = int(round(min(h, w) / spec.crop_fraction))
-        f = target_short / short
-        rh, rw = max(h, int(round(rgb.shape[0] * f))), max(w, int(round(rgb.shape[1] * f)))
+        f = int(round(min(h, w) / spec.crop_fraction)) / min(ph, pw)
+        rh, rw = max(h, int(round(ph * f))), max(w, int(round(pw * f)))
         if rh * rw > MAX_PIXELS:
-            raise OnnxCamError(f"a {rgb.shape[1]}x{rgb.shape[0]} image is too elongated to center-crop "
+            raise OnnxCamError(f"a {pw}x{ph} image is too elongated to center-crop "
                                f"(it would be resized to {rw}x{rh}); crop it first or use resize 'stretch'")
-        rgb = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_LINEAR)
-        top, left = (rh - h) // 2, (rw - w) // 2
-        return np.ascontiguousarray(rgb[top:top + h, left:left + w])
-    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+        return ViewGeometry(ph, pw, rh, rw, (rh - h) // 2, (rw - w) // 2, (h, w))
+    if spec.resize == "letterbox":
+        f = min(h / ph, w / pw)
+        rh, rw = min(h, max(1, int(round(ph * f)))), min(w, max(1, int(round(pw * f))))
+        return ViewGeometry(ph, pw, rh, rw, -((h - rh) // 2), -((w - rw) // 2), (h, w))
+    return ViewGeometry(ph, pw, h, w, 0, 0, (h, w))
+
+
+def fit_view(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The uint8 RGB view the model sees (resized/cropped/padded to spec.size, see ViewGeometry)."""
+    g = view_geometry(rgb.shape[:2], spec)
+    h, w = g.size
+    resized = cv2.resize(rgb, (g.resized_w, g.resized_h), interpolation=cv2.INTER_LINEAR)
+    if (g.resized_h, g.resized_w, g.top, g.left) == (h, w, 0, 0):
+        return resized
+    view = np.full((h, w, 3), LETTERBOX_FILL, np.uint8)
+    # the overlap of the resized photo and the view window, in both frames
+    y0, x0 = max(0, g.top), max(0, g.left)
+    y1, x1 = min(g.resized_h, g.top + h), min(g.resized_w, g.left + w)
+    view[y0 - g.top:y1 - g.top, x0 - g.left:x1 - g.left] = resized[y0:y1, x0:x1]
+    return view
 
 
 def view_box(box, image_hw: tuple[int, int], spec: PreprocessSpec) -> tuple[float, float, float, float]:
     """A box given as fractions of the original photo, in pixels of the view the model sees
-    (the same geometry as fit_view: stretch, or shorter-side resize + centre crop)."""
-    h, w = image_hw
-    x0, y0, x1, y1 = (box[0] * w, box[1] * h, box[2] * w, box[3] * h)
-    th, tw = spec.size
-    if spec.resize == "center_crop":
-        f = int(round(min(th, tw) / spec.crop_fraction)) / min(h, w)
-        rh, rw = max(th, int(round(h * f))), max(tw, int(round(w * f)))
-        top, left = (rh - th) // 2, (rw - tw) // 2
-        fx, fy = rw / w, rh / h
-        return (x0 * fx - left, y0 * fy - top, x1 * fx - left, y1 * fy - top)
-    return (x0 * tw / w, y0 * th / h, x1 * tw / w, y1 * th / h)
+    (the same geometry as fit_view: see ViewGeometry)."""
+    g = view_geometry(image_hw, spec)
+    x0, y0 = g.photo_to_view(box[0] * g.photo_w, box[1] * g.photo_h)
+    x1, y1 = g.photo_to_view(box[2] * g.photo_w, box[3] * g.photo_h)
+    return (x0, y0, x1, y1)
 
 
 def to_input(views: list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
@@ -219,14 +271,23 @@ def to_input(views: list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def load_images(paths, spec: PreprocessSpec, return_views: bool = False):
-    """Read image files into a float32 batch; with return_views also the uint8 RGB views."""
+def load_images(paths, spec: PreprocessSpec, return_views: bool = False, return_photos: bool = False):
+    """Read image files into a float32 batch; with return_views also the uint8 RGB views the model
+    sees, with return_photos also the photos as read (uint8 RGB at full resolution, for overlays
+    mapped back onto them: onnxcam.mapback). Each file is read and decoded once.
+    Returns x, or (x, views), (x, photos) or (x, views, photos)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not isinstance(paths, (list, tuple)) or not all(isinstance(p, (str, Path)) for p in paths):
         raise OnnxCamError(f"images must be a path or a list of paths, got {describe(paths)}")
-    views = [fit_view(read_rgb(p), spec) for p in paths]
+    photos, views = [], []
+    for p in paths:
+        photo = read_rgb(p)
+        views.append(fit_view(photo, spec))
+        if return_photos:   # otherwise let each full-size photo go as soon as its view exists
+            photos.append(photo)
     if not views:
         raise OnnxCamError("no images given")
     x = to_input(views, spec)
-    return (x, views) if return_views else x
+    out = (x,) + ((views,) if return_views else ()) + ((photos,) if return_photos else ())
+    return out[0] if len(out) == 1 else out

@@ -1,4 +1,5 @@
-"""The command line: demo, layers, explain; no overwriting; one-line errors; --json."""
+"""The command line: layers, explain; no overwriting; one-line errors; --json (the demo and the
+pictures: tests/test_pictures.py)."""
 from __future__ import annotations
 
 import json
@@ -10,21 +11,6 @@ import pytest
 from onnxcam.cli import main
 from conftest import LITE0, PADDLE_CLS, photo_paths
 from nets import small_cnn
-
-
-def test_demo_writes_overlays_and_maps(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    assert "Egyptian cat" in out and "output folder: onnxcam-demo" in out
-    files = sorted(p.name for p in (tmp_path / "onnxcam-demo").iterdir())
-    assert any(f.endswith(".png") and "scorecam" in f for f in files)
-    assert any(f.endswith(".png") and "eigencam" in f for f in files)
-    npz = np.load(tmp_path / "onnxcam-demo" / "chelsea_scorecam.npz")
-    assert npz["raw_0"].shape == (7, 7) and npz["map_0"].shape == (224, 224) and int(npz["target"]) == 285
-    # a second demo never touches the first one's files
-    assert main(["demo"]) == 0
-    assert (tmp_path / "onnxcam-demo-1").is_dir()
 
 
 def test_layers_table_and_json(capsys):
