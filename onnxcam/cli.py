@@ -164,7 +164,7 @@ def write_results(ex: Explainer, res: Result, images: list[Path], views, out: Pa
             labels = [f"{depth.get(layer, '')} {layer}" for layer in res.layers]
             write_png(path, grid(tiles, labels))
         elif what.startswith("pixels:"):
-            write_png(path, pixels_to_rgb(res.pixels[what[7:]][i], ex.preprocess.channel_order))
+            write_png(path, pixels_to_rgb(res.pixels[what[7:]][i], ex.preprocess.channel_order, diverging))
         else:
             write_png(path, overlay(views[i], res.maps[what][i], diverging=diverging))
     return [p for p, _, _ in plan]
@@ -217,7 +217,9 @@ def _summary(ex: Explainer, res: Result, images, files, tops) -> dict:
             "images": [{"path": str(p), "target": int(t), "target_name": _label(ex, int(t)), "top5": top}
                        for p, t, top in zip(images, res.target, tops)],
             "files": [str(f) for f in files], "notes": res.notes,
-            "near_kinks": {layer: [int(c) for c in counts] for layer, counts in res.near_kinks.items()}}
+            "near_kinks": {layer: [int(c) for c in counts] for layer, counts in res.near_kinks.items()},
+            **({"conservation": {layer: [float(v) if np.isfinite(v) else None for v in kept]   # Σ R / start
+                                 for layer, kept in res.conservation.items()}} if res.conservation else {})}
 
 
 def cmd_explain(args) -> int:

@@ -1,0 +1,116 @@
+"""How much of LRP's start relevance reaches the pixels, and where the rest goes.
+
+LRP's rules conserve relevance from layer to layer (Σ_in R = Σ_out R) only when no bias and no
+stabilizer takes a share: the z⁺ rule puts b⁺ in its denominator, the ε-rule adds ε·sign(z) to
+it, and each of those absorbs the part of R the inputs did not earn. On a network with large
+(BatchNorm-folded) biases the input may keep well under 1% of the start, and a map scaled to the
+few pixels that kept some shows next to nothing without saying why. So relevance methods report,
+per image, the conserved fraction Σ R / start at the input and at a few layers along the graph,
+and a warning naming the stretch of the graph that lost (or created) the most.
+
+The layers measured are *cuts* of the graph: tensors every path from the input to the score
+passes through (a block output in a residual network, not a tensor inside a block, which the
+shortcut bypasses), so Σ R over one of them is all the relevance still in play at that depth.
+They cost nothing extra: the relevance graph already computes them on the way to the input.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .graph.backward import _live_tensors, _path
+from .graph.expose import elem_types
+
+CHECKPOINTS = 5
+# Below half, the pixel map shows less than half of what the score rests on: the rest went to
+# biases/stabilizers, and the map is a picture of what they left. Above 2, the rules created
+# relevance (ε-rule on near-zero denominators, α-β with large β): positive and negative parts
+# cancel over the image and the map shows their noise. Between, a map is a fair account.
+LOW, HIGH = 0.5, 2.0
+
+
+def cut_layers(model, count: int = CHECKPOINTS) -> list[str]:
+    """Up to `count` catalog layers that cut the graph between input and score, evenly spaced
+    over the cuts and always including the one nearest the score (model: an intake Model)."""
+    proto = model.proto
+    live = _live_tensors(proto, [model.input_name], elem_types(proto))
+    nodes = list(reversed(_path(proto, model.score_name, live)))   # topological order
+    produced = {model.input_name: -1}
+    last_use = {model.input_name: -1, model.score_name: len(nodes)}
+    for k, node in enumerate(nodes):
+        for name in node.input:
+            if name in live:
+                last_use[name] = max(last_use.get(name, -1), k)
+        for name in node.output:
+            if name in live:
+                produced[name] = k
+    # open_after[k + 1]: live tensors produced at or before node k (the input: k = -1) and read after it
+    diff = np.zeros(len(nodes) + 2, np.int64)
+    for name, k in produced.items():
+        end = last_use.get(name, k)
+        if end > k:
+            diff[k + 1] += 1
+            diff[end + 1] -= 1
+    open_after = np.cumsum(diff)
+    catalog = {layer.name for layer in model.layers}
+    cuts = [name for name, k in sorted(produced.items(), key=lambda item: item[1])
+            if name in catalog and k >= 0 and open_after[k + 1] == 1 and last_use.get(name, k) > k]
+    if len(cuts) <= count:
+        return cuts
+    picks = np.linspace(0, len(cuts) - 1, count).round().astype(int)
+    return [cuts[i] for i in sorted(set(picks))]
+
+
+def start_total(start: str, scores: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """Σ over classes of the start relevance [N] (backward.py's starts): "logit" seed ⊙ scores
+    (the target's logit for a one-hot seed), "onehot" the seed, "contrastive" seed·(1 + 1/K) - 1/K."""
+    seed, scores = np.asarray(seed, np.float64), np.asarray(scores, np.float64)
+    if start == "logit":
+        return (seed * scores).sum(axis=1)
+    if start == "onehot":
+        return seed.sum(axis=1)
+    k = seed.shape[1]
+    return (seed * (1 + 1 / k) - 1 / k).sum(axis=1)
+
+
+def fractions(relevances: dict[str, np.ndarray], total: np.ndarray) -> dict[str, np.ndarray]:
+    """{layer: Σ R / start per image [N]} in float64 (NaN where the start is 0: no fraction)."""
+    total = np.asarray(total, np.float64)
+    out = {}
+    for name, r in relevances.items():
+        kept = r.reshape(len(r), -1).astype(np.float64).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[name] = np.where(total != 0, kept / np.where(total != 0, total, 1.0), np.nan)
+    return out
+
+
+def notes(method: str, composite: str, kept: dict[str, np.ndarray], order: list[str]) -> list[str]:
+    """One note: the input's fraction (median over images, with their range), the fraction at
+    each checkpoint from the score down, and, outside [LOW, HIGH], a warning naming the stretch
+    between two checkpoints that changed it most. `order`: layers from the score to the input."""
+    med = {name: float(np.nanmedian(kept[name])) if np.isfinite(kept[name]).any() else np.nan for name in order}
+    inp = kept[order[-1]]
+    finite = inp[np.isfinite(inp)]
+    if finite.size == 0:
+        return [f"{method} ({composite}): the start relevance is 0, so no conserved fraction"]
+    spread = f" (images {finite.min():.3g} to {finite.max():.3g})" if finite.size > 1 else ""
+    path = " -> ".join(f"{name} {med[name]:.3g}" for name in order)
+    line = f"{method} ({composite}): relevance kept, Σ R / start: {path}{spread}"
+    m = med[order[-1]]
+    if LOW <= m <= HIGH:
+        return [line]
+    steps = ["start"] + order
+    values = [1.0] + [med[name] for name in order]
+    ratios = [(b / a if a not in (0.0,) and np.isfinite(a) and np.isfinite(b) else np.nan, f"{x} -> {y}")
+              for (a, x), (b, y) in zip(zip(values, steps), zip(values[1:], steps[1:]))]
+    ratios = [(r, where) for r, where in ratios if np.isfinite(r)]
+    if m < LOW:
+        r, where = min(ratios, key=lambda item: abs(item[0])) if ratios else (np.nan, "?")
+        why = (f"WARNING: only {m:.3g} of the start relevance reaches the input: the rules' bias terms "
+               f"and stabilizers absorb the rest, most of it between {where} (x{r:.3g}); the map "
+               "shows only what they left (its colours are scaled to it)")
+    else:
+        r, where = max(ratios, key=lambda item: abs(item[0])) if ratios else (np.nan, "?")
+        why = (f"WARNING: the input holds {m:.3g} times the start relevance: the rules create "
+               f"relevance (stabilizers on near-zero denominators, large β), most between {where} "
+               f"(x{r:.3g}); positive and negative parts cancel and the map shows their noise")
+    return [f"{line}. {why}"]
