@@ -98,9 +98,9 @@ def notes(method: str, composite: str, kept: dict[str, np.ndarray], order: list[
     m = med[order[-1]]
     if LOW <= m <= HIGH:
         return [line]
-    steps = ["start"] + order
+    steps = ["the score"] + order
     values = [1.0] + [med[name] for name in order]
-    ratios = [(b / a if a not in (0.0,) and np.isfinite(a) and np.isfinite(b) else np.nan, f"{x} -> {y}")
+    ratios = [(b / a if a != 0 and np.isfinite(a) and np.isfinite(b) else np.nan, f"{x} and {y}")
               for (a, x), (b, y) in zip(zip(values, steps), zip(values[1:], steps[1:]))]
     ratios = [(r, where) for r, where in ratios if np.isfinite(r)]
     if m < LOW:
