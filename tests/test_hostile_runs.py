@@ -227,7 +227,7 @@ def test_nan_weights_are_refused_naming_the_first_non_finite_tensor(tmp_path):
         ex.explain(x, method="gradcam", layers="feat")
     with pytest.raises(OnnxCamError, match="NaN or infinite values: the scores"):
         ex.forward(x)
-    with pytest.raises(OnnxCamError, match="activations of layer relu1|the scores"):
+    with pytest.raises(OnnxCamError, match="activations of layer conv2 "):   # w2's output (LRP reads the cuts)
         ex.explain(x, method="lrp")
 
 
