@@ -23,9 +23,15 @@ from .graph.expose import elem_types
 CHECKPOINTS = 5
 # Below half, the pixel map shows less than half of what the score rests on: the rest went to
 # biases/stabilizers, and the map is a picture of what they left. Above 2, the rules created
-# relevance (ε-rule on near-zero denominators, α-β with large β): positive and negative parts
-# cancel over the image and the map shows their noise. Between, a map is a fair account.
+# relevance. Between, the map is a fair account: a factor of 2 either way, not a tighter band,
+# as z⁺ with small biases loses a few % per layer and the warning is for maps that mislead, not
+# for every leak.
 LOW, HIGH = 0.5, 2.0
+# Σ|R| / |start| above 10: relevance of both signs was created (ε-rule on near-zero denominators,
+# α-β with large β) and cancels. With Σ|R| = A·|S|, the smaller sign holds at least (A - 1)/2·|S|,
+# so at least (A - 1)/A of what the map draws cancels out: 90% at A = 10. Mixed signs at the
+# pixels are normal below that (LRP-0 on a bias-free net conserves Σ R exactly with A ≈ 2.6).
+MAGNITUDE_HIGH = 10.0
 
 
 def cut_layers(model, count: int = CHECKPOINTS) -> list[str]:
@@ -83,34 +89,43 @@ def fractions(relevances: dict[str, np.ndarray], total: np.ndarray) -> dict[str,
     return out
 
 
-def notes(method: str, composite: str, kept: dict[str, np.ndarray], order: list[str]) -> list[str]:
-    """One note: the input's fraction (median over images, with their range), the fraction at
-    each checkpoint from the score down, and, outside [LOW, HIGH], a warning naming the stretch
-    between two checkpoints that changed it most. `order`: layers from the score to the input."""
-    med = {name: float(np.nanmedian(kept[name])) if np.isfinite(kept[name]).any() else np.nan for name in order}
-    inp = kept[order[-1]]
-    finite = inp[np.isfinite(inp)]
-    if finite.size == 0:
-        return [f"{method} ({composite}): the start relevance is 0, so no conserved fraction"]
-    spread = f" (images {finite.min():.3g} to {finite.max():.3g})" if finite.size > 1 else ""
-    path = " -> ".join(f"{name} {med[name]:.3g}" for name in order)
-    line = f"{method} ({composite}): relevance kept, Σ R / start: {path}{spread}"
-    m = med[order[-1]]
-    if LOW <= m <= HIGH:
-        return [line]
+def _medians(kept: dict[str, np.ndarray], order: list[str]) -> list[float]:
+    """[1.0 (the start)] + the median over images at each layer of `order` (NaN if none finite)."""
+    return [1.0] + [float(np.nanmedian(kept[k])) if np.isfinite(kept[k]).any() else np.nan for k in order]
+
+
+def _stretch(values: list[float], order: list[str], pick) -> str:
+    """The stretch between two neighbouring checkpoints whose ratio `pick` (min or max) selects."""
     steps = ["the score"] + order
-    values = [1.0] + [med[name] for name in order]
-    ratios = [(b / a if a != 0 and np.isfinite(a) and np.isfinite(b) else np.nan, f"{x} and {y}")
-              for (a, x), (b, y) in zip(zip(values, steps), zip(values[1:], steps[1:]))]
-    ratios = [(r, where) for r, where in ratios if np.isfinite(r)]
+    ratios = [(b / a, f"between {x} and {y} (x{b / a:.3g})")
+              for a, b, x, y in zip(values, values[1:], steps, steps[1:]) if a != 0 and np.isfinite(a) and np.isfinite(b)]
+    return pick(ratios, key=lambda item: item[0])[1] if ratios else "somewhere unmeasured"
+
+
+def notes(method: str, composite: str, kept: dict[str, np.ndarray], magnitude: dict[str, np.ndarray],
+          order: list[str]) -> list[str]:
+    """One note: Σ R / start at each checkpoint from the score down to the input (medians over
+    images, the input's range over images), and a warning when the input keeps less than LOW of
+    the start, or holds more than HIGH times it, or MAGNITUDE_HIGH times it in magnitude
+    (`magnitude`: Σ|R| / |start|; the ε-rule can keep Σ R near the start while creating large
+    relevance of both signs that cancels). The warning names the stretch between two checkpoints that lost most (signed
+    fractions) or created most (magnitudes)."""
+    signed, absolute = _medians(kept, order), _medians(magnitude, order)
+    inp = kept[order[-1]][np.isfinite(kept[order[-1]])]
+    if inp.size == 0:
+        return [f"{method} ({composite}): the start relevance is 0, so no conserved fraction"]
+    spread = f" (images {inp.min():.3g} to {inp.max():.3g})" if inp.size > 1 else ""
+    path = " -> ".join(f"{name} {v:.3g}" for name, v in zip(order, signed[1:]))
+    line = f"{method} ({composite}): relevance kept, Σ R / start: {path}{spread}"
+    m, a = signed[-1], absolute[-1]
+    # creation first: the ε-rule can lose signed relevance while creating much more of both signs
+    if m > HIGH or a > MAGNITUDE_HIGH:
+        return [f"{line}. WARNING: the input's relevance is {a:.3g} times the start in magnitude (Σ|R| / "
+                f"|start|) for {m:.3g} signed: the rules create relevance of both signs (stabilizers on "
+                f"near-zero denominators, large β), most {_stretch(absolute, order, max)}; it cancels, "
+                "and the map shows that noise"]
     if m < LOW:
-        r, where = min(ratios, key=lambda item: abs(item[0])) if ratios else (np.nan, "?")
-        why = (f"WARNING: only {m:.3g} of the start relevance reaches the input: the rules' bias terms "
-               f"and stabilizers absorb the rest, most of it between {where} (x{r:.3g}); the map "
-               "shows only what they left (its colours are scaled to it)")
-    else:
-        r, where = max(ratios, key=lambda item: abs(item[0])) if ratios else (np.nan, "?")
-        why = (f"WARNING: the input holds {m:.3g} times the start relevance: the rules create "
-               f"relevance (stabilizers on near-zero denominators, large β), most between {where} "
-               f"(x{r:.3g}); positive and negative parts cancel and the map shows their noise")
-    return [f"{line}. {why}"]
+        return [f"{line}. WARNING: only {m:.3g} of the start relevance reaches the input: the rules' bias "
+                f"terms and stabilizers absorb the rest, most of it {_stretch(signed, order, min)}; the map "
+                "shows only what they left (its colours are scaled to it)"]
+    return [line]

@@ -191,6 +191,28 @@ def test_conserved_fraction_is_one_without_biases_and_warns_where_large_biases_a
     assert "WARNING: only 0.4" in note and "most of it between conv2 and pool1" in note
 
 
+def test_conservation_note_names_where_relevance_is_lost_or_created():
+    """The note's decisions on given fractions (medians over images): within [0.5, 2] and under
+    10x in magnitude no warning; below 0.5 the stretch with the smallest ratio; relevance of
+    both signs beyond 10x the start (ε-rule) is named by the stretch where Σ|R| grew most."""
+    order = ["head", "mid", "input"]
+    a = np.array
+
+    def note(signed, magnitude=None):
+        kept = {k: a(v) for k, v in zip(order, signed)}
+        mags = {k: a(v) for k, v in zip(order, magnitude or signed)}
+        (line,) = conservation.notes("lrp", "c", kept, mags, order)
+        return line
+    assert "WARNING" not in note([[1.0, 1.0], [0.8, 0.9], [0.6, 0.7]])
+    assert "images 0.6 to 0.7" in note([[1.0, 1.0], [0.8, 0.9], [0.6, 0.7]])
+    low = note([[0.9], [0.09], [0.045]])
+    assert "WARNING: only 0.045 " in low and "between head and mid (x0.1)" in low
+    made = note([[1.0], [0.9], [0.95]], [[1.0], [3.0], [60.0]])
+    assert "WARNING: the input's relevance is 60 times the start in magnitude" in made and "between mid and input (x20)" in made
+    assert "WARNING" not in note([[1.0], [1.0], [1.0]], [[1.0], [2.0], [9.0]])
+    assert "start relevance is 0" in note([[np.nan], [np.nan], [np.nan]])
+
+
 def test_signed_maps_and_pixels_are_drawn_from_the_percentile_scale():
     """0 -> the colormap's centre (white), ±p99.5 of |R| -> its ends (red / blue), beyond clipped;
     gamma keeps the sign; an all-zero map stays white; the raw values are not touched.

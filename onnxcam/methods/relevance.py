@@ -50,9 +50,11 @@ def _input_relevance(req: Request, composite: str, start: str, method: str) -> n
     if seed is None:   # each image's top-1, chosen in the graph
         seed = np.eye(req.scores.shape[1], dtype=np.float32)[np.asarray(req.targets)]
     order = cuts[::-1] + [INPUT]   # from the score down
-    req.conservation = conservation.fractions({k: rel[k] for k in order},
-                                              conservation.start_total(start, req.scores, seed))
-    req.notes += conservation.notes(method, getattr(composite, "name", composite), req.conservation, order)
+    total = conservation.start_total(start, req.scores, seed)
+    req.conservation = conservation.fractions({k: rel[k] for k in order}, total)
+    magnitude = conservation.fractions({k: np.abs(rel[k]) for k in order}, np.abs(total))
+    req.notes += conservation.notes(method, getattr(composite, "name", composite), req.conservation,
+                                    magnitude, order)
     return rel[INPUT]
 
 
