@@ -238,18 +238,19 @@ def test_signed_maps_and_pixels_are_drawn_from_the_percentile_scale():
 
 
 def test_default_lrp_on_the_bundled_model_is_visible_and_says_what_it_lost(tmp_path, capsys):
-    """Issue 12: EpsilonPlusFlat kept ~0.1% of the logit, its overlay was near white and its pixel
-    image flat grey (std ~1 grey level). Now both PNGs have contrast, and the JSON carries the
-    conserved fraction per layer with the warning in the notes."""
+    """Issue 12: EpsilonPlusFlat kept ~0.1% of the logit, its map was near white (scaled by max|R|:
+    7% of the pixels 10% away from the centre) and its pixel image flat grey (127-130, std 0.2).
+    Now the pixel image spans the colormap and the map tints twice as many pixels (measured
+    18.7%), and the JSON carries the conserved fraction per layer with the warning in the notes."""
     import json
     import cv2
     from onnxcam.cli import main
     photo = next(p for p in photo_paths() if p.stem == "chelsea")
     assert main(["explain", str(LITE0), str(photo), "--method", "lrp", "--out", str(tmp_path), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    for suffix in ("lrp_input.png", "lrp_input_pixels.png"):
-        img = cv2.imread(str(tmp_path / f"chelsea_{suffix}"))
-        assert img.std() > 15, (suffix, img.std())        # measured 30.5 and 29.5
+    pixels = cv2.imread(str(tmp_path / "chelsea_lrp_input_pixels.png"))
+    assert pixels.std() > 15 and pixels.min() == 0 and pixels.max() == 255, pixels.std()   # measured 29.5
+    assert (tmp_path / "chelsea_lrp_input.png").exists()
     kept = summary["conservation"]
     assert list(kept)[-1] == "input" and len(kept) == 6
     assert 0 < kept["input"][0] < 0.01                    # measured 0.00055
@@ -257,6 +258,7 @@ def test_default_lrp_on_the_bundled_model_is_visible_and_says_what_it_lost(tmp_p
     assert any(n.startswith("lrp (epsilon-plus-flat): relevance kept") and "WARNING: only" in n
                for n in summary["notes"])
     npz = np.load(tmp_path / "chelsea_lrp.npz")
+    assert np.mean(np.abs(2 * npz["map_0"] - 1) > 0.1) > 0.15
     assert npz["raw_0"].sum() == pytest.approx(kept["input"][0] * npz["logits"][npz["target"]], rel=1e-4)
 
 
