@@ -414,9 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--match", nargs="+", metavar="REF=CAND",
                    help="override the structural layer matching for these reference layers")
     c.add_argument("--top-percent", type=_finite_float, default=20.0, help="region size for the IoU (default 20)")
-    c.add_argument("--map-floor", "--fail-under", dest="fail_under", type=_finite_float, default=MAP_FLOOR,
+    c.add_argument("--map-floor", "--fail-under", dest="fail_under", metavar="T", type=_finite_float,
+                   default=MAP_FLOOR,
                    help=f"exit 1 when the mean map figure (--gate) is below this, in [-1, 1] (default {MAP_FLOOR})")
-    c.add_argument("--top1-floor", type=_finite_float, default=TOP1_FLOOR,
+    c.add_argument("--top1-floor", metavar="T", type=_finite_float, default=TOP1_FLOOR,
                    help="exit 1 when the fraction of images whose top-1 class is unchanged is below this, in "
                         f"[0, 1] (default {TOP1_FLOOR}: on fewer than 100 images every image must keep its top-1; "
                         "0 gates on the maps only)")

@@ -262,8 +262,8 @@ def verdict(result: dict, shown: int = 3) -> str:
     name = _NAMES[m["figure"]].format(f"{result['top_percent']:g}")
     n = len(result["images"])
     changed = t["changed"]
-    which = (f", changed on {', '.join(changed[:shown])}" + (f" and {len(changed) - shown} more" if len(changed) > shown else "")
-             if changed else "")
+    more = f" and {len(changed) - shown} more" if len(changed) > shown else ""
+    which = f", changed on {', '.join(changed[:shown])}{more}" if changed else ""
     worst = result["images"][0]
     return (f"{'PASS' if result['passed'] else 'FAIL'}: mean {name} {m['value']:.3f} {against(m)}; "
             f"top-1 agreement {t['value']:.3f} ({t['images_agreeing']}/{n} images) {against(t)}{which} "

@@ -11,7 +11,8 @@ and a warning naming the stretch of the graph that lost (or created) the most.
 The layers measured are *cuts* of the graph: tensors every path from the input to the score
 passes through (a block output in a residual network, not a tensor inside a block, which the
 shortcut bypasses), so Σ R over one of them is all the relevance still in play at that depth.
-They cost nothing extra: the relevance graph already computes them on the way to the input.
+They cost little: the relevance graph computes them anyway on its way to the input; the run only
+returns them as well.
 """
 from __future__ import annotations
 
@@ -98,7 +99,8 @@ def _stretch(values: list[float], order: list[str], pick) -> str:
     """The stretch between two neighbouring checkpoints whose ratio `pick` (min or max) selects."""
     steps = ["the score"] + order
     ratios = [(b / a, f"between {x} and {y} (x{b / a:.3g})")
-              for a, b, x, y in zip(values, values[1:], steps, steps[1:]) if a != 0 and np.isfinite(a) and np.isfinite(b)]
+              for a, b, x, y in zip(values, values[1:], steps, steps[1:])
+              if a != 0 and np.isfinite(a) and np.isfinite(b)]
     return pick(ratios, key=lambda item: item[0])[1] if ratios else "somewhere unmeasured"
 
 
