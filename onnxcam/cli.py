@@ -256,6 +256,8 @@ def _print_summary(summary: dict, out: Path) -> None:
         for t in img["top5"]:
             print(f"   {t['class']:>5}  {t['probability']:6.3f}  {t['name']}")
     print(f"wrote {len(summary['files'])} files to {out}")
+    for note in summary["notes"]:   # the model's and the method's (e.g. LRP's conserved fraction)
+        print(f"# {note}")
 
 
 def cmd_demo(args) -> int:

@@ -259,6 +259,8 @@ def test_default_lrp_on_the_bundled_model_is_visible_and_says_what_it_lost(tmp_p
                for n in summary["notes"])
     npz = np.load(tmp_path / "chelsea_lrp.npz")
     assert np.mean(np.abs(2 * npz["map_0"] - 1) > 0.1) > 0.15
+    assert main(["explain", str(LITE0), str(photo), "--method", "lrp", "--out", str(tmp_path / "text")]) == 0
+    assert "\n# lrp (epsilon-plus-flat): relevance kept, Σ R / start: " in capsys.readouterr().out   # said, not only in JSON
     assert npz["raw_0"].sum() == pytest.approx(kept["input"][0] * npz["logits"][npz["target"]], rel=1e-4)
 
 
