@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import bundled, methods
-from .compare import GATES, compare
+from .compare import GATES, MAP_FLOOR, TOP1_FLOOR, compare
 from .deploy import EXPORTABLE, export_explainer
 from .errors import OnnxCamError, first_line
 from .explainer import Explainer, Result
@@ -249,7 +249,9 @@ def _summary(ex: Explainer, res: Result, images, files, tops) -> dict:
             "images": [{"path": str(p), "target": int(t), "target_name": _label(ex, int(t)), "top5": top}
                        for p, t, top in zip(images, res.target, tops)],
             "files": [str(f) for f in files], "notes": res.notes,
-            "near_kinks": {layer: [int(c) for c in counts] for layer, counts in res.near_kinks.items()}}
+            "near_kinks": {layer: [int(c) for c in counts] for layer, counts in res.near_kinks.items()},
+            **({"conservation": {layer: [float(v) if np.isfinite(v) else None for v in kept]   # Σ R / start
+                                 for layer, kept in res.conservation.items()}} if res.conservation else {})}
 
 
 def cmd_explain(args) -> int:
@@ -291,6 +293,8 @@ def _print_summary(summary: dict) -> None:
         print(f"{img['path']}: explaining class {img['target']} ({img['target_name']})")
         for t in img["top5"]:
             print(f"   {t['class']:>5}  {t['probability']:6.3f}  {t['name']}")
+    for note in summary["notes"]:   # the model's and the method's (e.g. LRP's conserved fraction)
+        print(f"# {note}")
 
 
 def cmd_demo(args) -> int:
@@ -386,7 +390,8 @@ def cmd_compare(args) -> int:
     results = {}
     result = compare(args.reference, args.candidate, args.images, method=args.method, layers=args.layers,
                      match=_parse_matches(args.match), target=target, top_percent=args.top_percent,
-                     fail_under=args.fail_under, gate=args.gate, options=_method_options(args),
+                     fail_under=args.fail_under, top1_floor=args.top1_floor, gate=args.gate,
+                     options=_method_options(args),
                      providers=args.providers, preprocess=_spec_overrides(args) or None, results=results,
                      score=args.score, memory_budget_mb=args.memory_budget_mb, max_batch=args.max_batch,
                      progress=True)
@@ -406,7 +411,8 @@ def cmd_compare(args) -> int:
                   + (f", activations {fmt(row['activation_pearson'])}" if row["activation_pearson"] is not None else ""))
         print(f"wrote {targets[0]} and {targets[1]}")
     if "verdict" in result:
-        print(f"onnxcam: {result['verdict']}", file=sys.stdout if result["passed"] else sys.stderr)
+        # stdout on a pass, unless it carries --json (whose "verdict" holds the line); stderr on a fail
+        print(f"onnxcam: {result['verdict']}", file=sys.stdout if result["passed"] and not args.json else sys.stderr)
         return 0 if result["passed"] else 1
     return 0
 
@@ -462,8 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run the cascading randomization check with the top K layers random")
     _reads_images(v, cmd_evaluate)
 
-    c = sub.add_parser("compare", help="do a deployed build's explanations agree with the reference's? "
-                                       "(exit 1 under --fail-under)")
+    c = sub.add_parser("compare", help="do a deployed build's decisions and explanations agree with the "
+                                       "reference's? (exit 1 when either is below its floor)")
     c.add_argument("reference", help="the reference .onnx (e.g. FP32)")
     c.add_argument("candidate", help="the build to check (FP16, INT8, re-export)")
     c.add_argument("images", nargs="+")
@@ -472,9 +478,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--match", nargs="+", metavar="REF=CAND",
                    help="override the structural layer matching for these reference layers")
     c.add_argument("--top-percent", type=_finite_float, default=20.0, help="region size for the IoU (default 20)")
-    c.add_argument("--fail-under", type=_finite_float, help="exit 1 when the gated figure is below this")
+    c.add_argument("--map-floor", "--fail-under", dest="fail_under", metavar="T", type=_finite_float,
+                   default=MAP_FLOOR,
+                   help=f"exit 1 when the mean map figure (--gate) is below this, in [-1, 1] (default {MAP_FLOOR})")
+    c.add_argument("--top1-floor", metavar="T", type=_finite_float, default=TOP1_FLOOR,
+                   help="exit 1 when the fraction of images whose top-1 class is unchanged is below this, in "
+                        f"[0, 1] (default {TOP1_FLOOR}: on fewer than 100 images every image must keep its top-1; "
+                        "0 gates on the maps only)")
     c.add_argument("--gate", choices=GATES, default="pearson",
-                   help="figure the gate checks: mean map Pearson (default), Spearman, IoU, or top-1 agreement")
+                   help="map figure the map floor checks: mean map Pearson (default), Spearman or top-k%% IoU")
     _add_method_flags(c)
     _reads_images(c, cmd_compare)
 

@@ -4,7 +4,14 @@ Both models see the same images, preprocessed the reference's way; both explain 
 class for each image (its top-1 unless a target is given), so the maps answer the same question.
 Layers are matched structurally (intake/matching.py). Per image and layer: Pearson, Spearman and
 top-k% IoU of the two heatmaps; per image: top-1 agreement and the change of the explained score.
-A gate (`fail_under` on one figure) turns this into a pass/fail check for CI.
+The gate looks at decisions and evidence together: a build fails when its top-1 agreement (the
+fraction of images whose top-1 class is unchanged) is below `top1_floor` (default 0.99) OR its mean
+map agreement (`gate`: Pearson by default) is below `fail_under` (default 0.9). Either alone misses
+real failures: a build that flips half its decisions can keep maps with Pearson 0.97 (the maps
+explain the reference's class, whatever the candidate now predicts), and a build can keep every
+top-1 while looking somewhere else. The top-1 floor is a fraction of the images: 0.99 means one
+change in 100 images is tolerated, so on fewer than 100 images every image must keep its top-1
+(with 6 images one change is 5/6 = 0.83). Lower it (e.g. 0.8) to accept a known change.
 
 The reference must compute finite numbers (Explainer refuses NaN/inf); the candidate may not: a
 build that overflows is what this check exists to catch, so its NaN maps score as no agreement and
@@ -24,7 +31,10 @@ from .intake.matching import counterpart, match_layers
 from .metrics.agreement import map_agreement
 from .preprocess import PreprocessSpec, load_images
 
-GATES = ("pearson", "spearman", "iou", "top1")
+GATES = ("pearson", "spearman", "iou")   # the map figure the map floor applies to
+MAP_FLOOR = 0.9     # mean map Pearson of static INT8 builds of the bundled model: 0.97-0.99
+TOP1_FLOOR = 0.99   # fraction of images keeping their top-1: every one, below 100 images
+_NAMES = {"pearson": "map Pearson", "spearman": "map Spearman", "iou": "top-{}% IoU"}
 
 
 def _explainer(model, providers, preprocess, **kw) -> Explainer:
@@ -86,38 +96,46 @@ def _same_preprocessing(ref: Explainer, cand: Explainer) -> None:
 
 
 def compare(reference, candidate, images, method: str = "gradcam", layers="auto", match=None,
-            target=None, top_percent: float = 20.0, fail_under: float | None = None,
+            target=None, top_percent: float = 20.0, fail_under: float | None = MAP_FLOOR,
             gate: str = "pearson", options: dict | None = None, providers=None, preprocess=None,
-            results: dict | None = None, **explainer_args) -> dict:
+            results: dict | None = None, top1_floor: float | None = TOP1_FLOOR, **explainer_args) -> dict:
     """Compare the explanations of `candidate` with those of `reference` on `images` (paths).
 
     reference / candidate: paths, ModelProtos or Explainers. layers: reference layers ("auto",
-    names, "all"); match: {reference layer: candidate layer} overrides. gate: the figure
-    `fail_under` applies to ("pearson", "spearman", "iou": mean over images and layers; "top1":
-    top-1 agreement). Returns a JSON-ready dict; `results`, if given, receives both Results and
-    the images' views under "reference", "candidate", "views".
+    names, "all"); match: {reference layer: candidate layer} overrides. The gate (module
+    docstring) fails when the mean of `gate` ("pearson", "spearman", "iou" of the two maps, mean
+    over images and layers) is below `fail_under` (in [-1, 1]) or when the fraction of images
+    whose top-1 is unchanged is below `top1_floor` (in [0, 1]); None switches that floor off,
+    and with both None there is no verdict. Returns a JSON-ready dict ("passed", "verdict" and
+    "gates" with each figure, floor and outcome); `results`, if given, receives both Results
+    and the images' views under "reference", "candidate", "views".
     """
+    if gate == "top1":
+        raise OnnxCamError("top-1 agreement has its own floor, checked with the map's: pass "
+                           "top1_floor=T (--top1-floor T) and a map gate (pearson, spearman, iou)")
     if gate not in GATES:
         raise OnnxCamError(f"gate must be one of {', '.join(GATES)}, got {gate!r}")
     if not (_in_range(top_percent, 0, 100) and float(top_percent) > 0):
         raise OnnxCamError(f"top_percent must be in (0, 100], got {top_percent}")
     if fail_under is not None and not _in_range(fail_under, -1, 1):
         raise OnnxCamError(f"fail_under (--fail-under) must be a number in [-1, 1] (Pearson and Spearman "
-                           f"lie in [-1, 1], IoU and top-1 agreement in [0, 1]), got {fail_under!r}")
+                           f"lie in [-1, 1], IoU in [0, 1]), got {fail_under!r}")
+    if top1_floor is not None and not _in_range(top1_floor, 0, 1):
+        raise OnnxCamError(f"top1_floor (--top1-floor) must be a fraction of the images in [0, 1] "
+                           f"(0.99: every image below 100 images), got {top1_floor!r}")
     ref = _explainer(reference, providers, preprocess, **explainer_args)
     # the candidate reads the images the reference's way (only the layout is its own)
     same_way = {f.name: getattr(ref.preprocess, f.name) for f in fields(PreprocessSpec) if f.name != "layout"}
     cand = _explainer(candidate, providers, same_way, allow_nonfinite=True, **explainer_args)
     given_allows, cand.allow_nonfinite = cand.allow_nonfinite, True
     try:
-        return _compare(ref, cand, images, method, layers, match, target, top_percent, fail_under, gate,
-                        options, results)
+        out = _compare(ref, cand, images, method, layers, match, target, top_percent, gate, options, results)
     finally:
         cand.allow_nonfinite = given_allows
+    return _gate(out, fail_under, top1_floor)
 
 
-def _compare(ref, cand, images, method, layers, match, target, top_percent, fail_under, gate, options,
-             results) -> dict:
+def _compare(ref, cand, images, method, layers, match, target, top_percent, gate, options, results) -> dict:
     _same_preprocessing(ref, cand)
     if cand.model.num_classes != ref.model.num_classes:
         raise OnnxCamError(f"the reference has {ref.model.num_classes} classes and the candidate "
@@ -149,13 +167,8 @@ def _compare(ref, cand, images, method, layers, match, target, top_percent, fail
     per_image = [_image_row(ref, cand, a, b, i, path, pairs, top_percent) for i, path in enumerate(paths)]
     summary = _summary(per_image, pairs, acts)
 
-    def image_figure(row):
-        if gate == "top1":
-            return float(row["top1_agrees"])
-        return float(np.mean([row["layers"][r][gate] for r, _ in pairs]))
-
-    for row in per_image:
-        row["agreement"] = image_figure(row)
+    for row in per_image:   # the gated map figure of each image
+        row["agreement"] = float(np.mean([row["layers"][r][gate] for r, _ in pairs]))
     per_image.sort(key=lambda row: row["agreement"])  # worst first
     value = float(np.mean([row["agreement"] for row in per_image]))
     out = {"reference": ref.source, "candidate": cand.source, "method": method,
@@ -165,10 +178,28 @@ def _compare(ref, cand, images, method, layers, match, target, top_percent, fail
            "matching": matching,
            "all_matches": [m.as_dict() for m in matches.values()],
            "summary": summary, "images": per_image, "notes": notes}
+    return out
+
+
+def _gate(out: dict, fail_under: float | None, top1_floor: float | None) -> dict:
+    """Both floors on the result: "gates" holds each figure, its floor (None: not gated) and its
+    outcome; "passed" is their conjunction and "verdict" the line for a CI log."""
+    if fail_under is None and top1_floor is None:
+        return out
+    top1 = out["summary"]["top1_agreement"]
+    changed = [Path(r["image"]).name for r in out["images"] if not r["top1_agrees"]]
+    out["gates"] = {
+        "map": {"figure": out["gate"], "value": out["agreement"], "floor": fail_under,
+                "passed": fail_under is None or out["agreement"] >= fail_under},
+        "top1": {"figure": "top1_agreement", "value": top1, "floor": top1_floor,
+                 "passed": top1_floor is None or top1 >= top1_floor,
+                 "images_agreeing": len(out["images"]) - len(changed), "changed": changed}}
     if fail_under is not None:
         out["fail_under"] = fail_under
-        out["passed"] = value >= fail_under
-        out["verdict"] = verdict(out)
+    if top1_floor is not None:
+        out["top1_floor"] = top1_floor
+    out["passed"] = all(g["passed"] for g in out["gates"].values())
+    out["verdict"] = verdict(out)
     return out
 
 
@@ -217,15 +248,23 @@ def _summary(per_image: list[dict], pairs, acts: dict) -> dict:
     return summary
 
 
-def verdict(result: dict) -> str:
-    """One line for a CI log: pass/fail, the gated figure, and the worst image."""
-    gate, value = result["gate"], result["agreement"]
+def verdict(result: dict, shown: int = 3) -> str:
+    """One line for a CI log: the overall outcome, then each gate's figure against its floor with
+    its own PASS/FAIL (or "not gated"), the images whose top-1 changed, and the worst map's image."""
+    gates = result["gates"]
+    m, t = gates["map"], gates["top1"]
+
+    def against(g):
+        if g["floor"] is None:
+            return "(not gated)"
+        return f"{'>=' if g['passed'] else '<'} {g['floor']:.3f} {'PASS' if g['passed'] else 'FAIL'}"
+
+    name = _NAMES[m["figure"]].format(f"{result['top_percent']:g}")
+    n = len(result["images"])
+    changed = t["changed"]
+    more = f" and {len(changed) - shown} more" if len(changed) > shown else ""
+    which = f", changed on {', '.join(changed[:shown])}{more}" if changed else ""
     worst = result["images"][0]
-    name = {"pearson": "map Pearson", "spearman": "map Spearman", "iou": f"top-{result['top_percent']:g}% IoU",
-            "top1": "top-1 agreement"}[gate]
-    status = "PASS" if result.get("passed", True) else "FAIL"
-    sign = ">=" if result.get("passed", True) else "<"
-    threshold = f" {sign} {result['fail_under']:.3f}" if "fail_under" in result else ""
-    return (f"{status}: mean {name} {value:.3f}{threshold} ({result['method']}, "
-            f"{len(result['images'])} images; top-1 agreement {result['summary']['top1_agreement']:.0%}; "
-            f"worst image {Path(worst['image']).name} at {worst['agreement']:.3f})")
+    return (f"{'PASS' if result['passed'] else 'FAIL'}: mean {name} {m['value']:.3f} {against(m)}; "
+            f"top-1 agreement {t['value']:.3f} ({t['images_agreeing']}/{n} images) {against(t)}{which} "
+            f"({result['method']}; worst map {Path(worst['image']).name} at {worst['agreement']:.3f})")

@@ -34,6 +34,9 @@ class Result:
     # the score within float32 rounding of their threshold (graph/kinks.py); the gradient may
     # differ between runtimes where this is > 0
     near_kinks: dict[str, np.ndarray] = field(default_factory=dict)
+    # relevance methods (lrp, srmap): per layer ("input" and a few cuts of the graph, score first),
+    # the fraction Σ R / start relevance per image [N] (onnxcam/conservation.py); NaN: start was 0
+    conservation: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def layers(self) -> list[str]:
@@ -385,7 +388,8 @@ class Explainer:
         size = self.model.image_shape[1:]
         maps = {name: postprocess.normalize(r, size, spec.order) for name, r in raw.items()}
         return Result(spec.name, maps, raw, req.scores, np.asarray(req.targets), self.provider,
-                      list(self.model.notes), req.weights, req.pixels)
+                      list(self.model.notes) + req.notes, req.weights, req.pixels,
+                      conservation=req.conservation)
 
 
 def kink_notes(method: str, near_kinks: dict[str, np.ndarray], shown: int = 3) -> list[str]:

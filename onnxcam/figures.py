@@ -90,9 +90,10 @@ class ImageFigures:
         return overlay(self.photo, heat, s.alpha, self._signed(res), s.colormap)
 
     def pixels(self, res, layer: str) -> np.ndarray:
-        """A guided method's pixel attribution as an image, on the photo (at="photo": each channel
-        mapped back, the unseen parts hatched) or on the model's view."""
-        rgb = pixels_to_rgb(res.pixels[layer][self.i], self.ex.preprocess.channel_order)
+        """A pixel attribution as an image (guided gradients in grey, signed relevance on the
+        diverging colormap), on the photo (at="photo": each channel mapped back, the unseen parts
+        hatched) or on the model's view."""
+        rgb = pixels_to_rgb(res.pixels[layer][self.i], self.ex.preprocess.channel_order, self._signed(res))
         if self.style.at == "model":
             return rgb
         planes = np.stack([to_photo(rgb[..., c].astype(np.float32), self.photo.shape[:2], self.ex.preprocess)

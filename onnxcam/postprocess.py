@@ -46,10 +46,34 @@ def normalize(raw: np.ndarray, size: tuple[int, int], order: str = "relu_minmax_
         return minmax(np.maximum(resize(raw, size), 0))
     if order == "minmax_resize":  # no ReLU (Relevance-CAM keeps negative evidence until min-max)
         return minmax(resize(minmax(raw), size))
-    if order == "signed":  # 0.5 = no relevance; ±max|R| -> 1 / 0, for a diverging colormap
-        scale = np.abs(raw).max(axis=(-2, -1), keepdims=True)
-        return resize(0.5 + 0.5 * raw / np.where(scale > 0, scale, 1.0), size).astype(np.float32)
+    if order == "signed":  # 0.5 = no relevance; ±(99.5th percentile of |R|) -> 1 / 0 (see signed_scale)
+        return resize(0.5 + 0.5 * signed_scale(raw), size).astype(np.float32)
     raise ValueError(f"unknown normalization order {order!r}")
+
+
+SIGNED_PERCENTILE = 99.5
+
+
+def signed_scale(raw: np.ndarray, percentile: float = SIGNED_PERCENTILE, gamma: float = 1.0) -> np.ndarray:
+    """Signed relevance [..., H, W] -> [-1, 1] per map, 0 staying 0: divided by the `percentile`-th
+    percentile of |R| over the map and clipped, then sign(v)·|v|^gamma.
+
+    Why a percentile: LRP relevance is heavy-tailed (a few pixels on edges hold most of it), so
+    scaling by max|R| as Zennit's `imgify(symmetric=True)` and iNNvestigate's `project` do leaves
+    nearly every pixel at the colormap's centre; the 99.5th percentile saturates the top 0.5% and
+    shows the rest (iNNvestigate's `clip_quantile` clips at a percentile the same way). gamma < 1
+    lifts weak relevance (iNNvestigate's sign-preserving `gamma`). Where the percentile is 0 (a
+    map with over 99.5% zeros) the maximum is used; an all-zero map stays 0. Raw values are not
+    changed: this is for drawing (Result.raw keeps R)."""
+    raw = np.nan_to_num(np.asarray(raw, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    mag = np.abs(raw)
+    axes = (-2, -1)
+    scale = np.percentile(mag, percentile, axis=axes, keepdims=True)
+    scale = np.where(scale > 0, scale, mag.max(axis=axes, keepdims=True))
+    v = np.clip(raw / np.where(scale > 0, scale, 1.0), -1.0, 1.0)
+    if gamma != 1.0:
+        v = np.sign(v) * np.abs(v) ** gamma
+    return v.astype(np.float32)
 
 
 COLORMAPS = {name[len("COLORMAP_"):].lower(): getattr(cv2, name)
@@ -116,9 +140,13 @@ def hatched(image: np.ndarray) -> np.ndarray:
     return out
 
 
-def pixels_to_rgb(pixels: np.ndarray, channel_order: str = "RGB") -> np.ndarray:
-    """A signed [C, H, W] pixel attribution as a viewable uint8 RGB image: standardized, scaled by
-    0.1 around mid-grey (the usual guided-backprop rendering)."""
+def pixels_to_rgb(pixels: np.ndarray, channel_order: str = "RGB", diverging: bool = False) -> np.ndarray:
+    """A signed [C, H, W] pixel attribution as a viewable uint8 RGB image. Gradients (guided
+    backprop): standardized, scaled by 0.1 around mid-grey, each channel its colour. Relevance
+    (diverging=True, LRP): Σ_c R through the blue-white-red colormap, white = 0, scaled as the
+    maps are (signed_scale): the heatmap Zennit and iNNvestigate draw, without the photo."""
+    if diverging:
+        return colorize(0.5 + 0.5 * signed_scale(pixels.sum(axis=0)), diverging=True)
     img = pixels.transpose(1, 2, 0).astype(np.float64)
     img = (img - img.mean()) / (img.std() + 1e-5) * 0.1 + 0.5
     img = np.uint8(np.clip(img, 0, 1) * 255)

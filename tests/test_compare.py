@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -144,16 +145,21 @@ def test_compare_figures_are_the_maps_figures(lite0, lite0_variants):
     assert summary["layers"][AUTO]["mean_pearson"] == pytest.approx(np.mean(pearsons), abs=1e-15)
     assert summary["layers"][AUTO]["min_pearson"] == min(pearsons)
     assert out["agreement"] == pytest.approx(np.mean(pearsons), abs=1e-15)
-    assert out["passed"] == (out["agreement"] >= 0.9)
+    top1_ok = summary["top1_agreement"] >= 0.99
+    assert out["gates"]["map"]["passed"] == (out["agreement"] >= 0.9)
+    assert out["gates"]["top1"] == {"figure": "top1_agreement", "value": summary["top1_agreement"], "floor": 0.99,
+                                    "passed": top1_ok, "images_agreeing": sum(r["top1_agrees"] for r in out["images"]),
+                                    "changed": [Path(r["image"]).name for r in out["images"] if not r["top1_agrees"]]}
+    assert out["passed"] == (out["agreement"] >= 0.9 and top1_ok)
     # the gate's arithmetic: a threshold equal to the figure passes, the next float above fails
     value = out["agreement"]
-    at = compare(lite0, cand, cat_and_coffee(), method="gradcam", fail_under=value)
-    above = compare(lite0, cand, cat_and_coffee(), method="gradcam", fail_under=float(np.nextafter(value, 2.0)))
+    at = compare(lite0, cand, cat_and_coffee(), method="gradcam", fail_under=value, top1_floor=0.0)
+    above = compare(lite0, cand, cat_and_coffee(), method="gradcam", fail_under=float(np.nextafter(value, 2.0)),
+                    top1_floor=0.0)
     assert at["agreement"] == above["agreement"] == value          # the same figure, recomputed
     assert at["passed"] and at["verdict"].startswith(f"PASS: mean map Pearson {value:.3f} >= ")
     assert not above["passed"] and above["verdict"].startswith(f"FAIL: mean map Pearson {value:.3f} < ")
-    top1 = compare(lite0, cand, cat_and_coffee(), method="gradcam", gate="top1", fail_under=1.0)
-    assert top1["agreement"] == summary["top1_agreement"] and top1["passed"] == (summary["top1_agreement"] == 1.0)
+    assert "top-1 agreement" in above["verdict"] and ">= 0.000 PASS" in above["verdict"]
 
 
 def test_a_build_compared_with_itself_agrees_exactly(lite0):
@@ -200,13 +206,60 @@ def broken_copy(tmp_path, value=0.0):
     return path
 
 
+def flipping_copy(tmp_path, images, drop: float = 30.0):
+    """The bundled model with the classifier's bias lowered by `drop` for the top-1 class of the
+    first image only: that image (and any sharing its class) changes its top-1, the others keep
+    theirs, and every gradient is unchanged (a bias has no gradient path), so the Grad-CAM maps
+    of the reference's class are identical: decisions change, evidence does not."""
+    ex = onnxcam.Explainer(LITE0)
+    scores, _ = ex.forward(onnxcam.load_images(images, ex.preprocess))
+    model = onnx.load(LITE0)
+    bias = next(t for t in model.graph.initializer if t.name == "_fc.bias")
+    values = numpy_helper.to_array(bias).copy()
+    values[int(scores[0].argmax())] -= drop
+    bias.CopyFrom(numpy_helper.from_array(values, bias.name))
+    path = tmp_path / "flipped.onnx"
+    onnx.save(model, path)
+    return path, scores.argmax(1)
+
+
+def test_the_gate_fails_a_build_that_flips_decisions_with_identical_maps(tmp_path, capsys):
+    """Issue 12: a map gate alone passed a build that flips half its top-1s. Here the maps are
+    identical (Pearson 1) and one of two images changes its top-1: the default gate fails and says
+    which floor failed; an identical build passes both; lowering the top-1 floor accepts it."""
+    images = cat_and_coffee()
+    flipped, top1 = flipping_copy(tmp_path, images)
+    assert top1[0] != top1[1]          # the other photo keeps its class
+    out = compare(LITE0, flipped, images, method="gradcam")
+    assert out["agreement"] == pytest.approx(1.0, abs=1e-6) and out["gates"]["map"]["passed"]
+    assert out["summary"]["top1_agreement"] == 0.5 and not out["gates"]["top1"]["passed"]
+    assert out["passed"] is False and out["gates"]["top1"]["changed"] == [images[0].name]
+    assert out["verdict"].startswith("FAIL: mean map Pearson 1.000 >= 0.900 PASS; top-1 agreement 0.500 "
+                                     "(1/2 images) < 0.990 FAIL, changed on chelsea.jpg")
+    same = compare(LITE0, LITE0, images, method="gradcam")
+    assert same["passed"] and same["verdict"].startswith("PASS: mean map Pearson 1.000 >= 0.900 PASS; "
+                                                          "top-1 agreement 1.000 (2/2 images) >= 0.990 PASS")
+    assert compare(LITE0, flipped, images, method="gradcam", top1_floor=0.5)["passed"]
+    assert "verdict" not in compare(LITE0, flipped, images, method="gradcam", fail_under=None, top1_floor=None)
+    # the CLI: exit 1, one line on stderr, both gates in the JSON
+    code = main(["compare", str(LITE0), str(flipped), *map(str, images), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0] == f"onnxcam: {out['verdict']}"
+    saved = json.loads((tmp_path / "o" / "comparison.json").read_text())
+    assert saved["gates"]["top1"]["floor"] == 0.99 and saved["gates"]["map"]["floor"] == 0.9
+    assert main(["compare", str(LITE0), str(flipped), *map(str, images), "--top1-floor", "0.5",
+                 "--map-floor", "0.99", "--out", str(tmp_path / "p")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("onnxcam: PASS: ")
+
+
 def test_cli_gate_fails_a_broken_candidate_and_passes_fp16(lite0_variants, tmp_path, capsys):
     images = [str(p) for p in cat_and_coffee()]
     out = tmp_path / "bad"
     code = main(["compare", str(LITE0), str(broken_copy(tmp_path)), *images, "--fail-under", "0.9",
                  "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and err[0].startswith("onnxcam: FAIL: mean map Pearson 0.000 < 0.900")
+    assert code == 1 and len(err) == 1 and err[0].startswith("onnxcam: FAIL: mean map Pearson 0.000 < 0.900 FAIL; "
+                                                             "top-1 agreement 0.000 (0/2 images) < 0.990 FAIL")
     report = json.loads((out / "comparison.json").read_text())
     assert report["passed"] is False and report["summary"]["top1_agreement"] == 0.0
     html = (out / "report.html").read_text()

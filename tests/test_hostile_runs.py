@@ -227,7 +227,7 @@ def test_nan_weights_are_refused_naming_the_first_non_finite_tensor(tmp_path):
         ex.explain(x, method="gradcam", layers="feat")
     with pytest.raises(OnnxCamError, match="NaN or infinite values: the scores"):
         ex.forward(x)
-    with pytest.raises(OnnxCamError, match="activations of layer relu1|the scores"):
+    with pytest.raises(OnnxCamError, match="activations of layer conv2 "):   # w2's output (LRP reads the cuts)
         ex.explain(x, method="lrp")
 
 
@@ -340,6 +340,16 @@ def test_compare_options(capsys, model_path, image, tmp_path):
     for bad in (math.nan, math.inf, "0.5"):
         with pytest.raises(OnnxCamError, match="fail_under"):
             compare(model_path, model_path, [image], fail_under=bad)
+    for flag in ("--top1-floor", "--map-floor"):
+        cli_error(capsys, ["compare", model_path, model_path, image, flag, "nan", "--out", out], match=flag)
+    for bad in ("-0.01", "1.5"):
+        cli_error(capsys, ["compare", model_path, model_path, image, "--top1-floor", bad, "--out", out],
+                  match="top1_floor (--top1-floor) must be a fraction of the images in [0, 1]")
+    for bad in (math.nan, -math.inf, 2, True, "0.9"):
+        with pytest.raises(OnnxCamError, match="top1_floor"):
+            compare(model_path, model_path, [image], top1_floor=bad)
+    with pytest.raises(OnnxCamError, match="its own floor"):
+        compare(model_path, model_path, [image], gate="top1")
 
 
 # ----- file names: two layers never share one

@@ -7,6 +7,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxcam
+from onnxcam import conservation
 from onnxcam.graph.rules.lrp import Composite, Rule, relevance_rules
 from conftest import LITE0, PADDLE_CLS, photo_paths, random_images
 from gateflips import aligned_gates, assert_same_run, last_explain_graph, onnx_gates
@@ -161,6 +162,108 @@ def test_zplus_zbox_wta_and_add_conserve_relevance_exactly():
         np.testing.assert_allclose(rel[name].sum(axis=(1, 2, 3)), start, rtol=1e-5, err_msg=name)
 
 
+def test_conserved_fraction_is_one_without_biases_and_warns_where_large_biases_absorb_it():
+    """Result.conservation is Σ R / start. On a bias-free ReLU net under LRP-0 (ε -> 1e-9, z-rule
+    on pooling and Add) every cut keeps all of it: 1 within float32 rounding (each of the ~6
+    steps rounds every term to 2^-24 and sums up to 2048 terms; measured <= 1.3e-7, asserted
+    1e-5, while a bias that took a share would show at 1e-3 and more). A large conv bias in the z+
+    denominator absorbs most of it: a warning names the stretch of the graph that lost it."""
+    ex = onnxcam.Explainer(bias_free_resnet(), preprocess={"mean": [0.5] * 3, "std": [0.25] * 3})
+    assert conservation.cut_layers(ex.model) == ["c1", "r1", "p1", "s", "block"]   # not c2, r2, c3: bypassed
+    x = random_images(3, (3, 16, 16), seed=2)
+    lrp0 = Composite("lrp-0", Rule("epsilon", epsilon=1e-9), norm_epsilon=1e-9)
+    res = ex.explain(x, method="lrp", composite=lrp0)
+    assert list(res.conservation) == ["block", "s", "p1", "r1", "c1", "input"]   # from the score down
+    for layer, kept in res.conservation.items():
+        np.testing.assert_allclose(kept, 1.0, rtol=1e-5, err_msg=layer)
+    note = [n for n in res.notes if n.startswith("lrp (lrp-0)")]
+    assert len(note) == 1 and "WARNING" not in note[0]
+    np.testing.assert_allclose(res.raw["input"].sum(axis=(1, 2)), res.logits[np.arange(3), res.target], rtol=1e-5)
+
+    model = small_cnn()
+    b2 = next(t for t in model.graph.initializer if t.name == "b2")
+    b2.CopyFrom(numpy_helper.from_array(np.full(16, 30.0, np.float32), "b2"))
+    res = onnxcam.Explainer(model).explain(random_images(2, (3, 32, 32)), method="lrp")
+    kept = res.conservation
+    np.testing.assert_allclose(kept["conv2"], kept["feat"])     # a ReLU passes relevance on
+    assert np.all(kept["input"] < 0.5) and np.all(kept["conv2"] > 0.9)
+    (note,) = [n for n in res.notes if n.startswith("lrp (epsilon-plus-flat)")]
+    assert "WARNING: only 0.4" in note and "most of it between conv2 and pool1" in note
+
+
+def test_conservation_note_names_where_relevance_is_lost_or_created():
+    """The note's decisions on given fractions (medians over images): within [0.5, 2] and under
+    10x in magnitude no warning; below 0.5 the stretch with the smallest ratio; relevance of
+    both signs beyond 10x the start (ε-rule) is named by the stretch where Σ|R| grew most."""
+    order = ["head", "mid", "input"]
+    a = np.array
+
+    def note(signed, magnitude=None):
+        kept = {k: a(v) for k, v in zip(order, signed)}
+        mags = {k: a(v) for k, v in zip(order, magnitude or signed)}
+        (line,) = conservation.notes("lrp", "c", kept, mags, order)
+        return line
+    assert "WARNING" not in note([[1.0, 1.0], [0.8, 0.9], [0.6, 0.7]])
+    assert "images 0.6 to 0.7" in note([[1.0, 1.0], [0.8, 0.9], [0.6, 0.7]])
+    low = note([[0.9], [0.09], [0.045]])
+    assert "WARNING: only 0.045 " in low and "between head and mid (x0.1)" in low
+    made = note([[1.0], [0.9], [0.95]], [[1.0], [3.0], [60.0]])
+    assert "WARNING: the input's relevance is 60 times the start in magnitude" in made and "between mid and input (x20)" in made
+    assert "WARNING" not in note([[1.0], [1.0], [1.0]], [[1.0], [2.0], [9.0]])
+    assert "start relevance is 0" in note([[np.nan], [np.nan], [np.nan]])
+
+
+def test_signed_maps_and_pixels_are_drawn_from_the_percentile_scale():
+    """0 -> the colormap's centre (white), ±p99.5 of |R| -> its ends (red / blue), beyond clipped;
+    gamma keeps the sign; an all-zero map stays white; the raw values are not touched.
+    R = -60..140 on 201 pixels: numpy's 99.5th percentile of |R| sits at sorted index
+    0.995·200 = 199 exactly, |R| = 139, one below the maximum."""
+    from onnxcam.postprocess import colorize, normalize, pixels_to_rgb, signed_scale
+    raw = (np.arange(201, dtype=np.float64) - 60).reshape(1, 3, 67)
+    before = raw.copy()
+    v = signed_scale(raw).ravel()
+    np.testing.assert_array_equal(raw, before)   # drawing never changes the relevance itself
+    at = {int(r): k for k, r in enumerate(raw.ravel())}
+    assert v[at[0]] == 0 and v[at[139]] == 1 and v[at[140]] == 1            # 140 is clipped
+    assert v[at[-60]] == pytest.approx(-60 / 139) and v[at[70]] == pytest.approx(70 / 139)
+    assert signed_scale(-raw).ravel()[at[139]] == -1
+    assert signed_scale(raw, gamma=0.5).ravel()[at[-60]] == pytest.approx(-(60 / 139) ** 0.5)
+    heat = normalize(raw, (3, 67), "signed")
+    rgb = colorize(heat[0], diverging=True).reshape(-1, 3)
+    assert tuple(rgb[at[0]]) == (255, 255, 255) and tuple(rgb[at[139]]) == (255, 0, 0)
+    assert tuple(colorize(normalize(-raw, (3, 67), "signed")[0], diverging=True).reshape(-1, 3)[at[139]]) == (0, 0, 255)
+    assert np.all(normalize(np.zeros((1, 4, 4)), (4, 4), "signed") == 0.5)
+    pixels = np.concatenate([raw, np.zeros_like(raw), -np.zeros_like(raw)])   # [C=3, H, W], Σ_c = the map
+    np.testing.assert_array_equal(pixels_to_rgb(pixels, diverging=True).reshape(-1, 3), rgb)
+
+
+def test_default_lrp_on_the_bundled_model_is_visible_and_says_what_it_lost(tmp_path, capsys):
+    """Issue 12: EpsilonPlusFlat kept ~0.1% of the logit, its map was near white (scaled by max|R|:
+    7% of the pixels 10% away from the centre) and its pixel image flat grey (127-130, std 0.2).
+    Now the pixel image spans the colormap and the map tints twice as many pixels (measured
+    18.7%), and the JSON carries the conserved fraction per layer with the warning in the notes."""
+    import json
+    import cv2
+    from onnxcam.cli import main
+    photo = next(p for p in photo_paths() if p.stem == "chelsea")
+    assert main(["explain", str(LITE0), str(photo), "--method", "lrp", "--out", str(tmp_path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    pixels = cv2.imread(str(tmp_path / "chelsea_lrp_input_pixels.png"))
+    assert pixels.std() > 15 and pixels.min() == 0 and pixels.max() == 255, pixels.std()   # measured 29.5
+    assert (tmp_path / "chelsea_lrp_input.png").exists()
+    kept = summary["conservation"]
+    assert list(kept)[-1] == "input" and len(kept) == 6
+    assert 0 < kept["input"][0] < 0.01                    # measured 0.00055
+    assert kept["/_swish_1/Clip_output_0"][0] == pytest.approx(1.0, abs=0.05)   # the head keeps ~all
+    assert any(n.startswith("lrp (epsilon-plus-flat): relevance kept") and "WARNING: only" in n
+               for n in summary["notes"])
+    npz = np.load(tmp_path / "chelsea_lrp.npz")
+    assert np.mean(np.abs(2 * npz["map_0"] - 1) > 0.1) > 0.15
+    assert main(["explain", str(LITE0), str(photo), "--method", "lrp", "--out", str(tmp_path / "text")]) == 0
+    assert "\n# lrp (epsilon-plus-flat): relevance kept, Σ R / start: " in capsys.readouterr().out   # said, not only in JSON
+    assert npz["raw_0"].sum() == pytest.approx(kept["input"][0] * npz["logits"][npz["target"]], rel=1e-4)
+
+
 def test_relevance_cam_recipe_conserves_the_contrastive_start():
     k = 6
     ex = onnxcam.Explainer(bias_free_resnet(k), preprocess={"mean": [0.5] * 3, "std": [0.25] * 3})
@@ -238,7 +341,7 @@ def test_lrp_method_and_custom_composite():
     assert res.pixels["input"].shape == (1, 3, 32, 32)
     m, r = res.maps["input"], res.raw["input"]
     assert m.min() >= 0 and m.max() <= 1
-    # signed rendering: 0.5 is no relevance, the largest |R| reaches 0 or 1
+    # signed rendering: 0.5 is no relevance, the 99.5th percentile of |R| reaches 0 or 1
     assert abs(np.abs(m - 0.5).max() - 0.5) < 1e-3
     assert np.sign(m[0, 16, 16] - 0.5) == np.sign(r[0, 16, 16]) or r[0, 16, 16] == 0
     mine = Composite("mine", Rule("epsilon", epsilon=0.25), by_name={"conv2": Rule("zplus")})

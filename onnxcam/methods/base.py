@@ -26,6 +26,8 @@ class Request:
     options: dict = field(default_factory=dict)
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # channel weights [N, C], if any
     pixels: dict[str, np.ndarray] = field(default_factory=dict)   # pixel attributions [N, C, H, W]
+    conservation: dict[str, np.ndarray] = field(default_factory=dict)  # LRP: Σ R / start [N] per layer
+    notes: list[str] = field(default_factory=list)                    # the method's own notes
 
 
 @dataclass(frozen=True)

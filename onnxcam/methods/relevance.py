@@ -8,14 +8,18 @@
 - `relevancecam-bias`: the same with every exported conv bias taken as the conv's own (raw in
   both z+ sums, BN shift included): onnxcam's recipe before BN folding was told apart.
 - `lrp`: signed pixel relevance at the input for a composite (default EpsilonPlusFlat), start
-  = logit of the target; `Result.pixels['input']` holds R [N, C, H, W], the map is Σ_c R scaled
-  to [0, 1] around 0.5 (0.5 = no relevance) for a diverging colormap.
+  = logit of the target; `Result.pixels['input']` holds R [N, C, H, W] and `Result.raw` Σ_c R,
+  untouched; the map is Σ_c R scaled symmetrically at the 99.5th percentile of |R| to [0, 1]
+  around 0.5 (0.5 = no relevance) for a diverging colormap (postprocess.signed_scale says why).
+  `Result.conservation` holds Σ R / start at the input and at a few cuts of the graph, and a note
+  warns when less than half (or over twice) the start reaches the input (conservation.py).
 - `srmap`: LRP pixel relevance, then context-aware saliency on |R| (see `_srmap`).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import conservation
 from .base import Method, Request, register, weighted_sum
 
 INPUT = "input"
@@ -34,16 +38,29 @@ def _relevancecam(req: Request, default_composite: str = "relevance-cam") -> dic
     return out
 
 
-def _input_relevance(req: Request, composite: str, start: str) -> np.ndarray:
-    """Pixel relevance [N, C, H, W] (the engine returns NCHW whatever the model's layout)."""
-    req.scores, req.targets, _, rel = req.explainer.relevance_run(req.x, [INPUT], composite, req.targets, start)
+def _input_relevance(req: Request, composite: str, start: str, method: str) -> np.ndarray:
+    """Pixel relevance [N, C, H, W] (the engine returns NCHW whatever the model's layout), and
+    how much of the start relevance it kept: Σ R / start at the input and at a few cuts of the
+    graph, read from the same run (conservation.py), in req.conservation and a note."""
+    ex, given = req.explainer, req.targets
+    cuts = conservation.cut_layers(ex.model)
+    req.scores, req.targets, _, rel = ex.relevance_run(req.x, [INPUT, *cuts], composite, given, start)
     req.pixels[INPUT] = rel[INPUT]
+    seed = ex.model.seed_for(given, len(req.x))[1]
+    if seed is None:   # each image's top-1, chosen in the graph
+        seed = np.eye(req.scores.shape[1], dtype=np.float32)[np.asarray(req.targets)]
+    order = cuts[::-1] + [INPUT]   # from the score down
+    total = conservation.start_total(start, req.scores, seed)
+    req.conservation = conservation.fractions({k: rel[k] for k in order}, total)
+    magnitude = conservation.fractions({k: np.abs(rel[k]) for k in order}, np.abs(total))
+    req.notes += conservation.notes(method, getattr(composite, "name", composite), req.conservation,
+                                    magnitude, order)
     return rel[INPUT]
 
 
 def _lrp(req: Request) -> dict[str, np.ndarray]:
     pixels = _input_relevance(req, req.options.get("composite", "epsilon-plus-flat"),
-                              req.options.get("start", "logit"))
+                              req.options.get("start", "logit"), "lrp")
     return {INPUT: pixels.sum(axis=1)}
 
 
@@ -63,7 +80,7 @@ def _srmap(req: Request) -> dict[str, np.ndarray]:
     """SR map (Li et al., 2019): LRP pixel relevance with the "sr" composite (LRP-0 with bias on
     convolutions, z+ on dense layers, winner-take-all MaxPool; start = logit of the target), |R| per
     channel scaled by its global maximum and read as an image, then context-aware saliency."""
-    return {INPUT: sr_from_relevance(_input_relevance(req, "sr", "logit"))}
+    return {INPUT: sr_from_relevance(_input_relevance(req, "sr", "logit", "srmap"))}
 
 
 def sr_from_relevance(pixels: np.ndarray) -> np.ndarray:
