@@ -249,7 +249,9 @@ def test_default_lrp_on_the_bundled_model_is_visible_and_says_what_it_lost(tmp_p
     assert main(["explain", str(LITE0), str(photo), "--method", "lrp", "--out", str(tmp_path), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     pixels = cv2.imread(str(tmp_path / "chelsea_lrp_input_pixels.png"))
-    assert pixels.std() > 15 and pixels.min() == 0 and pixels.max() == 255, pixels.std()   # measured 29.5
+    # drawn on the photo: resized from the model's 224 px, so the colormap's ends are met to within
+    # the interpolation's blending of neighbouring pixels, not exactly
+    assert pixels.std() > 15 and pixels.min() <= 8 and pixels.max() >= 247, pixels.std()   # measured 27.4
     assert (tmp_path / "chelsea_lrp_input.png").exists()
     kept = summary["conservation"]
     assert list(kept)[-1] == "input" and len(kept) == 6
