@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import engine, intake, methods, postprocess
+from . import engine, inputs, intake, methods, postprocess
 from ._runtime import runtime_warning
 from .errors import OnnxCamError, describe, first_line
 from .graph.backward import SEED, gradient_graph
@@ -193,7 +193,8 @@ class Explainer:
             x = x[None]
         if x.ndim != 4 or tuple(x.shape[1:]) != want:
             raise OnnxCamError(f"input batch has shape {tuple(x.shape)}, the model wants [N, {', '.join(map(str, want))}] "
-                               f"({self.model.layout}); use onnxcam.load_images(paths, ex.preprocess)")
+                               f"({self.model.layout}); use onnxcam.load_images(paths, ex.preprocess), or give "
+                               "ex.explain paths or uint8 RGB images [H, W, 3]")
         if len(x) == 0:
             raise OnnxCamError("input batch has 0 images; give at least one")
         with np.errstate(over="ignore"):
@@ -347,10 +348,16 @@ class Explainer:
         return np.concatenate(out) if out else np.zeros((0, m.num_classes), np.float32)
 
     # ----- the public call
-    def explain(self, x, method: str = "scorecam", layers="auto", target=None, **options) -> Result:
-        """Explain a preprocessed float32 batch x with one method at one or more layers.
+    def explain(self, x: inputs.ImageInput, method: str = "hirescam", layers="auto", target=None,
+                color_order: str = "RGB", **options) -> Result:
+        """Explain images with one method at one or more layers.
 
-        target: None (top-1 per image), an int, or one int per image.
+        x: an image path or a list of paths; uint8 pixels ([H, W, 3], a list of them, or [N, H, W, 3];
+        RGB, or BGR with color_order="BGR" as cv2.imread gives); PIL images; or a preprocessed float32
+        batch [N, C, H, W] / [N, H, W, C] (onnxcam.load_images). Pixels and files are preprocessed
+        with ex.preprocess (onnxcam.inputs). method: a name in onnxcam.methods (default HiResCAM:
+        one gradient run, faithful to the score on any head). layers: "auto", "all", a name or a
+        list. target: None (top-1 per image), an int, one int per image, or class weights.
         """
         if not isinstance(method, str):
             raise OnnxCamError(f"method must be a method name (str), got {type(method).__name__}")
@@ -359,7 +366,7 @@ class Explainer:
         if unknown:
             raise OnnxCamError(f"method {method!r} takes no option(s) {', '.join(sorted(unknown))}"
                                + (f"; it takes: {', '.join(spec.options)}" if spec.options else ""))
-        x = self.check_input(x)
+        x = self.check_input(inputs.to_batch(x, self.preprocess, color_order)[0])
         chosen = self.model.resolve_layers(layers)
         grads = {}
         if spec.own_run:
