@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,13 +51,16 @@ class Explainer:
     batches sent to onnxruntime. Every tensor onnxruntime returns is checked to be finite: NaN or
     infinity (NaN weights, an input that overflows) raises an OnnxCamError naming the first
     non-finite tensor, unless allow_nonfinite (compare's candidate: a broken build must fail the
-    gate, not stop the comparison).
+    gate, not stop the comparison). labels: class names (a list, or a file with one per line)
+    instead of those the sidecar names; their count must equal the number of classes.
     """
 
-    def __init__(self, model, providers=None, preprocess=None, score: str = "logits",
+    def __init__(self, model: str | Path | Any, providers: list[str] | None = None,
+                 preprocess: PreprocessSpec | dict | None = None, score: str = "logits",
                  memory_budget_mb: float = engine.DEFAULT_BUDGET_MB,
                  max_batch: int = engine.DEFAULT_MAX_BATCH, threads: int | None = None,
-                 progress: bool = False, allow_nonfinite: bool = False):
+                 progress: bool = False, allow_nonfinite: bool = False,
+                 labels: str | Path | list[str] | None = None) -> None:
         if preprocess is not None and not isinstance(preprocess, (PreprocessSpec, dict)):
             raise OnnxCamError(f"preprocess must be a PreprocessSpec, a dict of its fields or None, "
                                f"got {type(preprocess).__name__}")
@@ -75,7 +79,7 @@ class Explainer:
         self.progress = progress
         self.source = str(model) if isinstance(model, (str, Path)) else "<ModelProto>"
         self._batches: dict = {}
-        self.labels = self._read_labels(sidecar)
+        self.labels = self._read_labels(sidecar) if labels is None else self._given_labels(labels)
         self.preprocess = self._resolve_spec(preprocess)
         warning = runtime_warning()
         if warning:
@@ -86,7 +90,8 @@ class Explainer:
         providers, preprocessing, score choice and engine limits."""
         return Explainer(proto, providers=self.providers, preprocess=self.preprocess, score=self.score,
                          memory_budget_mb=self.memory_budget_mb, max_batch=self.max_batch,
-                         threads=self.threads, progress=self.progress, allow_nonfinite=self.allow_nonfinite)
+                         threads=self.threads, progress=self.progress, allow_nonfinite=self.allow_nonfinite,
+                         labels=self.labels)
 
     # ----- what the model offers
     @property
@@ -112,9 +117,20 @@ class Explainer:
         name = self.sidecar.get("labels")
         if name is None or sidecar is None:
             return None
-        labels = read_labels(confine(name, sidecar.parent, "labels file", sidecar))
+        return self._count_labels(read_labels(confine(name, sidecar.parent, "labels file", sidecar)), name)
+
+    def _given_labels(self, labels) -> list[str]:
+        """Labels the caller passes: a label file (read like the sidecar's) or a list of names."""
+        if isinstance(labels, (str, Path)):
+            return self._count_labels(read_labels(Path(labels)), labels)
+        if not isinstance(labels, (list, tuple)) or not all(isinstance(n, str) for n in labels):
+            raise OnnxCamError(f"labels must be a label file path or a list of class names, got {describe(labels)}")
+        return self._count_labels([n.strip() for n in labels], "labels")
+
+    def _count_labels(self, labels: list[str], name) -> list[str]:
         if len(labels) != self.model.num_classes:
-            raise OnnxCamError(f"label file {name} has {len(labels)} names for {self.model.num_classes} classes")
+            raise OnnxCamError(f"label file {name} has {len(labels)} names for {self.model.num_classes} classes; "
+                               "give one class name per line, in class index order")
         return labels
 
     def _resolve_spec(self, preprocess) -> PreprocessSpec:

@@ -120,3 +120,10 @@ def test_wrong_images_are_one_line(small, x, match):
 
 def test_color_order_is_checked(small, photo):
     one_line_error(small.explain, photo[0], color_order="bgr", match="color_order must be 'RGB' or 'BGR'")
+
+
+def test_labels_given_to_the_explainer():
+    ex = onnxcam.Explainer(small_cnn(), labels=[f"c{k}" for k in range(10)])
+    assert ex.labels[3] == "c3"
+    one_line_error(onnxcam.Explainer, small_cnn(), labels=["a", "b"], match="2 names for 10 classes")
+    one_line_error(onnxcam.Explainer, small_cnn(), labels=5, match="labels must be")
