@@ -55,8 +55,8 @@ def draw_boxes(rgb: np.ndarray, boxes, heat: np.ndarray | None = None, hit: bool
     scale = max(1, round(max(out.shape[:2]) / 224))
     for x0, y0, x1, y1 in boxes:
         p0, p1 = (int(round(x0)), int(round(y0))), (int(round(x1)) - 1, int(round(y1)) - 1)
-        cv2.rectangle(out, p0, p1, (0, 0, 0), 3 * scale, cv2.LINE_AA)
-        cv2.rectangle(out, p0, p1, (255, 255, 255), scale, cv2.LINE_AA)
+        cv2.rectangle(out, p0, p1, (0, 0, 0), 3 * scale)
+        cv2.rectangle(out, p0, p1, (255, 255, 255), scale)
     if heat is not None:
         y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
         fy, fx = out.shape[0] / heat.shape[0], out.shape[1] / heat.shape[1]
@@ -197,7 +197,7 @@ def render(evaluation: dict, results: dict, views: list[np.ndarray], labels=None
                  if evaluation.get("road_percentages") else "")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>onnxcam evaluation</title>
 <style>{CSS}</style></head><body>
-<h1>onnxcam evaluation</h1><p>model {html.escape(evaluation.get("model", ""))} · {len(views)} images ·
+<h1>onnxcam evaluation</h1><p>model {html.escape(evaluation.get("model", ""))} · {len(views)} image{"s" if len(views) != 1 else ""} ·
 deletion/insertion with {evaluation["steps"]} steps, deletion baseline {html.escape(evaluation["baseline"])}
 {" · " + road_note if road_note else ""}</p>
 <table><tr><th>method</th><th>layer</th><th>Average Drop % (lower is better)</th><th>Increase in Confidence %</th>

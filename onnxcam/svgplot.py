@@ -50,12 +50,8 @@ def nice_ticks(lo: float, hi: float, most: int = 6) -> list[float]:
     raw = (hi - lo) / max(most - 1, 1)
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
-    start = math.floor(lo / step + 1e-9) * step
-    ticks, v = [], start
-    while v <= hi + step * 1e-6:
-        ticks.append(round(v, 10))
-        v += step
-    return ticks if len(ticks) >= 2 else [lo, hi]
+    first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)   # the data inside the frame
+    return [round(k * step, 10) for k in range(first, max(last, first + 1) + 1)]
 
 
 def _number(v: float) -> str:
