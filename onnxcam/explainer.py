@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence, Union
 
 import numpy as np
 
@@ -17,6 +17,12 @@ from .graph.masking import IMAGE, MAPS, masked_scores_graph
 from .files import confine, read_json_object
 from .preprocess import PreprocessSpec, find_sidecar, read_labels, spec_from_dict
 from .progress import Progress
+
+#: A target: None (each image's top-1 class), a class index, one index per image, or class
+#: weights [K] / [N, K] (S = sum_k w_k y_k).
+Target = Union[None, int, Sequence[int], np.ndarray]
+#: Layers: "auto", "all", a layer name, or a list of names (see Explainer.layers).
+Layers = Union[str, Sequence[str]]
 
 
 @dataclass
@@ -220,7 +226,7 @@ class Explainer:
                                "range, ~3.4e38); give preprocessed images")
         return x
 
-    def forward(self, x, layers=()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def forward(self, x: np.ndarray, layers: Sequence[str] = ()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Scores [N, K] and activations {layer: [N, C, h, w]} (NCHW) from batched runs."""
         x = self.check_input(x)
         names = tuple(layer.name if hasattr(layer, "name") else layer for layer in layers)
@@ -243,8 +249,9 @@ class Explainer:
             rules() if callable(rules) else rules, start, kinks=rules is None))
         return sess, carried, self._batch(key)
 
-    def gradients(self, x, layers, target=None, rules_name: str = "plain", rules=None,
-                  start: str = "seed", near_kinks: dict | None = None):
+    def gradients(self, x: np.ndarray, layers: Sequence[str], target: Target = None, rules_name: str = "plain",
+                  rules=None, start: str = "seed", near_kinks: dict | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """One run per batch: scores [N, K], targets [N], activations and dS/dA per layer (NCHW).
 
         The tensors may be layer names (catalog entries) or the model's input name. With LRP rules
@@ -287,7 +294,8 @@ class Explainer:
                                     if out in outs[0] else np.zeros(len(x), np.int64))
         return scores, targets, acts, grads
 
-    def activations_and_gradients(self, x, layers="auto", target=None) -> dict[str, tuple]:
+    def activations_and_gradients(self, x: np.ndarray, layers: Layers = "auto", target: Target = None
+                                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """{layer: (A [N,C,h,w], dS/dA [N,C,h,w])} from one onnxruntime run per batch.
 
         target: None (top-1), an int, one int per image, or class weights [K] / [N, K].
@@ -296,8 +304,8 @@ class Explainer:
         _, _, acts, grads = self.gradients(x, chosen, target)
         return {layer.name: (acts[layer.name], grads[layer.name]) for layer in chosen}
 
-    def relevance(self, x, layers=("input",), composite="epsilon-plus-flat", target=None,
-                  start: str = "logit") -> dict[str, np.ndarray]:
+    def relevance(self, x: np.ndarray, layers: Layers = ("input",), composite: Any = "epsilon-plus-flat",
+                  target: Target = None, start: str = "logit") -> dict[str, np.ndarray]:
         """LRP relevance {layer | 'input': R} from one run per batch.
 
         composite: a name in onnxcam.lrp.COMPOSITES or a Composite (your own mapping of layers to
@@ -364,8 +372,8 @@ class Explainer:
         return np.concatenate(out) if out else np.zeros((0, m.num_classes), np.float32)
 
     # ----- the public call
-    def explain(self, x: inputs.ImageInput, method: str = "hirescam", layers="auto", target=None,
-                color_order: str = "RGB", **options) -> Result:
+    def explain(self, x: inputs.ImageInput, method: str = "hirescam", layers: Layers = "auto",
+                target: Target = None, color_order: str = "RGB", **options: Any) -> Result:
         """Explain images with one method at one or more layers.
 
         x: an image path or a list of paths; uint8 pixels ([H, W, 3], a list of them, or [N, H, W, 3];

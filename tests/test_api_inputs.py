@@ -127,3 +127,12 @@ def test_labels_given_to_the_explainer():
     assert ex.labels[3] == "c3"
     one_line_error(onnxcam.Explainer, small_cnn(), labels=["a", "b"], match="2 names for 10 classes")
     one_line_error(onnxcam.Explainer, small_cnn(), labels=5, match="labels must be")
+
+
+def test_the_package_says_it_is_typed():
+    import tomllib
+    from pathlib import Path
+    root = Path(onnxcam.__file__).parent
+    assert (root / "py.typed").is_file()
+    with open(root.parent / "pyproject.toml", "rb") as f:
+        assert "py.typed" in tomllib.load(f)["tool"]["setuptools"]["package-data"]["onnxcam"]
