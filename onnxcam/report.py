@@ -218,9 +218,12 @@ def _difference(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
     return np.clip(0.5 + 0.5 * (cand - ref), 0, 1)
 
 
-def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], labels=None) -> str:
+def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], labels=None,
+                      aspects: list[float] | None = None) -> str:
     """HTML for a compare() dict: verdict, per-layer summary, layer matching, and per image (worst
-    first) the reference and candidate overlays side by side with their difference."""
+    first) the reference and candidate overlays side by side with their difference. aspects: per
+    image (in image_order) the height / width its thumbnails should have (the photo's, for a
+    stretched view); by default the view's own."""
     name = (lambda t: labels[t] if labels else str(t))
     signed = get(result["method"]).signed
     index = {path: i for i, path in enumerate(str(p) for p in result.get("image_order", []))}
@@ -237,18 +240,19 @@ def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], 
     for row in result["images"]:
         i = index[row["image"]]
         view = views[i]
+        aspect = aspects[i] if aspects else None
         top1 = (f"{row['reference_top1']} {html.escape(name(row['reference_top1']))}" if row["top1_agrees"] else
                 f"<b>{row['reference_top1']} {html.escape(name(row['reference_top1']))} → "
                 f"{row['candidate_top1']} {html.escape(name(row['candidate_top1']))}</b>")
         for k, (r, c) in enumerate(pairs):
             a, b = ref_res.maps[r][i], cand_res.maps[c][i]
             f = row["layers"][r]
-            head = (f'<td rowspan="{len(pairs)}"><img src="{_png(view)}"><br>{html.escape(row["image"].split("/")[-1])}'
+            head = (f'<td rowspan="{len(pairs)}"><img src="{_png(view, aspect=aspect)}"><br>{html.escape(row["image"].split("/")[-1])}'
                     f'<br>agreement {row["agreement"]:.3f}</td>') if k == 0 else ""
             image_rows.append(
-                f"<tr>{head}<td><img src=\"{_png(overlay(view, a, diverging=signed))}\"></td>"
-                f"<td><img src=\"{_png(overlay(view, b, diverging=signed))}\"></td>"
-                f"<td><img src=\"{_png(overlay(view, _difference(a, b), alpha=0.7, diverging=True))}\"></td>"
+                f"<tr>{head}<td><img src=\"{_png(overlay(view, a, diverging=signed), aspect=aspect)}\"></td>"
+                f"<td><img src=\"{_png(overlay(view, b, diverging=signed), aspect=aspect)}\"></td>"
+                f"<td><img src=\"{_png(overlay(view, _difference(a, b), alpha=0.7, diverging=True), aspect=aspect)}\"></td>"
                 f"<td style='text-align:left'>layer {html.escape(r)}<br>Pearson {f['pearson']:.3f} · Spearman "
                 f"{f['spearman']:.3f} · top-{result['top_percent']:g}% IoU {f['iou']:.3f} · largest pixel "
                 f"difference {fmt(f['max_abs_difference'])}<br>top-1 {top1}<br>"

@@ -152,26 +152,52 @@ def test_a_progress_line_for_every_step_off_a_terminal(report):
     assert lines[-1].startswith("onnxcam: evaluate [12/12]")
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium (/usr/bin/chromium) is not installed; "
-                                                 ".ci/run installs Debian's chromium package")
-def test_report_as_chromium_draws_it(report):
-    shot = report["out"] / "report.png"
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium (/usr/bin/chromium) is not "
+                                    "installed; .ci/run installs Debian's chromium package")
+
+
+def screenshot(page: Path) -> np.ndarray:
+    """The page as headless Chromium draws it in a 1400x2000 window (BGR)."""
+    shot = page.with_suffix(".png")
     profile = tempfile.mkdtemp()
     try:
         subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
                         "--disable-background-networking", "--disable-component-update", "--no-first-run",
                         "--hide-scrollbars", f"--user-data-dir={profile}", f"--screenshot={shot}",
-                        "--window-size=1400,2000", (report["out"] / "report.html").as_uri()],
-                       capture_output=True, timeout=180, check=False)
+                        "--window-size=1400,2000", page.as_uri()], capture_output=True, timeout=180, check=False)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     img = cv2.imread(str(shot))
     assert img is not None and img.shape[:2] == (2000, 1400)
+    return img
+
+
+def colourful(img: np.ndarray) -> np.ndarray:
+    return (img.max(axis=2).astype(int) - img.min(axis=2)) > 80
+
+
+@needs_chromium
+def test_report_as_chromium_draws_it(report):
+    img = screenshot(report["out"] / "report.html")
     ink = (img < 200).any(axis=2)
     assert ink.mean() > 0.03 and img.std() > 20          # text, plots and pictures, not a blank page
-    colourful = (img.max(axis=2).astype(int) - img.min(axis=2)) > 80
-    assert colourful[:1000].mean() > 0.001                # the plots' coloured curves in the upper half
-    assert colourful[1000:].mean() > 0.01 or colourful[:1000].mean() > 0.01   # the overlays
+    assert colourful(img[:1000]).mean() > 0.001          # the plots' coloured curves in the upper half
+    assert colourful(img).mean() > 0.01                  # and the overlays
+
+
+@needs_chromium
+def test_comparison_report_as_chromium_draws_it(tmp_path):
+    out = tmp_path / "cmp"
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["compare", str(LITE0), str(LITE0), str(PHOTOS / "coffee.jpg"), "--out", str(out)]) == 0
+    page = Page()
+    page.feed((out / "report.html").read_text())
+    assert len(page.images) >= 4
+    for attrs in page.images:
+        decode(attrs["src"])
+    assert not re.search(r"\b(nan|inf|infinity)\b", " ".join(page.text), re.IGNORECASE)
+    img = screenshot(out / "report.html")
+    assert (img < 200).any(axis=2).mean() > 0.01 and colourful(img).mean() > 0.005
 
 
 # ----- the plot itself
