@@ -32,7 +32,7 @@ class Style:
 def style(index: int) -> Style:
     """The index-th series' style: colour, dash and marker all change with the index."""
     return Style(COLORS[index % len(COLORS)], DASHES[index % len(DASHES)], MARKERS[index % len(MARKERS)],
-                 max(2.5, 6.5 - 1.1 * index), max(1.2, 3.6 - 0.8 * index))
+                 max(2.5, 6.5 - 1.1 * index), max(1.5, 3.6 - 0.7 * index))
 
 
 @dataclass
