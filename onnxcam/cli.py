@@ -370,6 +370,10 @@ def cmd_evaluate(args) -> int:
                 print(f"{m:<14} {l[:40]:<40} drop {r['average_drop']:5.1f}  increase {r['increase_in_confidence']:5.1f}"
                       f"  deletion {r['deletion_auc']:.3f}  insertion {r['insertion_auc']:.3f}"
                       + (f"  ROAD {r['road_morf']:.3f}/{r['road_lerf']:.3f}" if "road_morf" in r else ""))
+        for m, d in evaluation["methods"].items():
+            for row in d.get("sanity", []):
+                print(f"{m:<14} sanity: top {row['randomized_layers']} layers random: Spearman {row['spearman']:.2f}, "
+                      f"SSIM {row['ssim']:.2f}" + ("  <- stays similar (flagged)" if row["stays_similar"] else ""))
         print(f"wrote {targets[0]} and {targets[1]}")
     return 0
 

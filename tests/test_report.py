@@ -63,15 +63,15 @@ class Page(HTMLParser):
 def report(tmp_path_factory):
     """One real `onnxcam evaluate` run: one photo with a box, two methods, 4 steps, ROAD, sanity."""
     out = tmp_path_factory.mktemp("report")
-    err = io.StringIO()   # not a terminal, as in a log or CI
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    err, said = io.StringIO(), io.StringIO()   # not a terminal, as in a log or CI
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(said):
         rc = main(["evaluate", str(LITE0), str(PHOTOS / "coffee.jpg"), "--methods", "gradcam,gradcam++",
                    "--steps", "4", "--boxes", str(PHOTOS / "boxes.json"), "--sanity", "1", "--out", str(out)])
     assert rc == 0, err.getvalue()
     page = Page()
     html = (out / "report.html").read_text()
     page.feed(html)
-    return {"out": out, "html": html, "page": page, "stderr": err.getvalue(),
+    return {"out": out, "html": html, "page": page, "stderr": err.getvalue(), "stdout": said.getvalue(),
             "evaluation": json.loads((out / "evaluation.json").read_text())}
 
 
@@ -120,6 +120,8 @@ def test_sanity_flag_follows_the_figures(report):
     for rs in rows.values():
         assert all(r["stays_similar"] == (r["spearman"] > 0.5) for r in rs)
     flagged = [m for m, rs in rows.items() if any(r["stays_similar"] for r in rs)]
+    printed = [l for l in report["stdout"].splitlines() if "sanity:" in l]
+    assert len(printed) == 2 and sum("stays similar (flagged)" in l for l in printed) == len(flagged)
     text = " ".join(report["page"].text)
     assert ("stays similar" in text) == bool(flagged)
     for m in flagged:
