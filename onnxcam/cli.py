@@ -300,7 +300,7 @@ def _class_of(part: str, by_name: dict[str, list[int]], labels: list[str] | None
     if not labels:
         raise OnnxCamError(f"{takes}; got {part!r}, and the model has no class names to look it up in: "
                            "give --labels FILE (one name per line) or a class index")
-    close = difflib.get_close_matches(part.casefold(), list(by_name), n=5, cutoff=0.5)
+    close = difflib.get_close_matches(part.casefold(), list(by_name), n=4, cutoff=0.6)
     names = [labels[by_name[c][0]] for c in close]
     raise OnnxCamError(f"{takes}; {part!r} is none of the model's {len(labels)} class names"
                        + (f"; closest: {', '.join(repr(n) for n in names)}" if names else
