@@ -8,6 +8,7 @@ asking for a report (ONNXCAM_DEBUG=1 prints its traceback): known failures are O
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
@@ -30,8 +31,26 @@ from .files import read_json_object
 from .preprocess import load_images
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Help that ends each option with its default, where it has one worth saying (not None/False,
+    and not already said in the help text); lists shown as they are typed."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if default in (None, False, argparse.SUPPRESS) or "default" in text or not action.option_strings:
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {shown})".lstrip()
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with the project's one-line errors instead of a usage block."""
+    """argparse with the project's one-line errors instead of a usage block, and every default
+    shown in --help (subcommands are made with this class too)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"onnxcam: error: {self.prog}: {message}; see {self.prog} --help\n")
@@ -80,9 +99,10 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engine")
     g.add_argument("--providers", nargs="+", help="onnxruntime providers (default: CUDA if usable, else CPU)")
     g.add_argument("--score", choices=["logits", "output"], default="logits",
-                   help="explain the pre-softmax logits (default) or the exported output")
-    g.add_argument("--max-batch", type=_positive_int, default=64)
-    g.add_argument("--memory-budget-mb", type=_positive_float, default=1024)
+                   help="explain the pre-softmax logits or the exported output")
+    g.add_argument("--max-batch", type=_positive_int, default=64, help="most images per onnxruntime run")
+    g.add_argument("--memory-budget-mb", type=_positive_float, default=1024,
+                   help="batches are sized to stay under this much memory")
 
 
 def _add_output_flags(p: argparse.ArgumentParser, what: str = "print a machine-readable summary") -> None:
@@ -99,8 +119,24 @@ def _reads_images(p: argparse.ArgumentParser, func) -> None:
     p.set_defaults(func=func)
 
 
+def _add_labels_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--labels", metavar="FILE", help="class names, one per line in class index order "
+                                                    "(default: the file the model's sidecar names)")
+
+
+def installed_version() -> str:
+    """The installed distribution's version (package metadata), else the source tree's."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("onnxcam")
+    except PackageNotFoundError:
+        from . import __version__
+        return __version__
+
+
 def _add_method_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", help="top1 (default), a class index, or one per image: 3,7,1")
+    p.add_argument("--target", help="top1 (default), a class index or name (\"Egyptian cat\", as in the "
+                                    "model's labels, case-insensitive), or one per image: 3,7,1")
     p.add_argument("--top-k", type=_positive_int, help="Score-CAM: keep the k channels of largest spatial variance")
     p.add_argument("--composite", help="LRP: epsilon-plus-flat (default), epsilon-gamma-box, "
                                        "epsilon-alpha2-beta1, epsilon, zplus")
@@ -122,6 +158,7 @@ def _spec_overrides(args) -> dict:
 def _explainer(model, args, preprocess=None) -> Explainer:
     return Explainer(model, providers=args.providers, preprocess=preprocess, score=args.score,
                      memory_budget_mb=args.memory_budget_mb, max_batch=args.max_batch,
+                     labels=getattr(args, "labels", None),
                      progress=True)  # on stderr: a bar on a terminal, a status line every ~10 s elsewhere
 
 
@@ -257,7 +294,7 @@ def _summary(ex: Explainer, res: Result, images, files, tops) -> dict:
 def cmd_explain(args) -> int:
     ex = _explainer(args.model, args, preprocess=_spec_overrides(args) or None)
     images = [Path(p) for p in args.images]
-    target = _parse_target(args.target)
+    target = _parse_target(args.target, ex.labels)
     options = _method_options(args)
     style = Style(args.at, args.colormap, args.alpha, args.shared_scale)
     results, files, tops = run_explain(ex, images, args.method, args.layer, target, Path(args.out),
@@ -275,16 +312,46 @@ def cmd_explain(args) -> int:
     return 0
 
 
-def _parse_target(text: str | None):
-    """--target: None or "top1" -> None (each image's top-1), else one index or one per image."""
+def _parse_target(text: str | None, labels: list[str] | None = None):
+    """--target: None or "top1" -> None (each image's top-1), else one class or one per image
+    (comma-separated), each an index or a name from the model's labels (case-insensitive, exact;
+    the whole text is tried as one name first, for names that contain commas)."""
     if text in (None, "top1"):
         return None
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise OnnxCamError(f"--target takes top1, a class index, or one index per image separated "
-                           f"by commas; got {text!r}") from None
+    by_name: dict[str, list[int]] = {}
+    for i, name in enumerate(labels or []):
+        by_name.setdefault(name.strip().casefold(), []).append(i)
+    whole = by_name.get(text.strip().casefold())
+    values = [_class_of(part.strip(), by_name, labels) for part in text.split(",")] if whole is None \
+        else [_only_class(text, whole)]
     return values[0] if len(values) == 1 else values
+
+
+def _class_of(part: str, by_name: dict[str, list[int]], labels: list[str] | None) -> int:
+    """One --target item: a class index, or the index of the class with this name."""
+    try:
+        return int(part)
+    except ValueError:
+        pass
+    found = by_name.get(part.casefold())
+    if found:
+        return _only_class(part, found)
+    takes = "--target takes top1, a class index or a class name, or one per image separated by commas"
+    if not labels:
+        raise OnnxCamError(f"{takes}; got {part!r}, and the model has no class names to look it up in: "
+                           "give --labels FILE (one name per line) or a class index")
+    close = difflib.get_close_matches(part.casefold(), list(by_name), n=4, cutoff=0.6)
+    names = [labels[by_name[c][0]] for c in close]
+    raise OnnxCamError(f"{takes}; {part!r} is none of the model's {len(labels)} class names"
+                       + (f"; closest: {', '.join(repr(n) for n in names)}" if names else
+                          "; see the label file for the names"))
+
+
+def _only_class(name: str, indices: list[int]) -> int:
+    if len(indices) > 1:
+        raise OnnxCamError(f"--target {name!r} names {len(indices)} classes ({', '.join(map(str, indices))}); "
+                           "give the index instead")
+    return indices[0]
 
 
 def _print_summary(summary: dict) -> None:
@@ -366,6 +433,10 @@ def cmd_evaluate(args) -> int:
                 print(f"{m:<14} {l[:40]:<40} drop {r['average_drop']:5.1f}  increase {r['increase_in_confidence']:5.1f}"
                       f"  deletion {r['deletion_auc']:.3f}  insertion {r['insertion_auc']:.3f}"
                       + (f"  ROAD {r['road_morf']:.3f}/{r['road_lerf']:.3f}" if "road_morf" in r else ""))
+        for m, d in evaluation["methods"].items():
+            for row in d.get("sanity", []):
+                print(f"{m:<14} sanity: top {row['randomized_layers']} layers random: Spearman {row['spearman']:.2f}, "
+                      f"SSIM {row['ssim']:.2f}" + ("  <- stays similar (flagged)" if row["stays_similar"] else ""))
         print(f"wrote {targets[0]} and {targets[1]}")
     return 0
 
@@ -429,6 +500,7 @@ def cmd_export_explainer(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="onnxcam", description="Explain ONNX CNN classifiers.")
+    p.add_argument("--version", action="version", version=f"onnxcam {installed_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     d = sub.add_parser("demo", help="explain the bundled EfficientNet-Lite0 on a bundled photo")
@@ -447,25 +519,27 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="explain images with one method")
     e.add_argument("model")
     e.add_argument("images", nargs="+")
-    e.add_argument("--method", default="scorecam", type=_method_names,
+    e.add_argument("--method", default="hirescam", type=_method_names,
                    help="a method, or several separated by commas (then one side-by-side montage per image "
-                        f"too): {', '.join(sorted(methods.REGISTRY))}")
+                        f"too): {', '.join(sorted(methods.REGISTRY))}. HiResCAM: one gradient run, faithful to the score")
     e.add_argument("--layer", nargs="+", default=["auto"], help="auto, all, or layer names")
     _add_method_flags(e)
     _add_style_flags(e)
+    _add_labels_flag(e)
     _reads_images(e, cmd_explain)
 
     v = sub.add_parser("evaluate", help="faithfulness and localization metrics with an HTML report")
     v.add_argument("model")
     v.add_argument("images", nargs="+")
     v.add_argument("--methods", default="gradcam,scorecam", help="comma-separated method names")
-    v.add_argument("--layers", nargs="+", default=["auto"])
+    v.add_argument("--layers", nargs="+", default=["auto"], help="auto, all, or layer names")
     v.add_argument("--boxes", help="JSON boxes file (see models/photos/boxes.json)")
     v.add_argument("--steps", type=_positive_int, default=50, help="deletion/insertion steps")
     v.add_argument("--baseline", choices=["zero", "blur", "mean"], default="zero")
     v.add_argument("--no-road", action="store_true", help="skip ROAD (MoRF/LeRF at 10..90 %%)")
     v.add_argument("--sanity", type=_positive_int, nargs="+", metavar="K",
                    help="also run the cascading randomization check with the top K layers random")
+    _add_labels_flag(v)
     _reads_images(v, cmd_evaluate)
 
     c = sub.add_parser("compare", help="do a deployed build's decisions and explanations agree with the "

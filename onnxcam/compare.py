@@ -22,6 +22,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import fields
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -95,10 +96,12 @@ def _same_preprocessing(ref: Explainer, cand: Explainer) -> None:
                                "with preprocess=reference.preprocess")
 
 
-def compare(reference, candidate, images, method: str = "gradcam", layers="auto", match=None,
-            target=None, top_percent: float = 20.0, fail_under: float | None = MAP_FLOOR,
-            gate: str = "pearson", options: dict | None = None, providers=None, preprocess=None,
-            results: dict | None = None, top1_floor: float | None = TOP1_FLOOR, **explainer_args) -> dict:
+def compare(reference: str | Path | Any, candidate: str | Path | Any, images: Sequence[str | Path],
+            method: str = "gradcam", layers: str | Sequence[str] = "auto", match: dict[str, str] | None = None,
+            target: Any = None, top_percent: float = 20.0, fail_under: float | None = MAP_FLOOR,
+            gate: str = "pearson", options: dict | None = None, providers: list[str] | None = None,
+            preprocess: Any = None, results: dict | None = None, top1_floor: float | None = TOP1_FLOOR,
+            **explainer_args: Any) -> dict:
     """Compare the explanations of `candidate` with those of `reference` on `images` (paths).
 
     reference / candidate: paths, ModelProtos or Explainers. layers: reference layers ("auto",

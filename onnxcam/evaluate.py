@@ -7,6 +7,7 @@ module turns the same dict into a self-contained HTML page.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -16,10 +17,14 @@ from .methods import get as get_method
 from .metrics import average_drop_increase, cascading_randomization, deletion_insertion, pointing_game, road
 from .graph.randomize import parametric_layers
 from .metrics.sanity import check_randomization_steps
-from .preprocess import load_images, read_rgb, view_box
+from .inputs import to_batch
+from .preprocess import view_box
 from .metrics.curves import BASELINES
 from .progress import Progress
 
+
+if TYPE_CHECKING:
+    from .explainer import Explainer
 
 BOXES_EXAMPLE = '{"boxes": {"photo.jpg": [[x0, y0, x1, y1]]}} with fractions in [0, 1]'
 
@@ -47,12 +52,16 @@ def _is_box(b) -> bool:
     return all(0 <= v <= 1 for v in b) and b[2] > b[0] and b[3] > b[1]
 
 
-def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=None, steps: int = 50,
-             baseline: str = "zero", options: dict | None = None, results: dict | None = None,
-             road_percentages=(10, 30, 50, 70, 90), sanity_steps=None) -> dict:
+def evaluate(ex: Explainer, images: Sequence[str | Path], methods: Sequence[str] | str = ("gradcam", "scorecam"),
+             layers: str | Sequence[str] = "auto", boxes: dict[str, list] | None = None, steps: int = 50,
+             baseline: str = "zero", options: dict[str, dict] | None = None, results: dict | None = None,
+             road_percentages: Sequence[float] = (10, 30, 50, 70, 90),
+             sanity_steps: Sequence[int] | None = None) -> dict:
     """Figures for each method x layer. `images`: paths; `boxes`: a dict from read_boxes or None;
     `road_percentages`: () skips ROAD; `sanity_steps` (e.g. [1, 4, 16]) adds the cascading
-    randomization check per method. `results`, if given, receives each method's Result."""
+    randomization check per method (each step flagged `stays_similar` when the maps keep a
+    Spearman above metrics.sanity.SIMILAR_SPEARMAN). `results`, if given, receives each method's
+    Result. With ex.progress, each long step says on stderr that it begins."""
     if isinstance(methods, str):   # "gradcam,scorecam", as the CLI takes them
         methods = [m.strip() for m in methods.split(",") if m.strip()]
     methods = list(methods)
@@ -67,30 +76,48 @@ def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=N
     if sanity_steps:
         check_randomization_steps(sanity_steps, len(parametric_layers(ex.model.proto)))
     paths = [Path(p) for p in images]
-    x, views = load_images(paths, ex.preprocess, return_views=True)
+    x, originals = to_batch(paths, ex.preprocess)
     view_boxes = None
     if boxes is not None:
-        view_boxes = [[view_box(b, read_rgb(p).shape[:2], ex.preprocess) for b in boxes.get(p.name, [])]
-                      for p in paths]
+        view_boxes = [[view_box(b, o.shape[:2], ex.preprocess) for b in boxes.get(p.name, [])]
+                      for p, o in zip(paths, originals)]
     out = {"model": ex.source, "images": [str(p) for p in paths], "steps": steps,
-           "baseline": baseline, "methods": {}}
-    bar = Progress(len(methods), "evaluate (methods)", enabled=getattr(ex, "progress", False))
+           "baseline": baseline, "road_percentages": [float(p) for p in road_percentages],
+           "image_sizes": [list(o.shape[:2]) for o in originals],
+           "preprocess": {"size": list(ex.preprocess.size), "resize": ex.preprocess.resize},
+           "methods": {}}
+    if view_boxes is not None:   # in pixels of the view the model sees, as the maps
+        out["boxes"] = [[[round(float(v), 2) for v in b] for b in bs] for bs in view_boxes]
+    n_layers = len(ex.model.resolve_layers(layers))
+    per_layer_steps = 2 + (2 if road_percentages else 0)
+    bar = Progress(len(methods) * (1 + n_layers * per_layer_steps + (1 if sanity_steps else 0)), "evaluate",
+                   enabled=getattr(ex, "progress", False))
     for method in methods:
+        bar.begin(f"{method}: explaining {len(paths)} images")
         res = ex.explain(x, method=method, layers=layers, **(options or {}).get(method, {}))
+        bar.update()
         if results is not None:
             results[method] = res
         per_layer = {}
         for layer, maps in res.maps.items():
+            bar.begin(f"{method} @ {layer}: Average Drop / Increase")
             ad = average_drop_increase(ex, x, maps, res.target)
+            bar.update()
+            bar.begin(f"{method} @ {layer}: deletion / insertion ({steps} steps)")
             di = deletion_insertion(ex, x, maps, res.target, steps=steps, baseline=baseline)
+            bar.update()
             row = {"average_drop": ad["average_drop"], "increase_in_confidence": ad["increase_in_confidence"],
                    "deletion_auc": float(np.mean(di["deletion"])), "insertion_auc": float(np.mean(di["insertion"])),
                    "per_image": {"drop": ad["per_image_drop"], "deletion": di["deletion"],
                                  "insertion": di["insertion"]},
                    "curves": di["curves"]}
             if road_percentages:
+                bar.begin(f"{method} @ {layer}: ROAD MoRF")
                 morf = road(ex, x, maps, res.target, road_percentages, "morf")
+                bar.update()
+                bar.begin(f"{method} @ {layer}: ROAD LeRF")
                 lerf = road(ex, x, maps, res.target, road_percentages, "lerf")
+                bar.update()
                 row["road_morf"], row["road_lerf"] = morf["mean"], lerf["mean"]
                 row["curves"]["road_morf"], row["curves"]["road_lerf"] = morf["curves"], lerf["curves"]
             if view_boxes is not None:
@@ -102,9 +129,10 @@ def evaluate(ex, images, methods=("gradcam", "scorecam"), layers="auto", boxes=N
             per_layer[layer] = row
         out["methods"][method] = {"targets": res.target.tolist(), "layers": per_layer}
         if sanity_steps:
+            bar.begin(f"{method}: sanity check, top {', '.join(map(str, sanity_steps))} layers randomized")
             check = cascading_randomization(ex, x, method, layers=list(res.maps), steps=sanity_steps,
                                             base=res, **(options or {}).get(method, {}))
             out["methods"][method]["sanity"] = check["steps"]
-        bar.update()
+            bar.update()
     bar.close()
     return out

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Sequence, Union
 
 import numpy as np
 
-from . import engine, intake, methods, postprocess
+from . import engine, inputs, intake, methods, postprocess
 from ._runtime import runtime_warning
 from .errors import OnnxCamError, describe, first_line
 from .graph.backward import SEED, gradient_graph
@@ -16,6 +17,12 @@ from .graph.masking import IMAGE, MAPS, masked_scores_graph
 from .files import confine, read_json_object
 from .preprocess import PreprocessSpec, find_sidecar, read_labels, spec_from_dict
 from .progress import Progress
+
+#: A target: None (each image's top-1 class), a class index, one index per image, or class
+#: weights [K] / [N, K] (S = sum_k w_k y_k).
+Target = Union[None, int, Sequence[int], np.ndarray]
+#: Layers: "auto", "all", a layer name, or a list of names (see Explainer.layers).
+Layers = Union[str, Sequence[str]]
 
 
 @dataclass
@@ -53,13 +60,16 @@ class Explainer:
     batches sent to onnxruntime. Every tensor onnxruntime returns is checked to be finite: NaN or
     infinity (NaN weights, an input that overflows) raises an OnnxCamError naming the first
     non-finite tensor, unless allow_nonfinite (compare's candidate: a broken build must fail the
-    gate, not stop the comparison).
+    gate, not stop the comparison). labels: class names (a list, or a file with one per line)
+    instead of those the sidecar names; their count must equal the number of classes.
     """
 
-    def __init__(self, model, providers=None, preprocess=None, score: str = "logits",
+    def __init__(self, model: str | Path | Any, providers: list[str] | None = None,
+                 preprocess: PreprocessSpec | dict | None = None, score: str = "logits",
                  memory_budget_mb: float = engine.DEFAULT_BUDGET_MB,
                  max_batch: int = engine.DEFAULT_MAX_BATCH, threads: int | None = None,
-                 progress: bool = False, allow_nonfinite: bool = False):
+                 progress: bool = False, allow_nonfinite: bool = False,
+                 labels: str | Path | list[str] | None = None) -> None:
         if preprocess is not None and not isinstance(preprocess, (PreprocessSpec, dict)):
             raise OnnxCamError(f"preprocess must be a PreprocessSpec, a dict of its fields or None, "
                                f"got {type(preprocess).__name__}")
@@ -78,7 +88,7 @@ class Explainer:
         self.progress = progress
         self.source = str(model) if isinstance(model, (str, Path)) else "<ModelProto>"
         self._batches: dict = {}
-        self.labels = self._read_labels(sidecar)
+        self.labels = self._read_labels(sidecar) if labels is None else self._given_labels(labels)
         self.preprocess = self._resolve_spec(preprocess)
         warning = runtime_warning()
         if warning:
@@ -89,7 +99,8 @@ class Explainer:
         providers, preprocessing, score choice and engine limits."""
         return Explainer(proto, providers=self.providers, preprocess=self.preprocess, score=self.score,
                          memory_budget_mb=self.memory_budget_mb, max_batch=self.max_batch,
-                         threads=self.threads, progress=self.progress, allow_nonfinite=self.allow_nonfinite)
+                         threads=self.threads, progress=self.progress, allow_nonfinite=self.allow_nonfinite,
+                         labels=self.labels)
 
     # ----- what the model offers
     @property
@@ -115,9 +126,20 @@ class Explainer:
         name = self.sidecar.get("labels")
         if name is None or sidecar is None:
             return None
-        labels = read_labels(confine(name, sidecar.parent, "labels file", sidecar))
+        return self._count_labels(read_labels(confine(name, sidecar.parent, "labels file", sidecar)), name)
+
+    def _given_labels(self, labels) -> list[str]:
+        """Labels the caller passes: a label file (read like the sidecar's) or a list of names."""
+        if isinstance(labels, (str, Path)):
+            return self._count_labels(read_labels(Path(labels)), labels)
+        if not isinstance(labels, (list, tuple)) or not all(isinstance(n, str) for n in labels):
+            raise OnnxCamError(f"labels must be a label file path or a list of class names, got {describe(labels)}")
+        return self._count_labels([n.strip() for n in labels], "labels")
+
+    def _count_labels(self, labels: list[str], name) -> list[str]:
         if len(labels) != self.model.num_classes:
-            raise OnnxCamError(f"label file {name} has {len(labels)} names for {self.model.num_classes} classes")
+            raise OnnxCamError(f"label file {name} has {len(labels)} names for {self.model.num_classes} classes; "
+                               "give one class name per line, in class index order")
         return labels
 
     def _resolve_spec(self, preprocess) -> PreprocessSpec:
@@ -196,7 +218,8 @@ class Explainer:
             x = x[None]
         if x.ndim != 4 or tuple(x.shape[1:]) != want:
             raise OnnxCamError(f"input batch has shape {tuple(x.shape)}, the model wants [N, {', '.join(map(str, want))}] "
-                               f"({self.model.layout}); use onnxcam.load_images(paths, ex.preprocess)")
+                               f"({self.model.layout}); use onnxcam.load_images(paths, ex.preprocess), or give "
+                               "ex.explain paths or uint8 RGB images [H, W, 3]")
         if len(x) == 0:
             raise OnnxCamError("input batch has 0 images; give at least one")
         with np.errstate(over="ignore"):
@@ -206,7 +229,7 @@ class Explainer:
                                "range, ~3.4e38); give preprocessed images")
         return x
 
-    def forward(self, x, layers=()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def forward(self, x: np.ndarray, layers: Sequence[str] = ()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Scores [N, K] and activations {layer: [N, C, h, w]} (NCHW) from batched runs."""
         x = self.check_input(x)
         names = tuple(layer.name if hasattr(layer, "name") else layer for layer in layers)
@@ -229,8 +252,9 @@ class Explainer:
             rules() if callable(rules) else rules, start, kinks=rules is None))
         return sess, carried, self._batch(key)
 
-    def gradients(self, x, layers, target=None, rules_name: str = "plain", rules=None,
-                  start: str = "seed", near_kinks: dict | None = None):
+    def gradients(self, x: np.ndarray, layers: Sequence[str], target: Target = None, rules_name: str = "plain",
+                  rules=None, start: str = "seed", near_kinks: dict | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """One run per batch: scores [N, K], targets [N], activations and dS/dA per layer (NCHW).
 
         The tensors may be layer names (catalog entries) or the model's input name. With LRP rules
@@ -273,7 +297,8 @@ class Explainer:
                                     if out in outs[0] else np.zeros(len(x), np.int64))
         return scores, targets, acts, grads
 
-    def activations_and_gradients(self, x, layers="auto", target=None) -> dict[str, tuple]:
+    def activations_and_gradients(self, x: np.ndarray, layers: Layers = "auto", target: Target = None
+                                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """{layer: (A [N,C,h,w], dS/dA [N,C,h,w])} from one onnxruntime run per batch.
 
         target: None (top-1), an int, one int per image, or class weights [K] / [N, K].
@@ -282,8 +307,8 @@ class Explainer:
         _, _, acts, grads = self.gradients(x, chosen, target)
         return {layer.name: (acts[layer.name], grads[layer.name]) for layer in chosen}
 
-    def relevance(self, x, layers=("input",), composite="epsilon-plus-flat", target=None,
-                  start: str = "logit") -> dict[str, np.ndarray]:
+    def relevance(self, x: np.ndarray, layers: Layers = ("input",), composite: Any = "epsilon-plus-flat",
+                  target: Target = None, start: str = "logit") -> dict[str, np.ndarray]:
         """LRP relevance {layer | 'input': R} from one run per batch.
 
         composite: a name in onnxcam.lrp.COMPOSITES or a Composite (your own mapping of layers to
@@ -350,10 +375,16 @@ class Explainer:
         return np.concatenate(out) if out else np.zeros((0, m.num_classes), np.float32)
 
     # ----- the public call
-    def explain(self, x, method: str = "scorecam", layers="auto", target=None, **options) -> Result:
-        """Explain a preprocessed float32 batch x with one method at one or more layers.
+    def explain(self, x: inputs.ImageInput, method: str = "hirescam", layers: Layers = "auto",
+                target: Target = None, color_order: str = "RGB", **options: Any) -> Result:
+        """Explain images with one method at one or more layers.
 
-        target: None (top-1 per image), an int, or one int per image.
+        x: an image path or a list of paths; uint8 pixels ([H, W, 3], a list of them, or [N, H, W, 3];
+        RGB, or BGR with color_order="BGR" as cv2.imread gives); PIL images; or a preprocessed float32
+        batch [N, C, H, W] / [N, H, W, C] (onnxcam.load_images). Pixels and files are preprocessed
+        with ex.preprocess (onnxcam.inputs). method: a name in onnxcam.methods (default HiResCAM:
+        one gradient run, faithful to the score on any head). layers: "auto", "all", a name or a
+        list. target: None (top-1 per image), an int, one int per image, or class weights.
         """
         if not isinstance(method, str):
             raise OnnxCamError(f"method must be a method name (str), got {type(method).__name__}")
@@ -362,7 +393,7 @@ class Explainer:
         if unknown:
             raise OnnxCamError(f"method {method!r} takes no option(s) {', '.join(sorted(unknown))}"
                                + (f"; it takes: {', '.join(spec.options)}" if spec.options else ""))
-        x = self.check_input(x)
+        x = self.check_input(inputs.to_batch(x, self.preprocess, color_order)[0])
         chosen = self.model.resolve_layers(layers)
         grads = {}
         if spec.own_run:

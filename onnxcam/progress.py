@@ -6,7 +6,9 @@ Written here rather than depending on tqdm: the runtime dependencies stay the fi
 A log file or a CI console cannot redraw a bar, and printing nothing there made a long run
 (`--layer all` with full Score-CAM) look hung for minutes. So off a terminal each update may
 write one plain line, at most one every STATUS_INTERVAL seconds across all bars of the process:
-a fast run prints nothing, a slow one shows it is alive. Progress never goes to stdout (--json).
+a fast run prints nothing, a slow one shows it is alive. A bar of long steps (evaluate's metrics)
+also says each step as it begins (`begin`), one line per step off a terminal. Progress never goes
+to stdout (--json).
 """
 from __future__ import annotations
 
@@ -56,6 +58,19 @@ class Progress:
         if now - (_last_status if _last_status is not None else self.start) >= STATUS_INTERVAL:
             _last_status = now
             self._write(f"onnxcam: {self.label} {self.done}/{self.total} ({rate:.1f}/s, eta {eta:.0f}s)\n")
+
+    def begin(self, step: str) -> None:
+        """Say which long step starts (evaluate's metrics, each seconds to minutes): on a terminal
+        the bar shows it, anywhere else one line per step, so a log shows where a run is even when
+        no status interval has passed."""
+        if not self.enabled:
+            return
+        text = f"{self.label} [{self.done + 1}/{self.total}] {step}"
+        if self.terminal:
+            self._write(f"\r{text[:110]:<110}")
+            self.drawn = True
+        else:
+            self._write(f"onnxcam: {text}\n")
 
     def _write(self, text: str) -> None:
         try:

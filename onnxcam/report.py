@@ -1,83 +1,210 @@
-"""A self-contained HTML report of an evaluation: a metrics table, deletion/insertion curves as
-inline SVG, and overlays per image x method x layer as inline PNGs (no files beside it, no scripts)."""
+"""Self-contained HTML reports (no files beside them, no scripts): `render` for evaluate, with the
+metrics table, deletion / insertion / ROAD / sanity plots as inline SVG (svgplot), and overlays per
+image x method x layer as inline PNGs at the photo's aspect ratio with the pointing-game boxes;
+`render_comparison` for compare."""
 from __future__ import annotations
 
 import base64
 import html
+import math
 
 import cv2
 import numpy as np
 
 from .methods import get
+from .metrics.sanity import SIMILAR_SPEARMAN
 from .postprocess import overlay
+from .svgplot import Series, Style, line_plot, style
 
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+THUMB_WIDTH = 176
+CSS = """body{font-family:sans-serif;margin:20px;color:#222}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:center;font-size:13px;vertical-align:top}
+.plots{display:flex;flex-wrap:wrap;gap:18px}.flag{color:#b00;font-weight:bold}
+.note{color:#555;font-size:13px;max-width:1000px}"""
 
 
-def _png(rgb: np.ndarray, size: int = 128) -> str:
-    small = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+def _png(rgb: np.ndarray, size: int = 128, aspect: float | None = None) -> str:
+    """A data: URI of the image `size` pixels wide; its height keeps `aspect` (height / width,
+    the photo's) or else the image's own."""
+    h, w = rgb.shape[:2]
+    ratio = aspect if aspect is not None else h / w
+    height = int(min(max(round(size * ratio), 16), 4 * size))
+    small = cv2.resize(rgb, (size, height), interpolation=cv2.INTER_AREA)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
     return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode()
 
 
-def _svg(curves: dict[str, list[float]], title: str, w: int = 320, h: int = 200) -> str:
-    pad = 30
-    parts = [f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">',
-             f'<text x="{w // 2}" y="14" text-anchor="middle" font-size="12">{html.escape(title)}</text>',
-             f'<rect x="{pad}" y="20" width="{w - pad - 10}" height="{h - pad - 20}" fill="none" stroke="#999"/>']
-    for k, (label, ys) in enumerate(curves.items()):
-        n = len(ys) - 1 or 1
-        pts = " ".join(f"{pad + (w - pad - 10) * i / n:.1f},{20 + (h - pad - 20) * (1 - y):.1f}"
-                       for i, y in enumerate(ys))
-        color = COLORS[k % len(COLORS)]
-        parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.5"/>')
-        parts.append(f'<text x="{pad + 4}" y="{34 + 12 * k}" font-size="10" fill="{color}">{html.escape(label)}</text>')
-    parts.append(f'<text x="{pad}" y="{h - 8}" font-size="10">0</text>'
-                 f'<text x="{w - 20}" y="{h - 8}" font-size="10">1</text></svg>')
-    return "".join(parts)
+def _aspect(evaluation: dict, i: int, view: np.ndarray) -> float:
+    """Height / width the thumbnail of image i should have: the photo's, when the model saw the whole
+    photo stretched; the view's own when it saw a centre crop (the crop is shown unsquashed)."""
+    sizes = evaluation.get("image_sizes")
+    if sizes and evaluation.get("preprocess", {}).get("resize", "stretch") == "stretch":
+        h, w = sizes[i]
+        return h / w
+    return view.shape[0] / view.shape[1]
+
+
+def _short(text: str, limit: int = 58) -> str:
+    return text if len(text) <= limit else text[:limit // 2 - 1] + "…" + text[-(limit - limit // 2):]
+
+
+def draw_boxes(rgb: np.ndarray, boxes, heat: np.ndarray | None = None, hit: bool | None = None) -> np.ndarray:
+    """Object boxes (x0, y0, x1, y1 in the view's pixels) as white-on-black frames, and the map's
+    maximum as a ring (green: the pointing game counts a hit, red: a miss)."""
+    out = rgb.copy()
+    scale = max(1, round(max(out.shape[:2]) / 224))
+    for x0, y0, x1, y1 in boxes:
+        p0, p1 = (int(round(x0)), int(round(y0))), (int(round(x1)) - 1, int(round(y1)) - 1)
+        cv2.rectangle(out, p0, p1, (0, 0, 0), 3 * scale)
+        cv2.rectangle(out, p0, p1, (255, 255, 255), scale)
+    if heat is not None:
+        y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+        fy, fx = out.shape[0] / heat.shape[0], out.shape[1] / heat.shape[1]
+        centre = (int(x * fx), int(y * fy))
+        color = (0, 200, 0) if hit else (230, 0, 0) if hit is not None else (255, 255, 0)
+        cv2.circle(out, centre, 9 * scale, (0, 0, 0), 4 * scale, cv2.LINE_AA)
+        cv2.circle(out, centre, 9 * scale, color, 2 * scale, cv2.LINE_AA)
+    return out
+
+
+def _curve_series(evaluation: dict, key: str) -> list[Series]:
+    """Mean curve of `key` per method @ layer, one style each."""
+    out = []
+    for method, data in evaluation["methods"].items():
+        for layer, r in data["layers"].items():
+            curves = r["curves"].get(key)
+            if not curves:
+                continue
+            ys = np.mean(np.asarray(curves, np.float64), axis=0)
+            xs = np.linspace(0.0, 1.0, len(ys))
+            out.append(Series(_short(f"{method} @ {layer}"), xs.tolist(), ys.tolist(), style(len(out))))
+    return out
+
+
+def _road_series(evaluation: dict, percentages) -> list[Series]:
+    """ROAD MoRF (solid) and LeRF (dashed) per method @ layer: colour and marker name the method."""
+    out, k = [], 0
+    for method, data in evaluation["methods"].items():
+        for layer, r in data["layers"].items():
+            if "road_morf" not in r["curves"]:
+                continue
+            base = style(k)
+            for order, dash in (("morf", ""), ("lerf", "8,5")):
+                ys = np.mean(np.asarray(r["curves"][f"road_{order}"], np.float64), axis=0)
+                out.append(Series(_short(f"{method} @ {layer} {order[:2].upper()}{order[2:].upper()}"
+                                         .replace("MORF", "MoRF").replace("LERF", "LeRF")),
+                                  list(percentages), ys.tolist(), Style(base.color, dash, base.marker, base.size, base.width)))
+            k += 1
+    return out
+
+
+def _plots(evaluation: dict) -> str:
+    prob = "class probability"
+    parts = []
+    deletion = _curve_series(evaluation, "deletion")
+    if deletion:
+        parts.append(line_plot(deletion, "Deletion (lower is better)", "fraction of pixels removed, most "
+                               "relevant first", prob, x_ticks=[0, 0.25, 0.5, 0.75, 1.0]))
+        parts.append(line_plot(_curve_series(evaluation, "insertion"), "Insertion (higher is better)",
+                               "fraction of pixels revealed, most relevant first", prob,
+                               x_ticks=[0, 0.25, 0.5, 0.75, 1.0]))
+    percentages = evaluation.get("road_percentages") or [10, 30, 50, 70, 90]
+    road = _road_series(evaluation, percentages)
+    if road:
+        parts.append(line_plot(road, "ROAD: MoRF (lower) and LeRF (higher)", "% of pixels removed and "
+                               "imputed", prob, x_ticks=[0] + list(percentages) + [100]
+                               if min(percentages) > 0 else list(percentages)))
+    return '<div class="plots">' + "".join(f"<div>{p}</div>" for p in parts) + "</div>"
+
+
+def _sanity(evaluation: dict) -> str:
+    methods = {m: d["sanity"] for m, d in evaluation["methods"].items() if d.get("sanity")}
+    if not methods:
+        return ""
+    rows, flagged = [], []
+    for m, steps in methods.items():
+        for row in steps:
+            similar = row.get("stays_similar", row["spearman"] > SIMILAR_SPEARMAN)
+            mark = '<span class="flag">⚠ stays similar</span>' if similar else "decorrelates"
+            rows.append(f"<tr><td>{html.escape(m)}</td><td>{row['randomized_layers']}</td>"
+                        f"<td{' class=flag' if similar else ''}>{row['spearman']:.2f}</td><td>{row['ssim']:.2f}</td>"
+                        f"<td>{mark}</td></tr>")
+        first = next((r for r in steps if r.get("stays_similar", r["spearman"] > SIMILAR_SPEARMAN)), None)
+        if first is not None:
+            flagged.append(f"<b>{html.escape(m)}</b> (Spearman {first['spearman']:.2f} with the top "
+                           f"{first['randomized_layers']} layer{'s' if first['randomized_layers'] > 1 else ''} random)")
+    ks = sorted({r["randomized_layers"] for steps in methods.values() for r in steps})
+    series = [Series(m, [float(ks.index(r["randomized_layers"])) for r in steps], [r["spearman"] for r in steps],
+                     style(i)) for i, (m, steps) in enumerate(methods.items())]
+    plot = line_plot(series, "Sanity: similarity to the original maps", "top layers randomized",
+                     "Spearman to the original map", x_ticks=[float(i) for i in range(len(ks))] if len(ks) > 1
+                     else [-0.5, 0.0, 0.5], x_tick_labels=[str(k) for k in ks] if len(ks) > 1 else ["", str(ks[0]), ""],
+                     y_range=(min(0.0, min(r["spearman"] for s in methods.values() for r in s)), 1.0),
+                     reference=(SIMILAR_SPEARMAN, f"flag above {SIMILAR_SPEARMAN:g}"))
+    warning = (f'<p class="flag">⚠ Maps that stay similar after randomization show the image more than the '
+               f'model: {"; ".join(flagged)}.</p>') if flagged else \
+        '<p>Every method decorrelates when the model is randomized.</p>'
+    return (f"<h2>Sanity check (cascading randomization)</h2>{warning}<p class=note>The top k layers with "
+            f"weights are re-initialized and each method explains the same images again; Spearman and SSIM "
+            f"compare the new maps to the original ones. A method is flagged when Spearman stays above "
+            f"{SIMILAR_SPEARMAN:g}.</p><div class=plots><div><table><tr><th>method</th><th>top layers "
+            f"randomized</th><th>Spearman</th><th>SSIM</th><th></th></tr>{''.join(rows)}</table></div>"
+            f"<div>{plot}</div></div>")
+
+
+def _cell(value, spec: str) -> str:
+    return "–" if value is None or not math.isfinite(value) else format(value, spec)
 
 
 def render(evaluation: dict, results: dict, views: list[np.ndarray], labels=None) -> str:
     """HTML for an evaluate() dict, the Results it came from and the images' uint8 views."""
-    rows, deletion, insertion = [], {}, {}
+    rows = []
     for method, data in evaluation["methods"].items():
         for layer, r in data["layers"].items():
-            label = f"{method} @ {layer}"
-            point = f"{r['pointing_hit_rate'] * 100:.0f}% / {r['pointing_energy']:.2f}" if "pointing_hit_rate" in r else "–"
-            road_cell = f"{r['road_morf']:.3f} / {r['road_lerf']:.3f}" if "road_morf" in r else "–"
+            point = (f"{_cell(r['pointing_hit_rate'] * 100, '.0f')}% / {_cell(r['pointing_energy'], '.2f')}"
+                     if "pointing_hit_rate" in r else "–")
+            road_cell = (f"{_cell(r['road_morf'], '.3f')} / {_cell(r['road_lerf'], '.3f')}"
+                         if "road_morf" in r else "–")
             rows.append(f"<tr><td>{html.escape(method)}</td><td>{html.escape(layer)}</td>"
-                        f"<td>{r['average_drop']:.1f}</td><td>{r['increase_in_confidence']:.1f}</td>"
-                        f"<td>{r['deletion_auc']:.3f}</td><td>{r['insertion_auc']:.3f}</td>"
+                        f"<td>{_cell(r['average_drop'], '.1f')}</td><td>{_cell(r['increase_in_confidence'], '.1f')}</td>"
+                        f"<td>{_cell(r['deletion_auc'], '.3f')}</td><td>{_cell(r['insertion_auc'], '.3f')}</td>"
                         f"<td>{road_cell}</td><td>{point}</td></tr>")
-            deletion[label] = list(np.mean(r["curves"]["deletion"], axis=0))
-            insertion[label] = list(np.mean(r["curves"]["insertion"], axis=0))
-    sanity = [f"<tr><td>{html.escape(m)}</td><td>{row['randomized_layers']}</td><td>{row['spearman']:.2f}</td>"
-              f"<td>{row['ssim']:.2f}</td></tr>"
-              for m, d in evaluation["methods"].items() for row in d.get("sanity", [])]
-    sanity_html = ("<h2>Sanity check (cascading randomization)</h2><table><tr><th>method</th>"
-                   "<th>top layers randomized</th><th>Spearman</th><th>SSIM</th></tr>" + "".join(sanity)
-                   + "</table>") if sanity else ""
+    boxes = evaluation.get("boxes")
     grid = []
     for i, (path, view) in enumerate(zip(evaluation["images"], views)):
-        cells = [f'<td><img src="{_png(view)}"><br>{html.escape(path.split("/")[-1])}</td>']
+        aspect = _aspect(evaluation, i, view)
+        name = path.replace("\\", "/").split("/")[-1]
+        own = boxes[i] if boxes else []
+        photo = draw_boxes(view, own) if own else view
+        h, w = (evaluation.get("image_sizes") or [view.shape[:2]])[i]
+        cells = [f'<td><img src="{_png(photo, THUMB_WIDTH, aspect)}" alt="{html.escape(name)}"><br>'
+                 f'{html.escape(name)}<br><small>{w}×{h}</small></td>']
         for method, res in results.items():
             t = int(res.target[i])
-            name = labels[t] if labels else str(t)
+            cls = labels[t] if labels else str(t)
             for layer, maps in res.maps.items():
-                cells.append(f'<td><img src="{_png(overlay(view, maps[i], diverging=get(method).signed))}"><br>{html.escape(method)}<br>'
-                             f'<small>{html.escape(layer)} · {html.escape(name)}</small></td>')
+                img = overlay(view, maps[i], diverging=get(method).signed)
+                if own:
+                    hits = evaluation["methods"][method]["layers"][layer]["per_image"].get("pointing_hit", {})
+                    img = draw_boxes(img, own, maps[i], hits.get(name))
+                cells.append(f'<td><img src="{_png(img, THUMB_WIDTH, aspect)}" alt="{html.escape(method)}"><br>'
+                             f'{html.escape(method)}<br><small>{html.escape(_short(layer, 40))} · '
+                             f'{html.escape(cls)}</small></td>')
         grid.append("<tr>" + "".join(cells) + "</tr>")
+    box_note = ("<p class=note>White frames: the object boxes; ring: the map's maximum (green: the pointing "
+                "game counts a hit, within 15 pixels of a box; red: a miss).</p>") if boxes else ""
+    road_note = (f"ROAD at {', '.join(f'{p:g}' for p in evaluation['road_percentages'])} %"
+                 if evaluation.get("road_percentages") else "")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>onnxcam evaluation</title>
-<style>body{{font-family:sans-serif;margin:20px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:center;font-size:13px}}</style></head><body>
-<h1>onnxcam evaluation</h1><p>model {html.escape(evaluation.get("model", ""))} · {len(views)} images ·
-deletion/insertion with {evaluation["steps"]} steps, deletion baseline {html.escape(evaluation["baseline"])}</p>
+<style>{CSS}</style></head><body>
+<h1>onnxcam evaluation</h1><p>model {html.escape(evaluation.get("model", ""))} · {len(views)} image{"s" if len(views) != 1 else ""} ·
+deletion/insertion with {evaluation["steps"]} steps, deletion baseline {html.escape(evaluation["baseline"])}
+{" · " + road_note if road_note else ""}</p>
 <table><tr><th>method</th><th>layer</th><th>Average Drop % (lower is better)</th><th>Increase in Confidence %</th>
 <th>Deletion AUC (lower)</th><th>Insertion AUC (higher)</th><th>ROAD MoRF (lower) / LeRF (higher)</th>
 <th>pointing hit / energy</th></tr>{"".join(rows)}</table>
-<h2>Mean curves</h2>{_svg(deletion, "deletion: class probability vs fraction removed")}
-{_svg(insertion, "insertion: class probability vs fraction revealed")}{sanity_html}
-<h2>Overlays</h2><table>{"".join(grid)}</table></body></html>"""
+<h2>Mean curves</h2>{_plots(evaluation)}{_sanity(evaluation)}
+<h2>Overlays</h2>{box_note}<table>{"".join(grid)}</table></body></html>"""
 
 
 def fmt(value, spec: str = ".3f") -> str:
@@ -91,9 +218,12 @@ def _difference(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
     return np.clip(0.5 + 0.5 * (cand - ref), 0, 1)
 
 
-def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], labels=None) -> str:
+def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], labels=None,
+                      aspects: list[float] | None = None) -> str:
     """HTML for a compare() dict: verdict, per-layer summary, layer matching, and per image (worst
-    first) the reference and candidate overlays side by side with their difference."""
+    first) the reference and candidate overlays side by side with their difference. aspects: per
+    image (in image_order) the height / width its thumbnails should have (the photo's, for a
+    stretched view); by default the view's own."""
     name = (lambda t: labels[t] if labels else str(t))
     signed = get(result["method"]).signed
     index = {path: i for i, path in enumerate(str(p) for p in result.get("image_order", []))}
@@ -110,18 +240,19 @@ def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], 
     for row in result["images"]:
         i = index[row["image"]]
         view = views[i]
+        aspect = aspects[i] if aspects else None
         top1 = (f"{row['reference_top1']} {html.escape(name(row['reference_top1']))}" if row["top1_agrees"] else
                 f"<b>{row['reference_top1']} {html.escape(name(row['reference_top1']))} → "
                 f"{row['candidate_top1']} {html.escape(name(row['candidate_top1']))}</b>")
         for k, (r, c) in enumerate(pairs):
             a, b = ref_res.maps[r][i], cand_res.maps[c][i]
             f = row["layers"][r]
-            head = (f'<td rowspan="{len(pairs)}"><img src="{_png(view)}"><br>{html.escape(row["image"].split("/")[-1])}'
+            head = (f'<td rowspan="{len(pairs)}"><img src="{_png(view, aspect=aspect)}"><br>{html.escape(row["image"].split("/")[-1])}'
                     f'<br>agreement {row["agreement"]:.3f}</td>') if k == 0 else ""
             image_rows.append(
-                f"<tr>{head}<td><img src=\"{_png(overlay(view, a, diverging=signed))}\"></td>"
-                f"<td><img src=\"{_png(overlay(view, b, diverging=signed))}\"></td>"
-                f"<td><img src=\"{_png(overlay(view, _difference(a, b), alpha=0.7, diverging=True))}\"></td>"
+                f"<tr>{head}<td><img src=\"{_png(overlay(view, a, diverging=signed), aspect=aspect)}\"></td>"
+                f"<td><img src=\"{_png(overlay(view, b, diverging=signed), aspect=aspect)}\"></td>"
+                f"<td><img src=\"{_png(overlay(view, _difference(a, b), alpha=0.7, diverging=True), aspect=aspect)}\"></td>"
                 f"<td style='text-align:left'>layer {html.escape(r)}<br>Pearson {f['pearson']:.3f} · Spearman "
                 f"{f['spearman']:.3f} · top-{result['top_percent']:g}% IoU {f['iou']:.3f} · largest pixel "
                 f"difference {fmt(f['max_abs_difference'])}<br>top-1 {top1}<br>"

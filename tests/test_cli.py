@@ -106,3 +106,54 @@ def test_relevance_methods_from_the_cli(tmp_path, capsys):
     assert main(["explain", str(LITE0), img, "--method", "lrp", "--composite", "nope",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "unknown composite" in capsys.readouterr().err
+
+
+# ----- targets by name, --labels, --version, defaults in --help (issue 12, item 6)
+
+def test_version_and_help_show_defaults(capsys):
+    from onnxcam.cli import installed_version
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"onnxcam {installed_version()}"
+    assert main(["explain", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: hirescam)" in text and "(default: auto)" in text and "(default: 1024)" in text
+    assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_target_by_class_name_is_case_insensitive_and_default_method_is_hirescam(tmp_path, capsys):
+    img = str(photo_paths(1)[0])
+    args = ["explain", str(LITE0), img, "--target", "egyptian CAT", "--out", str(tmp_path / "o"), "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "hirescam"
+    assert summary["images"][0]["target"] == 285 and summary["images"][0]["target_name"] == "Egyptian cat"
+
+
+def test_unknown_class_name_lists_the_closest(tmp_path, capsys):
+    img = str(photo_paths(1)[0])
+    assert main(["explain", str(LITE0), img, "--target", "Egyptian kat", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--target takes" in err and "closest: 'Egyptian cat'" in err
+
+
+def test_labels_file_names_the_classes_and_must_match_their_count(tmp_path, capsys):
+    model = tmp_path / "small.onnx"
+    onnx.save(small_cnn(), str(model))
+    img = str(photo_paths(1)[0])
+    labels = tmp_path / "names.txt"
+    labels.write_text("\n".join(f"thing {k}" for k in range(10)) + "\n")
+    assert main(["explain", str(model), img, img, "--size", "32", "32", "--labels", str(labels),
+                 "--target", "Thing 7,3", "--out", str(tmp_path / "o"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["images"]
+    assert [(r["target"], r["target_name"]) for r in rows] == [(7, "thing 7"), (3, "thing 3")]
+    labels.write_text("a\nb\n")
+    assert main(["explain", str(model), img, "--size", "32", "32", "--labels", str(labels),
+                 "--out", str(tmp_path / "p")]) == 2
+    assert "has 2 names for 10 classes" in capsys.readouterr().err
+    # without labels, a name cannot be looked up: say how to give them
+    assert main(["explain", str(model), img, "--size", "32", "32", "--target", "thing 7",
+                 "--out", str(tmp_path / "q")]) == 2
+    assert "--labels FILE" in capsys.readouterr().err
+    assert main(["explain", str(model), img, "--size", "32", "32", "--labels", str(tmp_path / "none.txt"),
+                 "--out", str(tmp_path / "q")]) == 2
+    assert "not found" in capsys.readouterr().err

@@ -370,7 +370,7 @@ def small():
 
 @pytest.mark.parametrize("x", [
     random_images(1, (3, 32, 32)).astype(np.complex64), np.full((1, 3, 32, 32), None, object),
-    "photo.jpg", None, np.zeros((0, 3, 32, 32), np.float32), [[1, 2], [3]],
+    b"photo.jpg", None, np.zeros((0, 3, 32, 32), np.float32), [[1, 2], [3]],
     np.ones((1, 3, 32, 32), bool), np.full((1, 3, 32, 32), 1e39)])
 def test_explain_refuses_what_is_not_a_real_batch(small, x):
     one_line_error(small.explain, x, method="gradcam", match="input|explain takes")
