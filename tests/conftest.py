@@ -103,6 +103,8 @@ def pytest_pyfunc_call(pyfuncitem):
     cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "--no-header",
            "-m", "", pyfuncitem.nodeid]
     env = dict(os.environ, **{OWN_PROCESS_CHILD: "1"})
+    _drop_cached_sessions()   # parent and child are alive together: the parent holds as little as it can
+    _release_freed_memory()
     try:
         run = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True,
                              timeout=OWN_PROCESS_TIMEOUT)
@@ -117,11 +119,24 @@ def pytest_pyfunc_call(pyfuncitem):
     pytest.fail(f"in its own process (exit {run.returncode}):\n{output[-6000:]}", pytrace=False)
 
 
-def pytest_runtest_teardown(item):
-    """Release what the test freed; with ONNXCAM_RSS_LOG=FILE, append each test's current and peak
-    RSS and the largest own_process child's peak (MB), to find what holds memory."""
+def _drop_cached_sessions() -> None:
+    """Drop the onnxruntime sessions every live Explainer caches (session-scoped fixtures such as
+    `lite0` keep theirs for the whole run otherwise); the next test that needs one builds it again."""
+    import gc
+    from onnxcam.engine import SessionCache
+    for obj in gc.get_objects():
+        if isinstance(obj, SessionCache):
+            obj.clear()
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """Release what the test freed (and, between test files, every cached session); with
+    ONNXCAM_RSS_LOG=FILE, append each test's current and peak RSS and the largest own_process
+    child's peak (MB), to find what holds memory."""
     import os
     import resource
+    if nextitem is None or nextitem.path != item.path:
+        _drop_cached_sessions()
     _release_freed_memory()
     log = os.environ.get("ONNXCAM_RSS_LOG")
     if log:
