@@ -4,10 +4,10 @@ from .explainer import Explainer, Result
 from .evaluate import evaluate  # noqa: E402  (the function; the module stays importable by path)
 from .compare import compare  # noqa: E402  (likewise)
 from .deploy import build_explainer_model, export_explainer
-from .preprocess import PreprocessSpec, load_images
+from .preprocess import PreprocessSpec, load_images, read_rgb
 from .postprocess import overlay
 from .mapback import scale_map, to_photo
 
 __version__ = "0.1.0"
 __all__ = ["Explainer", "Result", "OnnxCamError", "PreprocessSpec", "evaluate", "compare", "export_explainer",
-           "build_explainer_model", "load_images", "overlay", "scale_map", "to_photo", "__version__"]
+           "build_explainer_model", "load_images", "read_rgb", "overlay", "scale_map", "to_photo", "__version__"]
