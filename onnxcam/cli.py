@@ -469,7 +469,7 @@ def cmd_compare(args) -> int:
     labels = results["labels"]
     write_json(targets[0], result)
     write_text(targets[1], render_comparison(result, results["reference"], results["candidate"],
-                                             results["views"], labels))
+                                             results["views"], labels, results["aspects"]))
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "all_matches"}, indent=2))
     else:

@@ -111,7 +111,7 @@ def compare(reference: str | Path | Any, candidate: str | Path | Any, images: Se
     whose top-1 is unchanged is below `top1_floor` (in [0, 1]); None switches that floor off,
     and with both None there is no verdict. Returns a JSON-ready dict ("passed", "verdict" and
     "gates" with each figure, floor and outcome); `results`, if given, receives both Results
-    and the images' views under "reference", "candidate", "views".
+    and the images' views and thumbnail aspects under "reference", "candidate", "views", "aspects".
     """
     if gate == "top1":
         raise OnnxCamError("top-1 agreement has its own floor, checked with the map's: pass "
@@ -147,7 +147,7 @@ def _compare(ref, cand, images, method, layers, match, target, top_percent, gate
         raise OnnxCamError(f"the reference explains {_explained(ref)} but the candidate {_explained(cand)}; "
                            "pass --score output (score='output') to compare both outputs as exported")
     paths = [Path(p) for p in images]
-    x_ref, views = load_images(paths, ref.preprocess, return_views=True)
+    x_ref, views, photos = load_images(paths, ref.preprocess, return_views=True, return_photos=True)
     x_cand = x_ref if cand.preprocess == ref.preprocess else load_images(paths, cand.preprocess)
     matches = match_layers(ref.model, cand.model, match)
     ref_layers = [l.name for l in ref.model.resolve_layers(layers)]
@@ -164,7 +164,10 @@ def _compare(ref, cand, images, method, layers, match, target, top_percent, gate
         matching = [{"reference": k, "candidate": k, "how": "input"} for k in a.maps]
         acts = {k: None for k in a.maps}
     if results is not None:
-        results.update(reference=a, candidate=b, views=views, labels=ref.labels)
+        # thumbnails at the photo's aspect where the model saw the whole photo stretched
+        aspects = [p.shape[0] / p.shape[1] if ref.preprocess.resize == "stretch" else v.shape[0] / v.shape[1]
+                   for p, v in zip(photos, views)]
+        results.update(reference=a, candidate=b, views=views, labels=ref.labels, aspects=aspects)
 
     notes = sorted(set(a.notes + b.notes)) + _finiteness_notes(a, b, pairs, paths)
     per_image = [_image_row(ref, cand, a, b, i, path, pairs, top_percent) for i, path in enumerate(paths)]
