@@ -17,6 +17,7 @@ from .graph.masking import IMAGE, MAPS, masked_scores_graph
 from .files import confine, read_json_object
 from .preprocess import PreprocessSpec, find_sidecar, read_labels, spec_from_dict
 from .progress import Progress
+from .targets.base import Target as TargetObject
 
 #: A target: None (each image's top-1 class), a class index, one index per image, or class
 #: weights [K] / [N, K] (S = sum_k w_k y_k).
@@ -62,6 +63,8 @@ class Explainer:
     non-finite tensor, unless allow_nonfinite (compare's candidate: a broken build must fail the
     gate, not stop the comparison). labels: class names (a list, or a file with one per line)
     instead of those the sidecar names; their count must equal the number of classes.
+    target: an onnxcam.targets object (Segment, Embed, MultiLabel, Output, Classify) that turns
+    the model's outputs into the explained score in the graph; None: the classifier's logits.
     """
 
     def __init__(self, model: str | Path | Any, providers: list[str] | None = None,
@@ -69,7 +72,7 @@ class Explainer:
                  memory_budget_mb: float = engine.DEFAULT_BUDGET_MB,
                  max_batch: int = engine.DEFAULT_MAX_BATCH, threads: int | None = None,
                  progress: bool = False, allow_nonfinite: bool = False,
-                 labels: str | Path | list[str] | None = None) -> None:
+                 labels: str | Path | list[str] | None = None, target: Any = None) -> None:
         if preprocess is not None and not isinstance(preprocess, (PreprocessSpec, dict)):
             raise OnnxCamError(f"preprocess must be a PreprocessSpec, a dict of its fields or None, "
                                f"got {type(preprocess).__name__}")
@@ -79,7 +82,8 @@ class Explainer:
         self.allow_nonfinite = allow_nonfinite
         sidecar = find_sidecar(model) if isinstance(model, (str, Path)) else None
         self.sidecar = read_json_object(sidecar, "sidecar") if sidecar else {}
-        self.model = intake.load(model, score=score, image_size=self._requested_size(preprocess))
+        self.model = intake.load(model, score=score, image_size=self._requested_size(preprocess), target=target)
+        self.given_model, self.target = model, target
         self.providers = engine.choose_providers(providers)
         self.sessions = engine.SessionCache(self.providers, threads)
         self.score, self.threads = score, threads
@@ -94,13 +98,17 @@ class Explainer:
         if warning:
             self.model.notes.append(warning)
 
-    def derived(self, proto) -> "Explainer":
+    def derived(self, proto, target: Any = None) -> "Explainer":
         """An Explainer of an edited copy of this model (e.g. randomized layers) with the same
-        providers, preprocessing, score choice and engine limits."""
+        providers, preprocessing, score choice, engine limits and target (unless one is given)."""
         return Explainer(proto, providers=self.providers, preprocess=self.preprocess, score=self.score,
                          memory_budget_mb=self.memory_budget_mb, max_batch=self.max_batch,
                          threads=self.threads, progress=self.progress, allow_nonfinite=self.allow_nonfinite,
-                         labels=self.labels)
+                         labels=self.labels if target is None else None, target=target or self.target)
+
+    def with_target(self, target: Any) -> "Explainer":
+        """An Explainer of the same model file explaining `target` (an onnxcam.targets object)."""
+        return self.derived(self.given_model, target)
 
     # ----- what the model offers
     @property
@@ -384,8 +392,12 @@ class Explainer:
         batch [N, C, H, W] / [N, H, W, C] (onnxcam.load_images). Pixels and files are preprocessed
         with ex.preprocess (onnxcam.inputs). method: a name in onnxcam.methods (default HiResCAM:
         one gradient run, faithful to the score on any head). layers: "auto", "all", a name or a
-        list. target: None (top-1 per image), an int, one int per image, or class weights.
+        list. target: None (top-1 per image, or the class the Explainer's target object names), an
+        int, one int per image, or class weights; an onnxcam.targets object explains with
+        ex.with_target(it) (a new graph each call: bind it once for repeated calls).
         """
+        if isinstance(target, TargetObject):
+            return self.with_target(target).explain(x, method, layers, None, color_order, **options)
         if not isinstance(method, str):
             raise OnnxCamError(f"method must be a method name (str), got {type(method).__name__}")
         spec = methods.get(method)

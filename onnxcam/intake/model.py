@@ -13,6 +13,7 @@ from . import bnfold, canonical
 from .catalog import NCHW, NHWC, LayerInfo, build_catalog, choose_auto, tensor_shapes
 from .batching import batching_problem
 from .loading import load_model
+from ..targets.base import apply_target
 
 # Final activations whose input is the score we explain by default (probabilities saturate).
 _SCORE_ACTIVATIONS = {"Softmax", "LogSoftmax", "Sigmoid"}
@@ -38,6 +39,7 @@ class Model:
     first_linear: str | None = None  # output of the first Conv/Gemm/MatMul after the image (LRP)
     output_activation: str | None = None  # Softmax / Sigmoid that ends the graph, even when explained
     conv_biases: dict = field(default_factory=dict)  # conv output -> bnfold.ConvBias (Relevance-CAM)
+    default_target: int | None = None  # the column of the score explained when none is given (targets' cls)
 
     def layer(self, name: str) -> LayerInfo:
         """Resolve a layer name (or 'auto'); unknown names list the close matches."""
@@ -85,6 +87,8 @@ class Model:
         takes each image's top-1. Ints -> one-hot seeds. A float vector [K] or [N, K] -> weights
         over classes (S = Σ_k w_k y_k), reported target = its largest weight."""
         if target is None:
+            target = self.default_target
+        if target is None:
             return None, None
         arr = _target_array(target)
         if arr.dtype.kind == "f":
@@ -102,7 +106,9 @@ class Model:
         return idx, seed
 
     def check_targets(self, target, n: int) -> np.ndarray | None:
-        """Validate targets: None (top-1), an int, or one int per image."""
+        """Validate targets: None (top-1, or the target object's default), an int, or one int per image."""
+        if target is None:
+            target = self.default_target
         if target is None:
             return None
         arr = np.atleast_1d(_target_array(target))
@@ -203,15 +209,18 @@ def _find_score(model: onnx.ModelProto) -> tuple[str, str, str | None, int]:
         if logits is not None:
             return out.name, logits, "Softmax", int(shape[-1])
         return out.name, out.name, None, int(shape[-1])
-    raise OnnxCamError("no classifier output: expected an output of shape [N,K]; "
-                       "onnxcam explains classification scores")
+    shapes_seen = ", ".join(f"{o.name} {list(shapes.get(o.name, ()))}" for o in model.graph.output)
+    raise OnnxCamError(f"no classifier output [N, K] (outputs: {shapes_seen}); for other heads give a target: "
+                       "target=onnxcam.targets.Segment/Embed/Output(...) or --task segment|embed|output")
 
 
-def load(source, score: str = "logits", image_size=None) -> Model:
+def load(source, score: str = "logits", image_size=None, target=None) -> Model:
     """Intake pipeline (DESIGN §3): load safely, upgrade, batch, canonicalize, find input/score/layers.
 
     score: "logits" explains the pre-softmax score when the graph ends in Softmax/Sigmoid;
     "output" explains the exported output as is. image_size (H, W) fixes a dynamic input size.
+    target: an onnxcam.targets object; it rewrites the canonical model so that its only output is
+    the score it defines (targets/base.py), found below as a classifier's would be.
     """
     if score not in ("logits", "output"):
         raise OnnxCamError(f"score must be 'logits' or 'output', got {score!r}")
@@ -242,7 +251,11 @@ def load(source, score: str = "logits", image_size=None) -> Model:
             notes.append(f"folded {bn_before - bn_after} BatchNormalization into the preceding Conv "
                          "(LRP sees the merged layers)")
         input_name, layout, image_shape = _find_image_input(proto, image_size)
+        if target is not None:
+            proto = apply_target(target, proto)
+            notes.append(f"explaining {target!r}")
         output_name, score_name, act, k = _find_score(proto)
+        default = _default_target(target, k)
         output_activation = act
         if score == "output" or act is None:
             score_name, act = output_name, None
@@ -258,9 +271,18 @@ def load(source, score: str = "logits", image_size=None) -> Model:
         if problem:
             notes.append(f"{problem}: explaining image by image")
     return Model(proto, input_name, layout, image_shape, output_name, score_name, act, k,
-                 layers, choose_auto(proto, layers), batchable=batchable, batch_problem=problem, notes=notes,
+                 layers, target.auto_layer(proto, layers) if target is not None else choose_auto(proto, layers),
+                 batchable=batchable, batch_problem=problem, notes=notes,
                  first_linear=_first_linear(proto, input_name), output_activation=output_activation,
-                 conv_biases=conv_biases)
+                 conv_biases=conv_biases, default_target=default)
+
+
+def _default_target(target, k: int) -> int | None:
+    """The target object's class (range-checked against the score's K columns), or None."""
+    cls = getattr(target, "cls", None)
+    if cls is not None and cls >= k:
+        raise OnnxCamError(f"class {cls} is out of range: the explained score has {k} classes (0..{k - 1})")
+    return cls
 
 
 def _first_linear(proto: onnx.ModelProto, input_name: str) -> str | None:

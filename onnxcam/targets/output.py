@@ -1,0 +1,24 @@
+"""Output: any named output, flattened to S [N, M] (M = the product of its non-batch dims);
+`index` is the flat index of the element explained when explain names none. For heads that
+are neither classifiers nor dense maps (a regression value, one channel of a keypoint map)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import OnnxCamError
+from .base import Target, check_class, static_dims
+
+
+class Output(Target):
+    def __init__(self, name: str | None = None, index: int | None = None) -> None:
+        if name is not None and not isinstance(name, str):
+            raise OnnxCamError(f"Output name must be an output name (str) or None, got {type(name).__name__}")
+        self.output = name
+        self.cls = check_class(index, "index")
+
+    def score(self, b, name, shape):
+        size = int(np.prod(static_dims(shape, f"output {name!r}")))
+        if self.cls is not None and self.cls >= size:
+            raise OnnxCamError(f"index {self.cls} is out of range: output {name!r} of shape "
+                               f"{tuple(shape)} has {size} elements per image (0..{size - 1})")
+        return name if len(shape) == 2 else b.op("Flatten", [name], hint="target_flat", axis=1)
