@@ -29,6 +29,7 @@ from .figures import AT, ImageFigures, Style
 from .postprocess import COLORMAPS
 from .files import read_json_object
 from .preprocess import load_images
+from .targets.from_args import add_task_flags, explainer_for_task
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -135,7 +136,7 @@ def installed_version() -> str:
 
 
 def _add_method_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", help="top1 (default), a class index or name (\"Egyptian cat\", as in the "
+    p.add_argument("--target", "--class", dest="target", help="top1 (default), a class index or name (\"Egyptian cat\", as in the "
                                     "model's labels, case-insensitive), or one per image: 3,7,1")
     p.add_argument("--top-k", type=_positive_int, help="Score-CAM: keep the k channels of largest spatial variance")
     p.add_argument("--composite", help="LRP: epsilon-plus-flat (default), epsilon-gamma-box, "
@@ -155,10 +156,10 @@ def _spec_overrides(args) -> dict:
     return spec | {k: v for k, v in flags.items() if v is not None}
 
 
-def _explainer(model, args, preprocess=None) -> Explainer:
+def _explainer(model, args, preprocess=None, target=None) -> Explainer:
     return Explainer(model, providers=args.providers, preprocess=preprocess, score=args.score,
                      memory_budget_mb=args.memory_budget_mb, max_batch=args.max_batch,
-                     labels=getattr(args, "labels", None),
+                     labels=getattr(args, "labels", None), target=target,
                      progress=True)  # on stderr: a bar on a terminal, a status line every ~10 s elsewhere
 
 
@@ -292,7 +293,7 @@ def _summary(ex: Explainer, res: Result, images, files, tops) -> dict:
 
 
 def cmd_explain(args) -> int:
-    ex = _explainer(args.model, args, preprocess=_spec_overrides(args) or None)
+    ex = explainer_for_task(args, lambda t: _explainer(args.model, args, _spec_overrides(args) or None, t))
     images = [Path(p) for p in args.images]
     target = _parse_target(args.target, ex.labels)
     options = _method_options(args)
@@ -526,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_method_flags(e)
     _add_style_flags(e)
     _add_labels_flag(e)
+    add_task_flags(e)
     _reads_images(e, cmd_explain)
 
     v = sub.add_parser("evaluate", help="faithfulness and localization metrics with an HTML report")

@@ -56,6 +56,18 @@ class Target:
         return f"{type(self).__name__}({fields})"
 
 
+def coarsest_features(layers: list[LayerInfo], classes: int | None) -> LayerInfo | None:
+    """Auto layer for dense outputs: the last layer at the network's coarsest resolution (smallest
+    h·w) that is not a `classes`-channel score map, i.e. the last feature map before the head
+    that upsamples. (The classifier rule, the tensor feeding a global pool, does not apply: the
+    target's own sum or flatten over space would be taken for the pool.)"""
+    candidates = [l for l in layers if l.preferred and l.channels != classes] or layers
+    if not candidates:
+        return None
+    coarsest = min(l.height * l.width for l in candidates)
+    return max((l for l in candidates if l.height * l.width == coarsest), key=lambda l: l.depth)
+
+
 def check_class(cls, what: str = "cls") -> int | None:
     """None or a non-negative int (bools refused: True would silently mean class 1)."""
     if cls is None:

@@ -1,6 +1,7 @@
 """Segment: S_k = Σ over a pixel region of class k's logits, from a dense [N, K, H, W] output.
 
-The region is a given mask [H, W] (nonzero = in; one mask for every image, baked as a constant),
+The region is a given mask [H, W] (nonzero = in; one mask for every image, baked as a constant;
+at the input's size when the output is smaller, resized nearest-neighbour),
 or, without a mask, where class k is each image's argmax (ArgMax/Equal/Cast in the graph). Either
 way the region is constant to the gradient: with a mask S_k equals pytorch-grad-cam's
 SemanticSegmentationTarget(k, mask); without one it equals that target with the mask
@@ -8,19 +9,20 @@ pytorch-grad-cam's tutorial builds, (argmax == k), here recomputed per image in 
 `cls` is the class explained when explain names none (else the class with the largest S_k).
 The output is used as exported (torchvision segmenters end in raw logits).
 
-Auto layer: the last layer at the coarsest resolution of the network (the smallest h·w) that is
-not a K-channel class-score map: the last feature map before the upsampling head (FCN: the head's
-512-channel features; LRASPP: the high-resolution branch after its attention; DeepLabV3: the
-features after ASPP). Classifier heads' rule (the tensor feeding a global pool) does not apply:
-the region sum is itself a reduction over space.
+Auto layer (base.coarsest_features): the last layer at the network's coarsest resolution (the
+smallest h·w) that is not a K-channel class-score map: the last feature map before the upsampling
+head (FCN: the head's 512-channel features; LRASPP: its /16 branch after the attention multiply;
+DeepLabV3: the features after ASPP). The classifier rule (the tensor feeding a global pool) does
+not apply: the region sum is itself a reduction over space.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import onnx
 
 from ..errors import OnnxCamError, describe
-from .base import Target, check_class, check_output_name, static_dims
+from .base import Target, check_class, check_output_name, coarsest_features, static_dims
 
 
 class Segment(Target):
@@ -43,10 +45,7 @@ class Segment(Target):
             raise OnnxCamError(f"class {self.cls} is out of range: output {name!r} has {k} classes (0..{k - 1})")
         self._classes = k
         if self.mask is not None:
-            if self.mask.shape != (h, w):
-                raise OnnxCamError(f"the mask is {self.mask.shape[0]}x{self.mask.shape[1]} but output {name!r} "
-                                   f"is {h}x{w}; give a mask of the output's size")
-            region = b.const((self.mask != 0).astype(np.float32)[None, None], "target_mask")
+            region = b.const(_fit(self.mask, h, w, name)[None, None], "target_mask")
         else:
             top = b.op("ArgMax", [name], hint="target_argmax", axis=1, keepdims=1)
             same = b.op("Equal", [top, b.const(np.arange(k, dtype=np.int64).reshape(1, k, 1, 1), "classes")])
@@ -55,11 +54,21 @@ class Segment(Target):
                         hint="target_sum")
 
     def auto_layer(self, proto, layers):
-        candidates = [l for l in layers if l.preferred and l.channels != self._classes] or layers
-        if not candidates:
-            return None
-        coarsest = min(l.height * l.width for l in candidates)
-        return max((l for l in candidates if l.height * l.width == coarsest), key=lambda l: l.depth)
+        return coarsest_features(layers, self._classes)
+
+
+def _fit(mask: np.ndarray, h: int, w: int, name: str) -> np.ndarray:
+    """The mask as float32 at the output's size: a mask at the input's size (outputs at a fraction
+    of it, as some segmenters give) is resized nearest-neighbour; the aspect ratio must agree."""
+    mh, mw = mask.shape
+    if (mh, mw) != (h, w):
+        if abs(mh * w - mw * h) > max(mh, mw, h, w):
+            raise OnnxCamError(f"the mask is {mh}x{mw} but output {name!r} is {h}x{w}; give a mask of the "
+                               "model input's or output's size")
+        mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) != 0
+        if not mask.any():
+            raise OnnxCamError(f"the mask has no pixel left at the output's {h}x{w}; give a larger region")
+    return mask.astype(np.float32)
 
 
 def _check_mask(mask) -> np.ndarray:
