@@ -162,3 +162,24 @@ def test_relevance_is_conserved_by_ops_that_move_values(op, attrs, shape, consts
 def test_relevance_passes_element_wise_ops_unchanged(op, attrs, consts):
     r, rx = relevance_through(n(op, ["x"] + list(consts), **attrs), rnd(2, 4, 3, 3), consts)
     np.testing.assert_array_equal(rx, r)
+
+
+def test_cosine_similarity_target_chain():
+    """targets.Embed's S = (e · r̂) / sqrt(e · e + eps): Mul with one tensor on both inputs,
+    ReduceSum over the embedding axis, Sqrt and Div, as the target appends them."""
+    axes = np.array([1], np.int64)
+    nodes = [n("Mul", ["e", "r"], ["er"]), n("ReduceSum", ["er", "axes"], ["dot"], keepdims=1),
+             n("Mul", ["e", "e"], ["ee"]), n("ReduceSum", ["ee", "axes"], ["sq"], keepdims=1),
+             n("Add", ["sq", "eps"], ["sq_eps"]), n("Sqrt", ["sq_eps"], ["norm"]),
+             n("Div", ["dot", "norm"])]
+    r = rnd(1, 6)
+    check(nodes, {"e": rnd(3, 6)}, ["e"], consts={"r": r / np.linalg.norm(r), "axes": axes,
+                                                   "eps": np.array(1e-12)})
+
+
+def test_region_sum_of_dense_scores():
+    """targets.Segment's S_k = Σ_hw mask ⊙ y_k: Mul by a constant mask broadcast over batch and
+    classes, ReduceSum over both spatial axes without keepdims."""
+    mask = (R.random((1, 1, 4, 5)) > 0.5).astype(np.float64)
+    check([n("Mul", ["x", "mask"], ["masked"]), n("ReduceSum", ["masked", "axes"], keepdims=0)],
+          {"x": rnd(2, 3, 4, 5)}, ["x"], consts={"mask": mask, "axes": np.array([2, 3], np.int64)})
