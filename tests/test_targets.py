@@ -97,6 +97,9 @@ def test_segment_mask_at_input_size_scores_and_gradients(seg):
     np.testing.assert_allclose(res.logits, (out * small).sum(axis=(2, 3)), rtol=1e-4, atol=1e-5)
     assert list(res.target) == [1, 1]            # the target's class when explain names none
     assert list(ex.explain(x, "gradcam", target=2).target) == [2, 2]
+    copy = ex.derived(ex.model.proto)            # e.g. randomized layers: the target is kept, not re-applied
+    assert copy.model.default_target == 1 and copy.model.auto_layer == layer
+    np.testing.assert_allclose(copy.forward(x)[0], res.logits, atol=1e-5)
 
 
 def test_segment_argmax_region_is_constant_to_the_gradient(seg):
