@@ -136,8 +136,9 @@ def installed_version() -> str:
 
 
 def _add_method_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", "--class", dest="target", help="top1 (default), a class index or name (\"Egyptian cat\", as in the "
-                                    "model's labels, case-insensitive), or one per image: 3,7,1")
+    p.add_argument("--target", "--class", dest="target",
+                   help="top1 (default), a class index or name (\"Egyptian cat\", as in the model's labels, "
+                        "case-insensitive), or one per image: 3,7,1")
     p.add_argument("--top-k", type=_positive_int, help="Score-CAM: keep the k channels of largest spatial variance")
     p.add_argument("--composite", help="LRP: epsilon-plus-flat (default), epsilon-gamma-box, "
                                        "epsilon-alpha2-beta1, epsilon, zplus")

@@ -8,6 +8,7 @@ import argparse
 import numpy as np
 
 from ..errors import OnnxCamError
+from ..preprocess import load_images, read_rgb
 from .classify import Classify
 from .embed import Embed
 from .multilabel import MultiLabel
@@ -43,8 +44,6 @@ def _output_spec(text: str | None) -> tuple[str | None, int | None]:
 
 def explainer_for_task(args, make):
     """The Explainer for args.task; make(target) builds one with the command's other flags."""
-    from ..preprocess import load_images, read_rgb
-
     name, index = _output_spec(args.output_spec)
     task = args.task
     for flag, value, wants in (("--mask", args.mask, "segment"), ("--reference", args.reference, "embed")):
