@@ -7,7 +7,9 @@ from .deploy import build_explainer_model, export_explainer
 from .preprocess import PreprocessSpec, load_images, read_rgb
 from .postprocess import overlay
 from .mapback import scale_map, to_photo
+from . import targets  # noqa: E402  (Segment, Embed, MultiLabel, Output, Classify)
 
 __version__ = "0.1.0"
 __all__ = ["Explainer", "Result", "OnnxCamError", "PreprocessSpec", "evaluate", "compare", "export_explainer",
-           "build_explainer_model", "load_images", "read_rgb", "overlay", "scale_map", "to_photo", "__version__"]
+           "build_explainer_model", "load_images", "read_rgb", "overlay", "scale_map", "to_photo", "targets",
+           "__version__"]
