@@ -169,12 +169,14 @@ def _label(ex: Explainer, k: int) -> str:
 
 
 def top_classes(ex: Explainer, scores: np.ndarray, k: int = 5) -> list[list[dict]]:
-    probs = ex.probabilities(scores)
+    """The k highest scores per image; probability None where the score's columns are not classes
+    (a segment's region sums, an embedding's similarity)."""
+    probs = ex.probabilities(scores) if ex.model.class_scores else np.full(scores.shape, np.nan)
     out = []
     for row_p, row_s in zip(probs, scores):
         idx = np.argsort(-row_s)[:k]
         out.append([{"class": int(i), "name": _label(ex, int(i)), "score": float(row_s[i]),
-                     "probability": float(row_p[i])} for i in idx])
+                     "probability": None if np.isnan(row_p[i]) else float(row_p[i])} for i in idx])
     return out
 
 
@@ -361,7 +363,8 @@ def _print_summary(summary: dict) -> None:
     for img in summary["images"]:
         print(f"{img['path']}: explaining class {img['target']} ({img['target_name']})")
         for t in img["top5"]:
-            print(f"   {t['class']:>5}  {t['probability']:6.3f}  {t['name']}")
+            p = "     -" if t["probability"] is None else f"{t['probability']:6.3f}"
+            print(f"   {t['class']:>5}  {p}  {t['name']}")
     for note in summary["notes"]:   # the model's and the method's (e.g. LRP's conserved fraction)
         print(f"# {note}")
 

@@ -104,9 +104,12 @@ class ImageFigures:
 
     def target_line(self, res) -> str:
         k = int(res.target[self.i])
-        prob = float(self.ex.probabilities(res.logits[self.i:self.i + 1])[0, k])
+        score = float(res.logits[self.i, k])
         name = self.ex.labels[k] if self.ex.labels and k < len(self.ex.labels) else f"class {k}"
-        return f"{name} (class {k}) p={prob:.2f}, score {float(res.logits[self.i, k]):.2f}"
+        if not self.ex.model.class_scores:   # a region sum or a similarity: no probability to show
+            return f"{name} (column {k}) score {score:.3g}"
+        prob = float(self.ex.probabilities(res.logits[self.i:self.i + 1])[0, k])
+        return f"{name} (class {k}) p={prob:.2f}, score {score:.2f}"
 
     def caption(self, res, layer: str, with_target: bool = True, note: str = "") -> list[str]:
         title = methods.get(res.method).title + (f", {note}" if note else "")

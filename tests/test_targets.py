@@ -202,7 +202,10 @@ def test_cli_tasks(seg, tmp_path, capsys):
     args = [path, str(tmp_path / "photo.png"), "--method", "gradcam", "--json"]
     assert main(["explain", *args, "--task", "segment", "--mask", str(tmp_path / "mask.png"), "--class", "2",
                  "--out", str(tmp_path / "seg")]) == 0
-    assert [i["target"] for i in json.loads(capsys.readouterr().out)["images"]] == [2]
+    images = json.loads(capsys.readouterr().out)["images"]
+    assert [i["target"] for i in images] == [2]
+    # region sums are not class scores: no softmax "probability" over them
+    assert all(t["probability"] is None for t in images[0]["top5"])
     assert main(["explain", *args, "--task", "output", "--output", "out:5", "--out", str(tmp_path / "o")]) == 0
     assert [i["target"] for i in json.loads(capsys.readouterr().out)["images"]] == [5]
     for bad, words in [(["--task", "embed", "--reference", str(tmp_path / "photo.png")], "Embed needs an [N, D]"),

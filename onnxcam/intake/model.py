@@ -40,6 +40,7 @@ class Model:
     output_activation: str | None = None  # Softmax / Sigmoid that ends the graph, even when explained
     conv_biases: dict = field(default_factory=dict)  # conv output -> bnfold.ConvBias (Relevance-CAM)
     default_target: int | None = None  # the column of the score explained when none is given (targets' cls)
+    class_scores: bool = True          # the score's columns are classes with probabilities (targets' class_scores)
 
     def layer(self, name: str) -> LayerInfo:
         """Resolve a layer name (or 'auto'); unknown names list the close matches."""
@@ -274,7 +275,8 @@ def load(source, score: str = "logits", image_size=None, target=None) -> Model:
                  layers, target.auto_layer(proto, layers) if target is not None else choose_auto(proto, layers),
                  batchable=batchable, batch_problem=problem, notes=notes,
                  first_linear=_first_linear(proto, input_name), output_activation=output_activation,
-                 conv_biases=conv_biases, default_target=default)
+                 conv_biases=conv_biases, default_target=default,
+                 class_scores=target is None or target.class_scores)
 
 
 def _default_target(target, k: int) -> int | None:

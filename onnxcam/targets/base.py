@@ -42,6 +42,8 @@ class Target:
     and `cls` (the column of S explained when explain gives no target), and implement `score`."""
     output: str | None = None
     cls: int | None = None
+    class_scores: bool = True   # S's columns are class scores that softmax/sigmoid make probabilities;
+                                # False for a region sum, a similarity or a raw element
 
     def score(self, b: GraphBuilder, name: str, shape: tuple) -> str:
         """Append nodes computing S [N, K'] from output `name` of `shape`; return S's name."""

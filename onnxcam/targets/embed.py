@@ -14,6 +14,8 @@ from .base import Target, check_output_name, static_dims
 
 
 class Embed(Target):
+    class_scores = False   # no probability to show
+
     def __init__(self, reference, output: str | None = None) -> None:
         try:
             ref = np.asarray(reference, np.float64).reshape(-1)

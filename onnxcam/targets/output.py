@@ -11,6 +11,8 @@ from .base import Target, check_class, coarsest_features, static_dims
 
 
 class Output(Target):
+    class_scores = False   # no probability to show
+
     def __init__(self, name: str | None = None, index: int | None = None) -> None:
         if name is not None and not isinstance(name, str):
             raise OnnxCamError(f"Output name must be an output name (str) or None, got {type(name).__name__}")

@@ -26,6 +26,8 @@ from .base import Target, check_class, check_output_name, coarsest_features, sta
 
 
 class Segment(Target):
+    class_scores = False   # no probability to show
+
     def __init__(self, cls: int | None = None, mask=None, output: str | None = None) -> None:
         self.cls = check_class(cls)
         self.output = check_output_name(output)
