@@ -371,6 +371,7 @@ def test_epsilon_plus_flat_equals_zennit(arch, size, export_dir):
     x = onnxcam.load_images(photo_paths(2), ex.preprocess)
     gate_layers = [l.name for l in ex.layers if l.op in ("Relu", "MaxPool")]
     np.testing.assert_array_equal(ex.relevance(x, "input")["input"], ex.explain(x, method="lrp").pixels["input"])
+    ex.sessions.clear()   # those two sessions hold the weights several times over (W⁺, W⁻): ~1 GB on ResNet-50
     _, target, acts, rel = ex.relevance_run(x, ["input"] + gate_layers, "epsilon-plus-flat", None, "logit")
     ours = rel["input"]
 
