@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 
 NCHW, NHWC = "NCHW", "NHWC"
@@ -66,6 +67,24 @@ def _perm(node: onnx.NodeProto) -> tuple[int, ...] | None:
     return None
 
 
+def reshape_as_transpose(shape, target) -> tuple[int, ...] | None:
+    """The perm p with out = in[p] when Reshape(shape -> target) only moves size-1 axes, so it is
+    that Transpose (onnxruntime writes a 1-channel NHWC->NCHW Transpose so), else None. The batch
+    axis may be symbolic (None or a name) and written 0 or -1 in target."""
+    if target is None or np.ndim(target) != 1 or len(target) != 4 or len(shape) != 4:
+        return None
+    want = [shape[0] if i == 0 and (isinstance(v, str) or v in (0, -1)) else int(v)
+            for i, v in enumerate(target)]
+    if not all(isinstance(v, int) and v > 0 for v in list(shape[1:]) + want[1:]):
+        return None
+    free = [i for i, v in enumerate(shape) if v == 1]
+    big = [i for i, v in enumerate(shape) if v != 1]
+    if sorted(want[1:]) != sorted(shape[1:]) or len(free) != sum(v == 1 for v in want):
+        return None
+    perm = tuple(free.pop(0) if v == 1 else big.pop(0) for v in want)
+    return perm if [shape[p] for p in perm] == want else None
+
+
 def _spatial(shape, layout):
     return tuple(shape[i] for i in ((2, 3) if layout == NCHW else (1, 2)))
 
@@ -97,6 +116,9 @@ def propagate_layouts(model: onnx.ModelProto, input_name: str, input_layout: str
                 layouts[out] = NHWC
             elif perm == (0, 3, 1, 2) and src == NHWC:
                 layouts[out] = NCHW
+        elif node.op_type == "Reshape" and _moves_channels(shapes.get(known[0][0], ()), shapes.get(out, ()),
+                                                           known[0][1]):
+            layouts[out] = NHWC if known[0][1] == NCHW else NCHW
         elif node.op_type in _LAYOUT_KEEPING or node.op_type == "Concat":
             layouts[out] = known[0][1]
         else:
@@ -108,6 +130,12 @@ def propagate_layouts(model: onnx.ModelProto, input_name: str, input_layout: str
                     layouts[out] = layout
                     break
     return layouts
+
+
+def _moves_channels(in_shape, out_shape, layout) -> bool:
+    """A Reshape that is the NCHW<->NHWC Transpose (a 1-channel input, or 1x1 spatial)."""
+    perm = reshape_as_transpose(in_shape, out_shape)
+    return perm == ((0, 3, 1, 2) if layout == NHWC else (0, 2, 3, 1)) and perm != (0, 1, 2, 3)
 
 
 def _carry_fold(node, out, shapes, layouts, folded) -> None:
