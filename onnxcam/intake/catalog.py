@@ -155,40 +155,50 @@ def input_layout(model: onnx.ModelProto, name: str, dims: list) -> tuple[str, in
     constant, else from the input's own dimension."""
     inits = {t.name: t for t in model.graph.initializer}
     consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for i in dict.fromkeys(node.input):
+            consumers.setdefault(i, []).append(node)
     reached = {name: (0, 1, 2, 3)}
     shapes = {name: tuple(dims)}
-    for node in model.graph.node:
-        src = next((i for i in node.input if i in reached), None)
-        if src is None or not node.output:
-            continue
-        axes, shape, out = reached[src], shapes[src], node.output[0]
-        if node.op_type in _CHANNELS_FIRST_OPS - _ANY_LAYOUT and src == node.input[0]:
-            layout = _AXES.get(axes)
-            own = None if layout is None else dims[1] if layout == NCHW else dims[3]
-            c = _conv_channels(node, inits, consts) or own
-            return (layout, c) if layout and c and own in (None, c) else None
-        if node.op_type == "Transpose":
-            perm = next((tuple(a.ints) for a in node.attribute if a.name == "perm"), (3, 2, 1, 0))
-            if len(perm) == 4:
+    queue = [name]   # breadth first, so node order does not matter (float16 converters append Casts)
+    while queue:
+        src = queue.pop(0)
+        axes, shape = reached[src], shapes[src]
+        for node in consumers.get(src, []):
+            out = node.output[0] if node.output else None
+            if node.op_type in _CHANNELS_FIRST_OPS - _ANY_LAYOUT and src == node.input[0]:
+                layout = _AXES.get(axes)
+                own = None if layout is None else dims[1] if layout == NCHW else dims[3]
+                c = _conv_channels(node, inits, consts) or own
+                return (layout, c) if layout and c and own in (None, c) else None
+            perm = None
+            if node.op_type == "Transpose":
+                perm = next((tuple(a.ints) for a in node.attribute if a.name == "perm"), (3, 2, 1, 0))
+            elif node.op_type == "Reshape" and len(node.input) > 1 and src == node.input[0]:
+                perm = reshape_as_transpose(shape, _small_constant(node.input[1], inits, consts))
+            elif node.op_type in _LAYOUT_KEEPING | _ANY_LAYOUT:
+                perm = (0, 1, 2, 3)
+            if out and out not in reached and perm is not None and len(perm) == 4:
                 reached[out] = tuple(axes[p] for p in perm)
                 shapes[out] = tuple(shape[p] for p in perm)
-        elif node.op_type == "Reshape" and len(node.input) > 1:
-            target = _constant(node.input[1], inits, consts)
-            perm = reshape_as_transpose(shape, target)
-            if perm is not None:
-                reached[out] = tuple(axes[p] for p in perm)
-                shapes[out] = tuple(shape[p] for p in perm)
-        elif node.op_type in _LAYOUT_KEEPING | _ANY_LAYOUT:
-            reached[out], shapes[out] = axes, shape
+                queue.append(out)
     return None
 
 
-def _constant(name: str, inits: dict, consts: dict) -> np.ndarray | None:
+def _constant_tensor(name: str, inits: dict, consts: dict) -> onnx.TensorProto | None:
     if name in inits:
-        return numpy_helper.to_array(inits[name])
+        return inits[name]
     node = consts.get(name)
-    attr = next((a for a in node.attribute if a.name == "value"), None) if node is not None else None
-    return numpy_helper.to_array(attr.t) if attr is not None else None
+    return next((a.t for a in node.attribute if a.name == "value"), None) if node is not None else None
+
+
+def _small_constant(name: str, inits: dict, consts: dict) -> np.ndarray | None:
+    """The values of a small constant (a Reshape's shape); None for a computed or external tensor."""
+    t = _constant_tensor(name, inits, consts)
+    if t is None or t.data_location == onnx.TensorProto.EXTERNAL or len(t.dims) != 1 or t.dims[0] > 8:
+        return None
+    return numpy_helper.to_array(t)
 
 
 def _conv_channels(node, inits: dict, consts: dict) -> int | None:
@@ -196,11 +206,11 @@ def _conv_channels(node, inits: dict, consts: dict) -> int | None:
     index = 3 if node.op_type == "QLinearConv" else 1
     if len(node.input) <= index:
         return None
-    w = _constant(node.input[index], inits, consts)
-    if w is None or w.ndim != 4:
+    w = _constant_tensor(node.input[index], inits, consts)   # its dims only: the data may be external
+    if w is None or len(w.dims) != 4:
         return None
     group = next((a.i for a in node.attribute if a.name == "group"), 1) or 1
-    return int(w.shape[0] if node.op_type == "ConvTranspose" else w.shape[1] * group)
+    return int(w.dims[0] if node.op_type == "ConvTranspose" else w.dims[1] * group)
 
 
 def _carry_fold(node, out, shapes, layouts, folded) -> None:
