@@ -6,9 +6,9 @@ is guessed from values:
 
 - str / os.PathLike, or a list of them: image files or .npy arrays, read by
   `preprocess.read_pixels` (regular files only, size and pixel caps checked before decoding).
-- uint8 numpy arrays are pixels: [H, W, 3] one image, [H, W] or [H, W, 1] grey, [H, W, C] any
-  channel count (RGBA, RGB + NIR ...), [N, H, W, C] a stack. Colour is RGB unless
-  `color_order="BGR"` (what cv2.imread returns).
+- uint8 and uint16 numpy arrays are pixels: [H, W, 3] one image, [H, W] or [H, W, 1] grey,
+  [H, W, C] any channel count (RGBA, RGB + NIR ...), [N, H, W, C] a stack; uint16 keeps 16-bit
+  precision, as a 16-bit file does. Colour is RGB unless `color_order="BGR"` (what cv2.imread returns).
 - an object with `.convert("RGB")` and `__array__` or `__array_interface__` (a PIL image;
   duck-typed, so onnxcam never imports PIL): grey ("L") and RGBA kept, other modes converted to RGB.
 - a list or tuple of such images (their sizes may differ) or of paths.
@@ -36,6 +36,7 @@ from .preprocess import PreprocessSpec, fit_view, model_pixels, read_pixels, to_
 ImageInput = Union[str, "os.PathLike[str]", np.ndarray, Any, Sequence[Any]]
 
 COLOR_ORDERS = ("RGB", "BGR")
+PIXEL_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16))   # integer arrays that are pictures, not batches
 
 
 def is_path(item) -> bool:
@@ -49,7 +50,7 @@ def is_pil_like(item) -> bool:
 
 
 def _is_pixels(item) -> bool:
-    return is_pil_like(item) or (isinstance(item, np.ndarray) and item.dtype == np.uint8)
+    return is_pil_like(item) or (isinstance(item, np.ndarray) and item.dtype in PIXEL_TYPES)
 
 
 def to_batch(x, spec: PreprocessSpec, color_order: str = "RGB") -> tuple[Any, list[np.ndarray] | None]:
@@ -73,7 +74,7 @@ def to_batch(x, spec: PreprocessSpec, color_order: str = "RGB") -> tuple[Any, li
                                    "give only paths, only images (uint8 arrays / PIL), or one float batch")
             return x, None          # nested lists of numbers: a preprocessed batch
         items = list(x)
-    elif isinstance(x, np.ndarray) and x.dtype == np.uint8:
+    elif isinstance(x, np.ndarray) and x.dtype in PIXEL_TYPES:
         items = list(x) if x.ndim == 4 else [x]
     elif is_pil_like(x):
         items = [x]
@@ -116,13 +117,13 @@ def _pixels(item, index: int, color_order: str) -> np.ndarray:
             raise OnnxCamError(f"image {index}: {type(item).__name__}.convert({mode!r}) gave {arr.dtype} "
                                f"{arr.shape}, not uint8 [H, W, {len(mode)}]; pass np.asarray(image) instead")
         return np.ascontiguousarray(arr)
-    if not isinstance(item, np.ndarray) or item.dtype != np.uint8:
+    if not isinstance(item, np.ndarray) or item.dtype not in PIXEL_TYPES:
         raise OnnxCamError(f"image {index} is {describe(item)}; give uint8 pixels [H, W, 3], a PIL image or a path")
     arr = item[..., None] if item.ndim == 2 else item
     if arr.ndim != 3 or (arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4)):
         hint = ("channels last: img.transpose(1, 2, 0)" if arr.ndim == 3 else
                 "give one image [H, W, C], a stack [N, H, W, C], or a float32 preprocessed batch")
-        raise OnnxCamError(f"uint8 image {index} has shape {arr.shape}; uint8 arrays are pixels [H, W], "
+        raise OnnxCamError(f"{arr.dtype} image {index} has shape {arr.shape}; {arr.dtype} arrays are pixels [H, W], "
                            f"[H, W, C] (RGB, RGBA ...); {hint}")
     _check_pixels(index, arr.shape[0], arr.shape[1])
     if color_order == "BGR" and arr.shape[2] >= 3:

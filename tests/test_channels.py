@@ -266,6 +266,11 @@ def test_api_grey_arrays_match_the_file(nets, tmp_path):
         x, originals = to_batch(arr, ex.preprocess)
         np.testing.assert_allclose(x, from_file, atol=atol)
         assert originals[0].shape == (50, 40, 3)
+    deep = grey.astype(np.uint16) * 257 + np.uint16(3)  # 16-bit arrays keep their precision too
+    cv2.imwrite(str(tmp_path / "g16.png"), deep)
+    x16, _ = to_batch(deep, ex.preprocess)
+    np.testing.assert_array_equal(x16, onnxcam.load_images(tmp_path / "g16.png", ex.preprocess))
+    assert not np.array_equal(x16, from_file)
     res = ex.explain(grey, method="gradcam")
     assert res.maps[ex.model.layer("auto").name].shape == (1, 28, 28)
 
