@@ -25,9 +25,9 @@ LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
 
 def export(weights: Path, out: Path, nchw: bool = False) -> Path:
-    import onnxruntime as ort
     import tensorflow as tf
     import tf2onnx
+    from _common import ort_logits
 
     model = tf.keras.models.load_model(str(weights), compile=False)
     spec = (tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32, name="input"),)
@@ -36,9 +36,7 @@ def export(weights: Path, out: Path, nchw: bool = False) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(proto.SerializeToString())
     x = np.random.default_rng(1).random((3,) + tuple(model.input_shape[1:])).astype(np.float32)
-    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    feed = x.transpose(0, 3, 1, 2) if nchw else x
-    diff = np.abs(sess.run(None, {sess.get_inputs()[0].name: feed})[0] - model(x).numpy()).max()
+    diff = np.abs(ort_logits(out, x.transpose(0, 3, 1, 2) if nchw else x) - model(x).numpy()).max()
     print(f"{out}: {len(proto.graph.node)} nodes, max |onnxruntime - keras| = {diff:.2e}")
     assert diff < 1e-5
     return out
