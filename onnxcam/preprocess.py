@@ -213,7 +213,7 @@ def read_pixels(path: str | Path) -> np.ndarray:
         img = img[..., [2, 1, 0, 3][:img.shape[2]]]
     if img.dtype.kind not in "uif" or img.dtype.itemsize > 4:
         img = img.astype(np.float32 if img.dtype.kind == "f" else np.float64)
-    return np.ascontiguousarray(img)
+    return _finite(np.ascontiguousarray(img), f"image {p}")
 
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -240,11 +240,16 @@ def read_npy(data: bytes, p: Path) -> np.ndarray:
         raise _too_many_pixels(p, arr.shape[1], arr.shape[0])
     if arr.dtype.kind == "f":
         arr = arr.astype(np.float32)
-        if not np.isfinite(arr).all():
-            raise OnnxCamError(f"array {p} contains NaN or infinite values (or values beyond float32); fix the data")
     elif arr.dtype.itemsize > 4:
         arr = arr.astype(np.float64)
-    return np.ascontiguousarray(arr)
+    return _finite(np.ascontiguousarray(arr), f"array {p}")
+
+
+def _finite(pixels: np.ndarray, what: str) -> np.ndarray:
+    """Float pixels (float TIFF, .npy) that are all finite, or one line why not."""
+    if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
+        raise OnnxCamError(f"{what} contains NaN or infinite values (or values beyond float32); fix the data")
+    return pixels
 
 
 def _full_scale(dtype: np.dtype) -> float | None:
@@ -285,7 +290,8 @@ def model_pixels(raw: np.ndarray, spec: PreprocessSpec, what: str = "image",
     full = _full_scale(raw.dtype)
     if x.dtype == np.uint8 or (full is None and x.dtype == np.float32):
         return np.ascontiguousarray(x)
-    x = x.astype(np.float32) if full is None else x.astype(np.float32) * np.float32(255.0 / full)
+    with np.errstate(over="ignore"):   # beyond float32: to_input says so in one line
+        x = x.astype(np.float32) if full is None else x.astype(np.float32) * np.float32(255.0 / full)
     return np.ascontiguousarray(x)
 
 
