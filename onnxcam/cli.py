@@ -90,10 +90,16 @@ def _add_preprocess_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--size", type=int, nargs=2, metavar=("H", "W"))
     g.add_argument("--mean", type=float, nargs="+")
     g.add_argument("--std", type=float, nargs="+")
-    g.add_argument("--scale", type=float, help="multiplies 0..255 pixels before mean/std (default 1/255)")
+    g.add_argument("--scale", type=float, help="multiplies 0..255 pixels before mean/std (default 1/255; "
+                                               "16-bit and float files are first brought to 0..255)")
     g.add_argument("--channel-order", choices=["RGB", "BGR"])
     g.add_argument("--layout", choices=["NCHW", "NHWC"])
     g.add_argument("--resize", choices=["stretch", "center_crop", "letterbox"])
+    g.add_argument("--channels", type=int, help="channels the model takes (default: read from the model)")
+    g.add_argument("--grayscale", choices=["luma", "red", "green", "blue"],
+                   help="how colour files become 1 channel (default luma, ITU-R BT.601)")
+    g.add_argument("--window", type=float, nargs=2, metavar=("CENTER", "WIDTH"),
+                   help="map stored values CENTER-WIDTH/2 .. CENTER+WIDTH/2 to black..white (CT/X-ray)")
 
 
 def _add_engine_flags(p: argparse.ArgumentParser) -> None:
@@ -153,7 +159,8 @@ def _method_options(args) -> dict:
 def _spec_overrides(args) -> dict:
     spec = read_json_object(Path(args.preprocess), "preprocessing file") if args.preprocess else {}
     flags = {"size": args.size, "mean": args.mean, "std": args.std, "scale": args.scale,
-             "channel_order": args.channel_order, "layout": args.layout, "resize": args.resize}
+             "channel_order": args.channel_order, "layout": args.layout, "resize": args.resize,
+             "channels": args.channels, "grayscale": args.grayscale, "window": args.window}
     return spec | {k: v for k, v in flags.items() if v is not None}
 
 

@@ -152,7 +152,7 @@ class Explainer:
 
     def _resolve_spec(self, preprocess) -> PreprocessSpec:
         c, h, w = self.model.image_shape
-        base = spec_from_dict(self.sidecar, PreprocessSpec(size=(h, w), layout=self.model.layout),
+        base = spec_from_dict(self.sidecar, PreprocessSpec(size=(h, w), layout=self.model.layout, channels=c),
                               strict=False, notes=self.model.notes)
         if isinstance(preprocess, PreprocessSpec):
             spec = preprocess
@@ -160,6 +160,10 @@ class Explainer:
             spec = spec_from_dict(preprocess, base)
         else:
             spec = base
+        spec = spec if spec.channels is not None else spec.updated(channels=c)
+        if spec.channels != c:
+            raise OnnxCamError(f"preprocessing gives {spec.channels}-channel images but the model takes {c}; "
+                               "fix channels (or leave it out: the model's own count is used)")
         if tuple(spec.size) != (h, w) or spec.layout != self.model.layout:
             raise OnnxCamError(f"preprocessing gives {spec.layout} {tuple(spec.size)} images but the model "
                                f"takes {self.model.layout} {(h, w)}; fix the size/layout")

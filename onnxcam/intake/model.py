@@ -10,7 +10,7 @@ import onnx
 
 from ..errors import OnnxCamError, describe
 from . import bnfold, canonical
-from .catalog import NCHW, NHWC, LayerInfo, build_catalog, choose_auto, tensor_shapes
+from .catalog import NCHW, NHWC, LayerInfo, build_catalog, choose_auto, input_layout, tensor_shapes
 from .batching import batching_problem
 from .loading import load_model
 from ..targets.base import apply_target
@@ -146,19 +146,28 @@ def _static(dim) -> int | None:
 
 def _find_image_input(model: onnx.ModelProto, image_size=None) -> tuple[str, str, tuple[int, int, int]]:
     """The image input, its layout and (C, H, W). Dynamic H, W are fixed to image_size (written
-    into the graph so shapes infer statically), or refused when no size is known."""
+    into the graph so shapes infer statically), or refused when no size is known.
+
+    The layout is read from how the graph uses the input (input_layout): the input's channel axis
+    is the one that reaches the first convolution's channel axis. Guessing from C in (1, 3, 4)
+    is only the fallback for graphs without such a path: it fails for multispectral inputs and
+    for small images whose H or W is itself 1, 3 or 4."""
     for vi in canonical.graph_inputs(model):
         dims = vi.type.tensor_type.shape.dim
         if len(dims) != 4 or vi.type.tensor_type.elem_type not in (onnx.TensorProto.FLOAT,
                                                                    onnx.TensorProto.FLOAT16):
             continue
         vals = [_static(d) for d in dims]
-        if vals[1] in (1, 3, 4):
-            layout, c, spatial = NCHW, vals[1], (2, 3)
+        found = input_layout(model, vi.name, vals)
+        if found is not None:
+            layout, c = found
+        elif vals[1] in (1, 3, 4):
+            layout, c = NCHW, vals[1]
         elif vals[3] in (1, 3, 4):
-            layout, c, spatial = NHWC, vals[3], (1, 2)
+            layout, c = NHWC, vals[3]
         else:
             continue
+        spatial = (2, 3) if layout == NCHW else (1, 2)
         hw = tuple(vals[i] for i in spatial)
         if None in hw:
             if image_size is None:
@@ -173,7 +182,7 @@ def _find_image_input(model: onnx.ModelProto, image_size=None) -> tuple[str, str
                                f"{image_size[0]}x{image_size[1]}; fix the size")
         return vi.name, layout, (c, hw[0], hw[1])
     raise OnnxCamError("no image-like input: expected a float input of shape [N,C,H,W] or [N,H,W,C] "
-                       "with C in (1, 3, 4); onnxcam explains image classifiers")
+                       "that feeds a convolution (or has C in 1, 3, 4); onnxcam explains image classifiers")
 
 
 def _decomposed_softmax(node, producers) -> str | None:
