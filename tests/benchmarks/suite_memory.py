@@ -7,6 +7,7 @@ times a second and reports the largest sum (sampling can miss a spike shorter th
 
     python tests/benchmarks/suite_memory.py                      # the whole suite
     python tests/benchmarks/suite_memory.py -- -q tests/test_lrp.py -k zennit
+    python tests/benchmarks/suite_memory.py --command "bash .ci/run"   # CI as it runs (venv + suite)
 """
 from __future__ import annotations
 
@@ -51,8 +52,11 @@ def tree_rss_mb(root: int) -> tuple[float, int]:
 
 
 def main(argv: list[str]) -> int:
-    args = argv[argv.index("--") + 1:] if "--" in argv else ["-q"]
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", *args])
+    if argv[:1] == ["--command"] and len(argv) == 2:
+        proc = subprocess.Popen(argv[1], shell=True)
+    else:
+        args = argv[argv.index("--") + 1:] if "--" in argv else ["-q"]
+        proc = subprocess.Popen([sys.executable, "-m", "pytest", *args])
     peak, peak_count = 0.0, 0
     while proc.poll() is None:
         total, count = tree_rss_mb(proc.pid)
@@ -60,7 +64,7 @@ def main(argv: list[str]) -> int:
             peak, peak_count = total, count
         time.sleep(0.25)
     print(f"suite peak RSS (summed over the process tree, sampled every 0.25 s): {peak:.0f} MB "
-          f"in {peak_count} process(es); pytest exit {proc.returncode}")
+          f"in {peak_count} process(es); exit {proc.returncode}")
     return proc.returncode
 
 
