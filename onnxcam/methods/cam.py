@@ -19,8 +19,9 @@ def _const(model: onnx.ModelProto, name: str) -> np.ndarray | None:
     return None
 
 
-def head_weights(model, layer_name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(W [K, C], b [K]) of the linear head after global average pooling of `layer_name`.
+def head_weights(model, layer_name: str, layout: str = "NCHW") -> tuple[np.ndarray, np.ndarray]:
+    """(W [K, C], b [K]) of the linear head after global average pooling of `layer_name`, whose
+    tensor is in `layout` (tf2onnx's Keras heads average an NHWC tensor over axes 1, 2).
 
     Raises OnnxCamError naming the node where the path stops being GAP -> FC.
     """
@@ -42,7 +43,7 @@ def head_weights(model, layer_name: str) -> tuple[np.ndarray, np.ndarray]:
                            f"{node.op_type} node {node.name!r} instead; use scorecam or eigencam")
 
     node = only_consumer(layer_name)
-    is_gap = node.op_type in _GAP or (node.op_type == "ReduceMean" and _spatial_mean(proto, node))
+    is_gap = node.op_type in _GAP or (node.op_type == "ReduceMean" and _spatial_mean(proto, node, layout))
     if not is_gap:
         fail(node)
     tensor = node.output[0]
@@ -67,12 +68,12 @@ def head_weights(model, layer_name: str) -> tuple[np.ndarray, np.ndarray]:
     return w.astype(np.float32), (np.zeros(w.shape[0], np.float32) if b is None else b.astype(np.float32))
 
 
-def _spatial_mean(proto, node) -> bool:
+def _spatial_mean(proto, node, layout: str) -> bool:
     axes = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
     if axes is None and len(node.input) > 1:
         axes = _const(proto, node.input[1])
         axes = None if axes is None else list(axes)
-    return axes is not None and {a % 4 for a in axes} == {2, 3}
+    return axes is not None and {a % 4 for a in axes} == ({1, 2} if layout == "NHWC" else {2, 3})
 
 
 def _linear(proto, node) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -105,7 +106,7 @@ def _linear(proto, node) -> tuple[np.ndarray | None, np.ndarray | None]:
 def _compute(req: Request) -> dict[str, np.ndarray]:
     out = {}
     for layer in req.layers:
-        w, _ = head_weights(req.explainer.model, layer.name)
+        w, _ = head_weights(req.explainer.model, layer.name, layer.layout)
         if w.shape[1] != layer.channels:
             raise OnnxCamError(f"CAM head weights have {w.shape[1]} inputs but layer {layer.name!r} has "
                                f"{layer.channels} channels")
