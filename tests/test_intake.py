@@ -123,3 +123,26 @@ def test_dynamo_export_of_lite0_with_external_data(export_dir):
     assert ex.model.auto_layer.shape == (1280, 7, 7)
     x = random_images(2, (3, 224, 224))
     np.testing.assert_allclose(ex.forward(x)[0], ref.forward(x)[0], rtol=1e-3, atol=1e-3)
+
+
+def test_a_reshape_whose_minus_one_is_the_batch_keeps_the_batch_symbol(tmp_path):
+    """dynamo writes ShuffleNet's channel shuffle as Reshape(x, [-1, 2, 24, 8, 8]) with allowzero=1:
+    shape inference names a new symbol for the -1 and every later tensor lost its batch (12 catalog
+    layers instead of 74). Canonicalization turns such a -1 into 0 ("copy dim 0"): exact whenever
+    the other entries account for all of the input's other dims, whatever dim 0 is."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxcam.intake import canonical
+    from onnxcam.intake.catalog import tensor_shapes
+    target = numpy_helper.from_array(np.array([-1, 2, 2, 2, 2], np.int64), "t")
+    back = numpy_helper.from_array(np.array([-1, 4, 2, 2], np.int64), "b")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "t"], ["shuffled"], allowzero=1),
+         helper.make_node("Reshape", ["shuffled", "b"], ["y"], allowzero=1),
+         helper.make_node("Relu", ["y"], ["z"])],
+        "shuffle", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 2, 2])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], [target, back])
+    path = tmp_path / "model.onnx"   # canonicalize re-reads the file it spills beside, under this name
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    shapes = tensor_shapes(canonical.canonicalize(str(path)))
+    assert shapes["shuffled"] == ("N", 2, 2, 2, 2) and shapes["y"] == ("N", 4, 2, 2), shapes

@@ -282,7 +282,7 @@ def fold_static_shape_reads(model: onnx.ModelProto) -> int:
             dims = list(shapes[node.input[0]])
             attrs = {a.name: a.i for a in node.attribute}
             dims_of[node.output[0]] = dims[attrs.get("start", 0):attrs.get("end", len(dims))]
-    folded = _fold_batch_shape_targets(model, shapes, dims_of)
+    folded = _fold_batch_shape_targets(model, shapes, dims_of) + _pin_inferred_batch(model, shapes, consts)
     for k, node in enumerate(model.graph.node):
         value = None
         if node.op_type == "Shape" and node.output[0] in dims_of:
@@ -317,6 +317,36 @@ def _fold_batch_shape_targets(model: onnx.ModelProto, shapes: dict, dims_of: dic
         target = np.array([0] + list(dims[1:]), np.int64)
         name = f"{node.input[1]}__onnxcam_batch_target{done}"
         model.graph.initializer.append(numpy_helper.from_array(target, name))
+        node.input[1] = name
+        done += 1
+    return done
+
+
+def _pin_inferred_batch(model: onnx.ModelProto, shapes: dict, consts: dict) -> int:
+    """Reshape(a, [-1, d1, ...]) where a is [D, c1, ...] with static c's and Π d = Π c: the -1 can
+    only be D, so the target becomes [0, d1, ...] (0 copies a's dim 0), exact whatever D is. Shape
+    inference cannot see that -1 = D and names a new symbol, and every tensor after it loses its
+    batch: the dynamo exporter writes ShuffleNet's channel shuffle this way (12 catalog layers
+    instead of 74)."""
+    done = 0
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in consts:
+            continue
+        target, data = consts[node.input[1]], shapes.get(node.input[0], ())
+        if target.ndim != 1 or target.size < 2:
+            continue
+        if target[0] != -1 or not all(t > 0 for t in target[1:]) or len(data) < 2 or isinstance(data[0], int):
+            continue
+        rest = _static(list(data[1:]))
+        if rest is None or int(np.prod(rest)) != int(np.prod(target[1:])):
+            continue
+        # allowzero=1 (dynamo writes it) only changes what a 0 in the target means, and this target
+        # had none: dropping it lets the new 0 copy the batch
+        keep = [a for a in node.attribute if a.name != "allowzero"]
+        del node.attribute[:]
+        node.attribute.extend(keep)
+        name = f"{node.input[1]}__onnxcam_batch_pin{done}"
+        model.graph.initializer.append(numpy_helper.from_array(np.concatenate([[0], target[1:]]).astype(np.int64), name))
         node.input[1] = name
         done += 1
     return done
