@@ -92,7 +92,9 @@ class Explainer:
         self.progress = progress
         self.source = str(model) if isinstance(model, (str, Path)) else "<ModelProto>"
         self._batches: dict = {}
+        self.class_names = None   # a detector's class names (Detect's columns are candidates, not classes)
         self.labels = self._read_labels(sidecar) if labels is None else self._given_labels(labels)
+        self.class_names = self.class_names or self.labels
         self.preprocess = self._resolve_spec(preprocess)
         warning = runtime_warning()
         if warning:
@@ -144,7 +146,11 @@ class Explainer:
             raise OnnxCamError(f"labels must be a label file path or a list of class names, got {describe(labels)}")
         return self._count_labels([n.strip() for n in labels], "labels")
 
-    def _count_labels(self, labels: list[str], name) -> list[str]:
+    def _count_labels(self, labels: list[str], name) -> list[str] | None:
+        classes = getattr(self.target, "classes", None)   # a detector's K classes, not S's candidate columns
+        if classes is not None and classes != self.model.num_classes and len(labels) == classes:
+            self.class_names = labels
+            return None
         if len(labels) != self.model.num_classes:
             raise OnnxCamError(f"label file {name} has {len(labels)} names for {self.model.num_classes} classes; "
                                "give one class name per line, in class index order")

@@ -1,0 +1,213 @@
+"""Detect: explain one detection of a YOLO-style detector. S [N, A] holds, for every pre-NMS
+candidate a, its class score; a detection is one column (the candidate it came from).
+
+Why columns of candidates: the engine explains one column of S per image, so explaining detection
+k of image i is explain(target=[candidate]) on ONE graph, and every method (gradients, Score-CAM,
+LRP, Relevance-CAM, the exported explainer) works unchanged. Which candidate a detection came from
+is found in numpy (targets/detections.py: decode, NMS, IoU matching) from one forward of the head.
+
+The head. ultralytics YOLOv8/YOLO11 exports end in Concat(boxes [N, 4, A], Sigmoid(logits
+[N, K, A])) -> [N, 4+K, A]; `find_head` finds that Concat anywhere upstream of the output, so an
+export with NMS/TopK baked in (whose output is the kept boxes) is explained at the tensor before
+it. S_a = Sigmoid(logit of class `cls` at a), or, with cls=None, Sigmoid(max over classes): the
+candidate's own class (the max's gradient flows to the argmax class alone, so the chosen class is
+constant to the gradient). The Sigmoid is appended as the last node so intake treats S as it
+treats a multi-label head: score="logits" (default) explains the pre-sigmoid logit, as
+pytorch-grad-cam's YOLO examples and ultralytics' training loss see it; score="output" the
+probability. YOLOv5's [N, A, 5+K] output (objectness x class, sigmoids applied inside) has no
+single logit: S_a = objectness_a x p_c(a) as exported.
+
+No box-regression term: the box branch (DFL) is a different subnetwork than the class branch and
+its 4 coordinates have no natural scalar; S is the class score alone (FasterRCNNBoxScoreTarget's
+box term measures the IoU of a re-run, which a fixed candidate index makes constant anyway).
+
+Auto layer: the finest neck output feeding the head (P3, stride 8). In YOLOv8/11's PAN neck it
+is upstream of all three scales' head inputs, so every candidate has a gradient there, at the
+highest resolution. `Detect.neck` names the three (P3, P4, P5) for `layers=`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import OnnxCamError
+from ..intake.catalog import tensor_shapes
+from .base import Target, check_class, check_output_name, static_dims
+from .detections import CONF, IOU_NMS, MAX_DET, Detections, decode, detections
+
+_PASS = {"Identity", "Reshape", "Cast"}
+
+
+@dataclass(frozen=True)
+class Head:
+    """Where a detector's pre-NMS head is: `tensor` [N, 4+K, A] ("boxes_first") or [N, A, 5+K]
+    ("anchors_first"); `logits` [N, K, A], the class scores before their Sigmoid (boxes_first)."""
+    layout: str
+    tensor: str
+    logits: str | None
+    classes: int
+    anchors: int
+
+
+def _producers(proto) -> dict:
+    return {o: n for n in proto.graph.node for o in n.output}
+
+
+def _ancestors(proto, name: str) -> set[str]:
+    producers, seen, todo = _producers(proto), set(), [name]
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        node = producers.get(t)
+        if node is not None:
+            todo.extend(i for i in node.input if i)
+    return seen
+
+
+def _through(producers, name: str):
+    node = producers.get(name)
+    while node is not None and node.op_type in _PASS:
+        node = producers.get(node.input[0])
+    return node
+
+
+def find_head(proto, output: str, shapes: dict) -> Head:
+    """The pre-NMS head feeding `output` (module doc), or one line why there is none."""
+    producers, upstream = _producers(proto), _ancestors(proto, output)
+    found = []
+    for node in proto.graph.node:
+        if node.op_type != "Concat" or node.output[0] not in upstream or len(node.input) != 2:
+            continue
+        out = shapes.get(node.output[0], ())
+        for j, x in enumerate(node.input):
+            sig = _through(producers, x)
+            if sig is None or sig.op_type != "Sigmoid":
+                continue
+            logits, other = shapes.get(sig.input[0], ()), shapes.get(node.input[1 - j], ())
+            # shapes from the Concat (the logits' own may be symbolic after a Reshape(-1))
+            if j == 1 and len(out) == 3 and len(logits) == 3 and len(other) == 3 and other[1] == 4 \
+                    and isinstance(out[1], int) and isinstance(out[2], int) and out[1] > 4:
+                found.append(Head("boxes_first", node.output[0], sig.input[0], out[1] - 4, out[2]))
+    if found:
+        return found[-1]   # the one nearest the output
+    shape = shapes.get(output, ())
+    if len(shape) == 3 and isinstance(shape[2], int) and isinstance(shape[1], int) and 6 <= shape[2] < shape[1]:
+        return Head("anchors_first", output, None, shape[2] - 5, shape[1])
+    raise OnnxCamError(f"no detection head found before output {output!r} (shape {list(shape)}): Detect "
+                       "explains YOLO-style heads, [N, 4+K, A] ending in Concat(boxes, Sigmoid(classes)) "
+                       "or [N, A, 5+K]; choose the head's output with --output NAME")
+
+
+def _neck(proto, head: Head) -> list[str]:
+    """The tensors feeding the head's class branches, finest first: walking back from each input of
+    the logits' Concat, the first tensor that two convolutions read (the box and the class branch)."""
+    producers = _producers(proto)
+    convs_reading: dict[str, int] = {}
+    for n in proto.graph.node:
+        if n.op_type == "Conv":
+            convs_reading[n.input[0]] = convs_reading.get(n.input[0], 0) + 1
+    concat = _through(producers, head.logits)
+    if concat is None or concat.op_type != "Concat":
+        return []
+    neck = []
+    for x in concat.input:
+        node, t = producers.get(x), x
+        while node is not None and convs_reading.get(t, 0) < 2:
+            t = node.input[0]
+            node = producers.get(t)
+        if convs_reading.get(t, 0) >= 2:
+            neck.append(t)
+    return neck
+
+
+class Detect(Target):
+    """cls: the class scored at every candidate (None: each candidate's own best class, which is the
+    class of the detection it makes). candidate: the column explained when explain names none
+    (None: each image's highest-scoring candidate, i.e. its best detection). output: the output
+    the head feeds (None: the first)."""
+
+    def __init__(self, cls: int | None = None, candidate: int | None = None, output: str | None = None) -> None:
+        self.class_id = check_class(cls)
+        self.cls = check_class(candidate, "candidate")
+        self.output = check_output_name(output)
+        self.head: Head | None = None
+        self.neck: list[str] = []
+
+    def __repr__(self) -> str:
+        which = "each candidate's best class" if self.class_id is None else f"class {self.class_id}"
+        return f"Detect({which}, candidate={self.cls}, output={self.output})"
+
+    @property
+    def classes(self) -> int | None:
+        """K, the detector's classes (its labels name these, not S's candidate columns)."""
+        return None if self.head is None else self.head.classes
+
+    def score(self, b, name, shape):
+        head = find_head(b.model, name, tensor_shapes(b.model))
+        self.head, self.neck = head, _neck(b.model, head) if head.logits else []
+        if self.class_id is not None and self.class_id >= head.classes:
+            raise OnnxCamError(f"class {self.class_id} is out of range: the detector has {head.classes} "
+                               f"classes (0..{head.classes - 1})")
+        if head.layout == "boxes_first":   # the logits' dims may be symbolic after a Reshape(-1): fix them
+            logits = b.op("Reshape", [head.logits, b.const(np.array([0, head.classes, head.anchors], np.int64))],
+                          hint="target_logits")
+            if self.class_id is None:
+                s = b.reduce("ReduceMax", logits, [1], keepdims=0, hint="target_best_class")
+            else:
+                s = b.op("Gather", [logits, b.const(np.int64(self.class_id), "target_class")],
+                         hint="target_class_logit", axis=1)
+            return b.op("Sigmoid", [s], hint="target_confidence")
+        obj = b.op("Gather", [head.tensor, b.const(np.int64(4), "objectness")], hint="target_objectness", axis=2)
+        if self.class_id is None:
+            probs = b.op("Slice", [head.tensor, b.const(np.array([5], np.int64)),
+                                   b.const(np.array([5 + head.classes], np.int64)),
+                                   b.const(np.array([2], np.int64))], hint="target_classes")
+            cls = b.reduce("ReduceMax", probs, [2], keepdims=0, hint="target_best_class")
+        else:
+            cls = b.op("Gather", [head.tensor, b.const(np.int64(5 + self.class_id), "target_class")],
+                       hint="target_class_probability", axis=2)
+        return b.op("Mul", [obj, cls], hint="target_confidence")
+
+    def auto_layer(self, proto, layers):
+        by_name = {layer.name: layer for layer in layers}
+        finest = next((by_name[t] for t in self.neck if t in by_name), None)
+        return finest or super().auto_layer(proto, layers)
+
+
+class DetectHead(Target):
+    """S = the pre-NMS head tensor itself, flattened (one forward gives every candidate's box and
+    class confidences: targets/detections.py decodes them). Not for explaining."""
+    class_scores = False
+
+    def __init__(self, output: str | None = None) -> None:
+        self.output = check_output_name(output)
+        self.head: Head | None = None
+
+    @property
+    def classes(self) -> int | None:
+        return None if self.head is None else self.head.classes
+
+    def score(self, b, name, shape):
+        shapes = tensor_shapes(b.model)
+        self.head = find_head(b.model, name, shapes)
+        static_dims(shapes[self.head.tensor], f"the detection head {self.head.tensor!r}")
+        return b.op("Flatten", [self.head.tensor], hint="target_head", axis=1)
+
+    def values(self, flat: np.ndarray) -> np.ndarray:
+        """The head [N, 4+K, A] or [N, A, 5+K] from S's flat rows."""
+        h = self.head
+        shape = (4 + h.classes, h.anchors) if h.layout == "boxes_first" else (h.anchors, 5 + h.classes)
+        return np.asarray(flat).reshape((len(flat),) + shape)
+
+
+
+def find_detections(ex, x, conf: float = CONF, iou: float = IOU_NMS, max_det: int = MAX_DET) -> list[Detections]:
+    """Each image's detections (targets/detections.py) from one forward of the head of `ex`'s
+    model (the output its target names, else the first); x: a preprocessed batch."""
+    head = DetectHead(output=getattr(ex.target, "output", None))
+    flat, _ = ex.with_target(head).forward(x)
+    boxes, conf_all = decode(head.values(flat), head.head.layout)
+    return [detections(b, c, conf, iou, max_det) for b, c in zip(boxes, conf_all)]
