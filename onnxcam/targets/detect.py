@@ -10,8 +10,8 @@ The head. ultralytics YOLOv8/YOLO11 exports end in Concat(boxes [N, 4, A], Sigmo
 [N, K, A])) -> [N, 4+K, A]; `find_head` finds that Concat anywhere upstream of the output, so an
 export with NMS/TopK baked in (whose output is the kept boxes) is explained at the tensor before
 it. S_a = Sigmoid(logit of class `cls` at a), or, with cls=None, Sigmoid(max over classes): the
-candidate's own class (the max's gradient flows to the argmax class alone, so the chosen class is
-constant to the gradient). The Sigmoid is appended as the last node so intake treats S as it
+candidate's own class (a one-hot mask of its argmax, constant to the gradient, as Segment's
+predicted region). The Sigmoid is appended as the last node so intake treats S as it
 treats a multi-label head: score="logits" (default) explains the pre-sigmoid logit, as
 pytorch-grad-cam's YOLO examples and ultralytics' training loss see it; score="output" the
 probability. YOLOv5's [N, A, 5+K] output (objectness x class, sigmoids applied inside) has no
@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 
 from ..errors import OnnxCamError
 from ..intake.catalog import tensor_shapes
@@ -123,6 +124,19 @@ def _neck(proto, head: Head) -> list[str]:
     return neck
 
 
+def _best_class(b, scores: str, axis: int, classes: int) -> str:
+    """Each candidate's score in its own best class: Σ_k scores ⊙ (argmax == k) over `axis`. The
+    one-hot mask is integer-derived, so constant to the gradient, and LRP passes relevance
+    through Mul/ReduceSum (a ReduceMax would have no relevance rule); equal to the max."""
+    shape = [1, 1, 1]
+    shape[axis] = classes
+    top = b.op("ArgMax", [scores], hint="target_argmax", axis=axis, keepdims=1)
+    same = b.op("Equal", [top, b.const(np.arange(classes, dtype=np.int64).reshape(shape), "classes")])
+    one_hot = b.op("Cast", [same], hint="target_own_class", to=onnx.TensorProto.FLOAT)
+    return b.reduce("ReduceSum", b.op("Mul", [scores, one_hot], hint="target_masked"), [axis], keepdims=0,
+                    hint="target_best_class")
+
+
 class Detect(Target):
     """cls: the class scored at every candidate (None: each candidate's own best class, which is the
     class of the detection it makes). candidate: the column explained when explain names none
@@ -155,7 +169,7 @@ class Detect(Target):
             logits = b.op("Reshape", [head.logits, b.const(np.array([0, head.classes, head.anchors], np.int64))],
                           hint="target_logits")
             if self.class_id is None:
-                s = b.reduce("ReduceMax", logits, [1], keepdims=0, hint="target_best_class")
+                s = _best_class(b, logits, 1, head.classes)
             else:
                 s = b.op("Gather", [logits, b.const(np.int64(self.class_id), "target_class")],
                          hint="target_class_logit", axis=1)
@@ -165,7 +179,7 @@ class Detect(Target):
             probs = b.op("Slice", [head.tensor, b.const(np.array([5], np.int64)),
                                    b.const(np.array([5 + head.classes], np.int64)),
                                    b.const(np.array([2], np.int64))], hint="target_classes")
-            cls = b.reduce("ReduceMax", probs, [2], keepdims=0, hint="target_best_class")
+            cls = _best_class(b, probs, 2, head.classes)
         else:
             cls = b.op("Gather", [head.tensor, b.const(np.int64(5 + self.class_id), "target_class")],
                        hint="target_class_probability", axis=2)

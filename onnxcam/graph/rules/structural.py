@@ -28,9 +28,12 @@ def concat(ctx, node, g, wants):
     rank = len(ctx.shape(node.output[0]))
     axis = ctx.attr(node, "axis") % rank
     sizes = [ctx.static_shape(i, node)[axis] for i in node.input]
-    if min(sizes) < 0:
-        ctx.fail(node, "Concat along a dynamic axis")
-    parts = ctx.b.op("Split", [g[0], ctx.ints(sizes)], hint="concat_grad", outputs=len(sizes), axis=axis)
+    if min(sizes) < 0:   # a size only known at run time (after a Reshape to -1): read it off the inputs
+        split = ctx.op("Concat", [ctx.op("Slice", [ctx.shape_of(i), ctx.ints([axis]), ctx.ints([axis + 1])],
+                                         hint="concat_size") for i in node.input], hint="concat_sizes", axis=0)
+    else:
+        split = ctx.ints(sizes)
+    parts = ctx.b.op("Split", [g[0], split], hint="concat_grad", outputs=len(sizes), axis=axis)
     parts = parts if isinstance(parts, list) else [parts]
     return [p if w else None for p, w in zip(parts, wants)]
 
