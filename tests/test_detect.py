@@ -183,4 +183,4 @@ def test_lrp_to_the_pixels_of_yolo11_says_why_not():
     ex = onnxcam.Explainer(YOLO / "yolo11_torchscript.onnx", target=Detect())
     x = onnxcam.load_images([PHOTOS / "chelsea.jpg"], ex.preprocess)
     with pytest.raises(OnnxCamError, match="MatMul node .*LRP needs weights that do not depend on the input"):
-        ex.explain(x, "lrp", layers=ex.model.input_name)
+        ex.explain(x, "lrp")   # auto: the input pixels and the layers LRP shows
