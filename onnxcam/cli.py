@@ -29,7 +29,7 @@ from .figures import AT, ImageFigures, Style
 from .postprocess import COLORMAPS
 from .files import read_json_object
 from .preprocess import load_images
-from .targets.from_args import add_task_flags, explainer_for_task
+from .targets.from_args import add_task_flags, explainer_for_task, task_marks
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -188,10 +188,11 @@ def top_classes(ex: Explainer, scores: np.ndarray, k: int = 5) -> list[list[dict
 
 
 def write_results(ex: Explainer, results: list[Result], images: list[Path], views, photos, out: Path,
-                  overwrite: bool, style: Style = Style(), montage: bool = False) -> list[Path]:
+                  overwrite: bool, style: Style = Style(), montage: bool = False, marks=None) -> list[Path]:
     """Per result: overlays per image and layer, a grid when several layers, guided pixel images,
     one .npz per image; with `montage`, one side-by-side picture per image of every result.
-    Every target is checked before the first write."""
+    marks: None or one annotate.Marks per image (boxes, region outlines). Every target is
+    checked before the first write."""
     plan = []  # (path, image index, result index, what): a layer, "pixels:<layer>", "grid", "npz", "montage"
     for i, img in enumerate(images):
         stem = f"{i:02d}_{safe_name(img.stem)}" if len(images) > 1 else safe_name(img.stem)
@@ -211,7 +212,8 @@ def write_results(ex: Explainer, results: list[Result], images: list[Path], view
     figures = {}
     for path, i, r, what in plan:
         if i not in figures:
-            figures = {i: ImageFigures(ex, results, i, views[i], photos[i], images[i].name, style)}
+            figures = {i: ImageFigures(ex, results, i, views[i], photos[i], images[i].name, style,
+                                       marks[i] if marks else None)}
         fig, res = figures[i], results[r]
         if what == "npz":
             write_npz(path, _arrays(res, i) | fig.arrays(res))
@@ -270,7 +272,8 @@ def cmd_layers(args) -> int:
 
 
 def run_explain(ex: Explainer, images: list[Path], method, layers, target, out: Path,
-                overwrite: bool, options: dict, style: Style = Style()) -> tuple[list[Result], list[Path], list]:
+                overwrite: bool, options: dict, style: Style = Style(), marks=None
+                ) -> tuple[list[Result], list[Path], list]:
     """Explain the images with one method or several (a list: then one montage per image too),
     and write the results; the photos are read once, at full resolution."""
     check_folder(out)   # before the run: its results must have somewhere to go
@@ -278,7 +281,8 @@ def run_explain(ex: Explainer, images: list[Path], method, layers, target, out: 
     x, views, photos = load_images(images, ex.preprocess, return_views=True, return_photos=True)
     results = [ex.explain(x, method=m, layers=layers, target=target, **_options_for(m, options, names))
                for m in names]
-    files = write_results(ex, results, images, views, photos, out, overwrite, style, montage=len(names) > 1)
+    files = write_results(ex, results, images, views, photos, out, overwrite, style, montage=len(names) > 1,
+                          marks=marks)
     return results, files, top_classes(ex, results[0].logits)
 
 
@@ -306,19 +310,25 @@ def cmd_explain(args) -> int:
     ex = explainer_for_task(args, lambda t: _explainer(args.model, args, _spec_overrides(args) or None, t))
     images = [Path(p) for p in args.images]
     target = _parse_target(args.target, ex.labels)
+    target, marks = task_marks(args, ex, images, target)   # detect: the chosen detections; boxes, outlines
     options = _method_options(args)
     style = Style(args.at, args.colormap, args.alpha, args.shared_scale)
     results, files, tops = run_explain(ex, images, args.method, args.layer, target, Path(args.out),
-                                       args.overwrite, options, style)
+                                       args.overwrite, options, style, marks)
     if len(results) == 1:   # one method: the summary as it always was
         summary = _summary(ex, results[0], images, files, tops)
     else:                   # several: one summary per method, the files (montages too) once
         summary = {"runs": [_summary(ex, r, images, [], tops) for r in results], "files": [str(f) for f in files]}
+    if marks and any(m.info for m in marks):
+        summary["detections"] = [m.info for m in marks]
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         for run in summary.get("runs", [summary]):
             _print_summary(run)
+        for path, m in zip(images, marks or []):
+            if m.caption:
+                print(f"{path}: {m.caption}")
         print(f"wrote {len(summary['files'])} files to {args.out}")
     return 0
 

@@ -49,8 +49,9 @@ class ImageFigures:
     """Everything drawn for image i of one or more Results (same images, same explainer)."""
 
     def __init__(self, explainer, results: list, i: int, view: np.ndarray, photo: np.ndarray,
-                 name: str, style: Style = Style()):
+                 name: str, style: Style = Style(), marks=None):
         self.ex, self.results, self.i, self.view, self.photo = explainer, results, i, view, photo
+        self.marks = marks   # annotate.Marks: boxes / a region outline drawn on every overlay
         self.name, self.style = name, style
         self._depth = {layer.name: layer.depth for layer in explainer.layers}
         self._shared_max = self._group_max() if style.shared_scale else None
@@ -85,9 +86,13 @@ class ImageFigures:
         heat = self.model_map(res, layer)
         s = self.style
         if s.at == "model":
-            return overlay(self.view, heat, s.alpha, self._signed(res), s.colormap)
-        heat = to_photo(heat, self.photo.shape[:2], self.ex.preprocess)
-        return overlay(self.photo, heat, s.alpha, self._signed(res), s.colormap)
+            picture = overlay(self.view, heat, s.alpha, self._signed(res), s.colormap)
+        else:
+            heat = to_photo(heat, self.photo.shape[:2], self.ex.preprocess)
+            picture = overlay(self.photo, heat, s.alpha, self._signed(res), s.colormap)
+        if self.marks is None:
+            return picture
+        return self.marks.draw(picture, None if s.at == "model" else self.photo.shape[:2], self.ex.preprocess)
 
     def pixels(self, res, layer: str) -> np.ndarray:
         """A pixel attribution as an image (guided gradients in grey, signed relevance on the
@@ -103,6 +108,8 @@ class ImageFigures:
         return np.uint8(np.clip(np.rint(planes), 0, 255))
 
     def target_line(self, res) -> str:
+        if self.marks is not None and self.marks.caption:   # a detection: its class and score
+            return self.marks.caption
         k = int(res.target[self.i])
         score = float(res.logits[self.i, k])
         name = self.ex.labels[k] if self.ex.labels and k < len(self.ex.labels) else f"class {k}"

@@ -1,6 +1,7 @@
-"""The CLI's task flags (--task, --mask, --reference, --output) turned into an Explainer with its
-target, in one place so `explain` (and later commands) only call `add_task_flags` and
-`explainer_for_task`. The class explained stays the job of --target / --class."""
+"""The CLI's task flags (--task, --mask, --reference, --output; --detection, --box, --conf, --iou)
+turned into an Explainer with its target, in one place so `explain` (and later commands) only call
+`add_task_flags`, `explainer_for_task` and `task_marks`. The class explained stays the job of
+--target / --class; for detectors, the detection explained is --detection / --box (task_marks)."""
 from __future__ import annotations
 
 import argparse
@@ -10,12 +11,17 @@ import numpy as np
 from ..errors import OnnxCamError
 from ..preprocess import load_images, read_rgb
 from .classify import Classify
+from .detect import Detect
 from .embed import Embed
 from .multilabel import MultiLabel
 from .output import Output
 from .segment import Segment
+from ..annotate import Marks, view_boxes_to_photo
+from ..preprocess import view_box
+from .detect import find_detections
+from .detections import CONF, IOU_MATCH, IOU_NMS, iou, match, pick
 
-TASKS = ("classify", "multilabel", "segment", "embed", "output")
+TASKS = ("classify", "multilabel", "segment", "embed", "output", "detect")
 
 
 def add_task_flags(p: argparse.ArgumentParser) -> None:
@@ -23,12 +29,14 @@ def add_task_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--task", choices=TASKS, default="classify",
                    help="classify: class logits; multilabel: a sigmoid head's logit; segment: a class's "
                         "logits summed over --mask or its predicted region; embed: cosine similarity of "
-                        "the embedding to --reference's; output: an element of --output NAME:INDEX")
+                        "the embedding to --reference's; output: an element of --output NAME:INDEX; "
+                        "detect: a YOLO-style detection's class logit (--detection K or --box)")
     g.add_argument("--mask", metavar="PNG", help="segment: the region (nonzero pixels), at the model's "
                                                  "input or output size")
     g.add_argument("--reference", metavar="IMAGE", help="embed: the image whose embedding is compared")
     g.add_argument("--output", dest="output_spec", metavar="NAME[:INDEX]",
                    help="the model output to use (output task: and the flat element index)")
+    add_detect_flags(g)
 
 
 def _output_spec(text: str | None) -> tuple[str | None, int | None]:
@@ -60,8 +68,80 @@ def explainer_for_task(args, make):
         return make(Segment(mask=mask, output=name))
     if task == "output":
         return make(Output(name, index))
+    if task == "detect":
+        return make(Detect(output=name))
     if args.reference is None:
         raise OnnxCamError("--task embed needs --reference IMAGE: the image whose embedding is compared")
     ex = make(Output(name))
     embedding = ex.forward(load_images([args.reference], ex.preprocess))[0][0]
     return ex.with_target(Embed(np.asarray(embedding), output=name))
+
+
+# ----- detect: which detection each image explains, and what the overlays draw
+def add_detect_flags(g) -> None:
+    g.add_argument("--detection", type=int, metavar="K",
+                   help="detect: explain the K-th detection of each image, best first (default 0)")
+    g.add_argument("--box", metavar="X1,Y1,X2,Y2",
+                   help="detect: explain the candidate box that best matches this box (photo pixels): the "
+                        f"most confident one overlapping it by IoU >= {IOU_MATCH:g}")
+    g.add_argument("--conf", type=float, metavar="P", help=f"detect: confidence threshold (default {CONF:g})")
+    g.add_argument("--iou", type=float, metavar="T", help=f"detect: NMS IoU threshold (default {IOU_NMS:g})")
+
+
+def _box(text: str) -> np.ndarray:
+    try:
+        box = np.array([float(v) for v in text.split(",")], np.float64)
+    except ValueError:
+        box = np.zeros(0)
+    if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
+        raise OnnxCamError(f"--box must be X1,Y1,X2,Y2 in photo pixels with X2 > X1 and Y2 > Y1, got {text!r}")
+    return box
+
+
+def task_marks(args, ex, images, target):
+    """(target, marks): for --task detect, each image's candidate (the detection chosen by
+    --detection or --box) and annotate.Marks drawing it; for --task segment --mask, the mask's
+    outline; otherwise (target, None). Refuses detection flags without --task detect."""
+    flags = {"--detection": args.detection, "--box": args.box, "--conf": args.conf, "--iou": args.iou}
+    given = [f for f, v in flags.items() if v is not None]
+    if args.task != "detect":
+        if given:
+            raise OnnxCamError(f"{given[0]} is for --task detect, not --task {args.task}")
+        if args.task == "segment" and args.mask is not None:
+            return target, [Marks(mask=read_rgb(args.mask).any(axis=2))] * len(images)
+        return target, None
+    if target is not None:
+        raise OnnxCamError("--target names classes; with --task detect choose the detection with "
+                           "--detection K or --box X1,Y1,X2,Y2")
+    if args.detection is not None and args.box is not None:
+        raise OnnxCamError("give --detection K or --box X1,Y1,X2,Y2, not both")
+    box = None if args.box is None else _box(args.box)
+    x, photos = load_images(images, ex.preprocess, return_photos=True)
+    found = find_detections(ex, x, CONF if args.conf is None else args.conf,
+                            IOU_NMS if args.iou is None else args.iou)
+    chosen, marks = [], []
+    for d, photo in zip(found, photos):
+        hw = photo.shape[:2]
+        if box is None:
+            k = 0 if args.detection is None else args.detection
+            cand, how = pick(d, k), f"detection {k}"
+        else:
+            view = view_box(box / np.array([hw[1], hw[0], hw[1], hw[0]]), hw, ex.preprocess)
+            cand = match(d, view)
+            overlap = float(iou(view, d.all_boxes[cand])[0])
+            k = next((j for j, c in enumerate(d.candidates) if c == cand), None)
+            how = (f"detection {k}" if k is not None else "below the threshold") + f", IoU {overlap:.2f} with --box"
+        chosen.append(cand)
+        marks.append(_detection_marks(ex, d, cand, k, how, hw))
+    return chosen, marks
+
+
+def _detection_marks(ex, d, cand: int, k, how: str, hw) -> Marks:
+    c, p = int(d.all_classes[cand]), float(d.all_scores[cand])
+    name = ex.class_names[c] if ex.class_names and c < len(ex.class_names) else f"class {c}"
+    others = np.array([b for b, j in zip(d.boxes, d.candidates) if j != cand]).reshape(-1, 4)
+    photo_box = view_boxes_to_photo(d.all_boxes[cand], hw, ex.preprocess)[0]
+    info = {"candidate": cand, "detection": k, "class": c, "name": name, "confidence": p,
+            "box": [round(float(v), 2) for v in photo_box], "detections": len(d)}
+    return Marks(boxes=d.all_boxes[cand][None], labels=[f"{name} {p:.2f}"], faint=others,
+                 caption=f"{name} (class {c}) p={p:.2f}: {how}, candidate {cand}", info=info)
