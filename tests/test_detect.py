@@ -75,8 +75,10 @@ def test_nms_per_class_sorted_and_choosing():
         D.pick(d, 3)
     with pytest.raises(OnnxCamError, match="detection must be an index"):
         D.pick(d, -1)
-    # a box matches the most confident candidate it overlaps by IoU >= 0.5, detected or not
-    assert D.match(d, [0, 0, 10, 10]) == 0
+    # a box matches the detection it overlaps most (IoU >= 0.5; ties: the more confident), else
+    # the candidate it overlaps most
+    assert D.match(d, [0, 0, 10, 10]) == 0             # 0 and 2: the same box, 0 more confident
+    assert D.match(d, [1, 0, 11, 10]) == 0             # candidate 1 fits exactly but was suppressed
     assert D.match(d, [50, 50, 61, 61]) == 3
     assert D.match(d, [0, 0, 1.2, 1.2]) == 4           # below the confidence threshold: still explained
     with pytest.raises(OnnxCamError, match=r"no candidate box overlaps the box by IoU >= 0.5 \(the closest: IoU 0.2"):
@@ -184,3 +186,56 @@ def test_lrp_to_the_pixels_of_yolo11_says_why_not():
     x = onnxcam.load_images([PHOTOS / "chelsea.jpg"], ex.preprocess)
     with pytest.raises(OnnxCamError, match="MatMul node .*LRP needs weights that do not depend on the input"):
         ex.explain(x, "lrp")   # auto: the input pixels and the layers LRP shows
+
+
+# ----- the CLI
+def _white_near(png: Path, x: float, y: float, r: int = 3) -> bool:
+    import cv2
+    img = cv2.imread(str(png))
+    h, w = img.shape[:2]
+    x, y = int(np.clip(round(x), 0, w - 1)), int(np.clip(round(y), 0, h - 1))
+    patch = img[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1]
+    return bool((patch.min(axis=2) >= 250).any())
+
+
+def test_cli_detection_and_box_write_overlays_with_the_box(tmp_path, capsys):
+    import json
+
+    from onnxcam.cli import main
+    model, photo = str(YOLO / "yolov8_torchscript.onnx"), str(PHOTOS / "rocket.jpg")   # 214 x 320: letterboxed
+    assert main(["explain", model, photo, "--task", "detect", "--detection", "1", "--method", "gradcam",
+                 "--out", str(tmp_path / "k"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    (det,) = summary["detections"]
+    assert det["detection"] == 1 and summary["images"][0]["target"] == det["candidate"]
+    assert det["name"] in (YOLO / "labels.txt").read_text().split()
+    png = next(p for p in map(Path, summary["files"]) if p.suffix == ".png")
+    x0, y0, x1, y1 = det["box"]
+    ys = np.clip([y0, y1], 0, 213)
+    assert _white_near(png, np.clip(x0, 0, 319), ys.mean()) or _white_near(png, np.clip(x1, 0, 319), ys.mean())
+    # the same box, given back in photo pixels, picks the same candidate (IoU 1 with it)
+    assert main(["explain", model, photo, "--task", "detect", "--box", ",".join(map(str, det["box"])),
+                 "--method", "hirescam", "--out", str(tmp_path / "b"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["detections"][0]
+    assert again["candidate"] == det["candidate"] and again["detection"] == 1
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--task", "detect", "--detection", "999"], "there is no detection 999"),
+    (["--task", "detect", "--detection", "-1"], "detection must be an index >= 0"),
+    (["--task", "detect", "--box", "10,10,5,5"], "--box must be X1,Y1,X2,Y2"),
+    (["--task", "detect", "--box", "1,2,3"], "--box must be X1,Y1,X2,Y2"),
+    (["--task", "detect", "--box", "0,0,2,2"], "no candidate box overlaps the box by IoU >= 0.5"),
+    (["--task", "detect", "--detection", "0", "--box", "0,0,9,9"], "not both"),
+    (["--task", "detect", "--target", "3"], "--target names classes"),
+    (["--task", "detect", "--conf", "1.5"], "--conf must be a number between 0 and 1"),
+    (["--task", "classify", "--detection", "0"], "--detection is for --task detect"),
+    (["--task", "detect", "--output", "nope"], "has no output 'nope'"),
+])
+def test_cli_bad_detection_flags_are_one_line(tmp_path, capsys, flags, words):
+    from onnxcam.cli import main
+    rc = main(["explain", str(YOLO / "yolo11_dynamo.onnx"), str(PHOTOS / "astronaut.jpg"), *flags,
+               "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("onnxcam: error:") and words in err[0], err
+    assert not any(tmp_path.iterdir())

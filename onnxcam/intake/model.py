@@ -221,7 +221,7 @@ def _find_score(model: onnx.ModelProto) -> tuple[str, str, str | None, int]:
         return out.name, out.name, None, int(shape[-1])
     shapes_seen = ", ".join(f"{o.name} {list(shapes.get(o.name, ()))}" for o in model.graph.output)
     raise OnnxCamError(f"no classifier output [N, K] (outputs: {shapes_seen}); for other heads give a target: "
-                       "target=onnxcam.targets.Segment/Embed/Output(...) or --task segment|embed|output")
+                       "target=onnxcam.targets.Segment/Embed/Output/Detect(...) or --task segment|embed|output|detect")
 
 
 def load(source, score: str = "logits", image_size=None, target=None) -> Model:

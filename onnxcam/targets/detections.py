@@ -125,14 +125,18 @@ def pick(d: Detections, k: int) -> int:
 
 
 def match(d: Detections, box, threshold: float = IOU_MATCH) -> int:
-    """The candidate explained for a box (xyxy, view pixels): among the pre-NMS candidates whose
-    box overlaps it by IoU >= threshold, the most confident (the detection itself when the model
-    detected the object; a candidate below the confidence threshold when it did not). None
-    overlaps that much: one line naming the best IoU found."""
-    overlap = iou(np.asarray(box, np.float64), d.all_boxes)
-    ok = np.flatnonzero(overlap >= threshold)
-    if ok.size == 0:
-        best = int(overlap.argmax())
-        raise OnnxCamError(f"no candidate box overlaps the box by IoU >= {threshold:g} (the closest: IoU "
-                           f"{overlap[best]:.2f}); draw the box around an object the model boxes")
-    return int(ok[np.argmax(d.all_scores[ok])])
+    """The candidate explained for a box (xyxy, view pixels): the detection that overlaps it most
+    (IoU >= threshold; ties: the more confident); when no detection does, the pre-NMS candidate
+    that overlaps it most (a box the model scored below the confidence threshold: why was it not
+    detected?). None overlaps that much: one line naming the best IoU found."""
+    box = np.asarray(box, np.float64)
+    for pool in (d.candidates, np.arange(len(d.all_scores))):
+        if len(pool) == 0:
+            continue
+        overlap = iou(box, d.all_boxes[pool])
+        best = np.lexsort((-d.all_scores[pool], -overlap))[0]
+        if overlap[best] >= threshold:
+            return int(pool[best])
+    closest = float(iou(box, d.all_boxes).max()) if len(d.all_boxes) else 0.0
+    raise OnnxCamError(f"no candidate box overlaps the box by IoU >= {threshold:g} (the closest: IoU "
+                       f"{closest:.2f}); draw the box around an object the model boxes")

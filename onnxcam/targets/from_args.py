@@ -19,7 +19,7 @@ from .segment import Segment
 from ..annotate import Marks, view_boxes_to_photo
 from ..preprocess import view_box
 from .detect import find_detections
-from .detections import CONF, IOU_MATCH, IOU_NMS, iou, match, pick
+from .detections import CONF, IOU_MATCH, IOU_NMS, check_fraction, iou, match, pick
 
 TASKS = ("classify", "multilabel", "segment", "embed", "output", "detect")
 
@@ -57,6 +57,7 @@ def explainer_for_task(args, make):
     for flag, value, wants in (("--mask", args.mask, "segment"), ("--reference", args.reference, "embed")):
         if value is not None and task != wants:
             raise OnnxCamError(f"{flag} is for --task {wants}, not --task {task}")
+    check_detect_flags(args)
     if index is not None and task != "output":
         raise OnnxCamError(f"--output NAME:INDEX is for --task output; with --task {task} give --output NAME")
     if task == "classify":
@@ -82,10 +83,25 @@ def add_detect_flags(g) -> None:
     g.add_argument("--detection", type=int, metavar="K",
                    help="detect: explain the K-th detection of each image, best first (default 0)")
     g.add_argument("--box", metavar="X1,Y1,X2,Y2",
-                   help="detect: explain the candidate box that best matches this box (photo pixels): the "
-                        f"most confident one overlapping it by IoU >= {IOU_MATCH:g}")
+                   help="detect: explain the detection whose box overlaps this one (photo pixels) most, "
+                        f"by IoU >= {IOU_MATCH:g}; without one, the best-overlapping candidate below the threshold")
     g.add_argument("--conf", type=float, metavar="P", help=f"detect: confidence threshold (default {CONF:g})")
     g.add_argument("--iou", type=float, metavar="T", help=f"detect: NMS IoU threshold (default {IOU_NMS:g})")
+
+
+def check_detect_flags(args) -> None:
+    """Before any model is loaded: detection flags only with --task detect, one way to choose."""
+    flags = {"--detection": args.detection, "--box": args.box, "--conf": args.conf, "--iou": args.iou}
+    given = [f for f, v in flags.items() if v is not None]
+    if given and args.task != "detect":
+        raise OnnxCamError(f"{given[0]} is for --task detect, not --task {args.task}")
+    if args.detection is not None and args.box is not None:
+        raise OnnxCamError("give --detection K or --box X1,Y1,X2,Y2, not both")
+    if args.box is not None:
+        _box(args.box)
+    for flag, value in (("--conf", args.conf), ("--iou", args.iou)):
+        if value is not None:
+            check_fraction(value, flag)
 
 
 def _box(text: str) -> np.ndarray:
@@ -102,19 +118,13 @@ def task_marks(args, ex, images, target):
     """(target, marks): for --task detect, each image's candidate (the detection chosen by
     --detection or --box) and annotate.Marks drawing it; for --task segment --mask, the mask's
     outline; otherwise (target, None). Refuses detection flags without --task detect."""
-    flags = {"--detection": args.detection, "--box": args.box, "--conf": args.conf, "--iou": args.iou}
-    given = [f for f, v in flags.items() if v is not None]
     if args.task != "detect":
-        if given:
-            raise OnnxCamError(f"{given[0]} is for --task detect, not --task {args.task}")
         if args.task == "segment" and args.mask is not None:
             return target, [Marks(mask=read_rgb(args.mask).any(axis=2))] * len(images)
         return target, None
     if target is not None:
         raise OnnxCamError("--target names classes; with --task detect choose the detection with "
                            "--detection K or --box X1,Y1,X2,Y2")
-    if args.detection is not None and args.box is not None:
-        raise OnnxCamError("give --detection K or --box X1,Y1,X2,Y2, not both")
     box = None if args.box is None else _box(args.box)
     x, photos = load_images(images, ex.preprocess, return_photos=True)
     found = find_detections(ex, x, CONF if args.conf is None else args.conf,
