@@ -239,3 +239,70 @@ def test_cli_bad_detection_flags_are_one_line(tmp_path, capsys, flags, words):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("onnxcam: error:") and words in err[0], err
     assert not any(tmp_path.iterdir())
+
+
+# ----- other head forms: NMS baked into the export, YOLOv5's [N, A, 5+K]
+def test_nms_baked_in_is_explained_at_the_head_before_it(tmp_path):
+    """The fixture with ONNX NonMaxSuppression appended (as ultralytics' nms=True exports and
+    torchvision.ops.nms wrappers do): its output is the kept (batch, class, candidate) indices;
+    Detect finds the [N, 4+K, A] Concat upstream and explains it unchanged."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    proto = onnx.load(str(YOLO / "yolov8_torchscript.onnx"))
+    out = proto.graph.output[0].name
+    const = lambda name, v: helper.make_tensor(name, TensorProto.INT64 if np.asarray(v).dtype.kind == "i"  # noqa: E731
+                                               else TensorProto.FLOAT, np.asarray(v).shape, np.asarray(v).ravel())
+    proto.graph.initializer.extend([const("nms_0", [0]), const("nms_4", [4]), const("nms_24", [24]),
+                                    const("nms_1", [1]), const("nms_max", [100]), const("nms_iou", [0.7]),
+                                    const("nms_conf", [0.25])])
+    proto.graph.node.extend([
+        helper.make_node("Slice", [out, "nms_0", "nms_4", "nms_1"], ["nms_xywh_t"]),
+        helper.make_node("Transpose", ["nms_xywh_t"], ["nms_xywh"], perm=[0, 2, 1]),
+        helper.make_node("Slice", [out, "nms_4", "nms_24", "nms_1"], ["nms_scores"]),
+        helper.make_node("NonMaxSuppression", ["nms_xywh", "nms_scores", "nms_max", "nms_iou", "nms_conf"],
+                         ["selected"], center_point_box=1)])
+    del proto.graph.output[:]
+    proto.graph.output.append(helper.make_tensor_value_info("selected", TensorProto.INT64, ["M", 3]))
+    path = tmp_path / "yolov8_nms.onnx"
+    onnx.save(proto, str(path))
+    plain = onnx.load(str(YOLO / "yolov8_torchscript.onnx"))
+    assert len(plain.graph.node) < len(proto.graph.node)
+    ex = onnxcam.Explainer(path, target=Detect(), preprocess=onnxcam.Explainer(
+        YOLO / "yolov8_torchscript.onnx", target=Detect()).preprocess)
+    g = golden("yolov8_torchscript")
+    x = view_input(g["view"])
+    assert ex.target.head.layout == "boxes_first" and ex.model.num_classes == 2100
+    scores, _, _, grads = ex.gradients(x, ex.target.neck[:1], target=[int(g["candidate"])])
+    assert scores[0, g["candidate"]] == pytest.approx(float(g["logit"]), abs=1e-4)
+    assert np.abs(grads[ex.target.neck[0]][0] - g["grad0"]).max() <= 1e-4 * np.abs(g["grad0"]).max()
+
+
+def test_yolov5_layout_scores_objectness_times_class(tmp_path):
+    """A YOLOv5-style head [N, A, 5+K] (sigmoids applied inside, obj x p_c as the confidence)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    k = 3
+    w = helper.make_tensor("w", TensorProto.FLOAT, (5 + k, 3, 3, 3), rng.normal(0, 0.3, (5 + k, 3, 3, 3)).ravel())
+    shape = helper.make_tensor("shape", TensorProto.INT64, (3,), [0, 5 + k, -1])
+    nodes = [helper.make_node("Conv", ["image", "w"], ["feat"], pads=[1, 1, 1, 1], strides=[4, 4]),
+             helper.make_node("Sigmoid", ["feat"], ["prob"]),
+             helper.make_node("Reshape", ["prob", "shape"], ["rows"]),
+             helper.make_node("Transpose", ["rows"], ["output0"], perm=[0, 2, 1])]
+    graph = helper.make_graph(nodes, "v5", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", 64, 5 + k])], [w, shape])
+    path = tmp_path / "v5.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    x = rng.uniform(0, 1, (2, 3, 32, 32)).astype(np.float32)
+    raw = onnxcam.Explainer(path, target=onnxcam.targets.Output("output0"), preprocess={"size": [32, 32]})
+    rows = raw.forward(x)[0].reshape(2, 64, 5 + k)
+    for cls, expected in ((None, rows[..., 4] * rows[..., 5:].max(axis=2)), (2, rows[..., 4] * rows[..., 7])):
+        ex = raw.with_target(Detect(cls=cls))
+        assert ex.target.head.layout == "anchors_first" and ex.target.head.classes == k
+        np.testing.assert_allclose(ex.forward(x)[0], expected, rtol=1e-5)
+        res = ex.explain(x, "gradcam", layers="prob")
+        assert np.all(np.isfinite(res.raw["prob"]))
+    d = find_detections(ex, x, conf=0.0)[0]
+    assert len(d) > 0 and d.all_boxes.shape == (64, 4)

@@ -137,6 +137,15 @@ def _best_class(b, scores: str, axis: int, classes: int) -> str:
                     hint="target_best_class")
 
 
+def _model_output(b, name: str) -> str:
+    """The model's own tensor behind `name` (apply_target casts a non-float output, e.g. NMS's
+    int64 indices, with a node not yet in the graph)."""
+    pending = {o: n for n in b.nodes for o in n.output}
+    while name in pending:
+        name = pending[name].input[0]
+    return name
+
+
 class Detect(Target):
     """cls: the class scored at every candidate (None: each candidate's own best class, which is the
     class of the detection it makes). candidate: the column explained when explain names none
@@ -160,7 +169,7 @@ class Detect(Target):
         return None if self.head is None else self.head.classes
 
     def score(self, b, name, shape):
-        head = find_head(b.model, name, tensor_shapes(b.model))
+        head = find_head(b.model, _model_output(b, name), tensor_shapes(b.model))
         self.head, self.neck = head, _neck(b.model, head) if head.logits else []
         if self.class_id is not None and self.class_id >= head.classes:
             raise OnnxCamError(f"class {self.class_id} is out of range: the detector has {head.classes} "
@@ -206,7 +215,7 @@ class DetectHead(Target):
 
     def score(self, b, name, shape):
         shapes = tensor_shapes(b.model)
-        self.head = find_head(b.model, name, shapes)
+        self.head = find_head(b.model, _model_output(b, name), shapes)
         static_dims(shapes[self.head.tensor], f"the detection head {self.head.tensor!r}")
         return b.op("Flatten", [self.head.tensor], hint="target_head", axis=1)
 
