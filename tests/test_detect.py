@@ -306,3 +306,18 @@ def test_yolov5_layout_scores_objectness_times_class(tmp_path):
         assert np.all(np.isfinite(res.raw["prob"]))
     d = find_detections(ex, x, conf=0.0)[0]
     assert len(d) > 0 and d.all_boxes.shape == (64, 4)
+
+
+def test_exported_explainer_takes_a_candidate_index(tmp_path):
+    """The exported explainer of a Detect graph: target_class is the candidate (detection) index."""
+    import onnxruntime as ort
+
+    from onnxcam.deploy import export_explainer
+    ex = onnxcam.Explainer(YOLO / "yolov8_torchscript.onnx", target=Detect())
+    path = export_explainer(ex, tmp_path / "explainer.onnx", "gradcam", "auto", "input", False)
+    x = onnxcam.load_images([PHOTOS / "rocket.jpg"], ex.preprocess)
+    cand = D.pick(find_detections(ex, x)[0], 1)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    logits, heat, _ = sess.run(None, {ex.model.input_name: x, "target_class": np.array([cand], np.int64)})
+    res = ex.explain(x, "gradcam", target=[cand])
+    assert logits.shape == (1, 2100) and pearson(heat[0], res.maps[ex.model.auto_layer.name][0]) >= 0.999

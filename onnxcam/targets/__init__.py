@@ -1,5 +1,6 @@
 """Targets: what score of a model's outputs is explained (classifier logit, segmentation region,
-sigmoid class, any output element, embedding similarity). See targets/base.py for the design."""
+sigmoid class, any output element, embedding similarity, a detector's candidates). See
+targets/base.py for the design."""
 from .base import TARGET_SCORE, Target, apply_target
 from .detect import Detect, DetectHead, find_detections
 from .classify import Classify
@@ -8,4 +9,5 @@ from .multilabel import MultiLabel
 from .output import Output
 from .segment import Segment
 
-__all__ = ["Target", "Classify", "Segment", "MultiLabel", "Output", "Embed", "Detect", "DetectHead", "find_detections", "apply_target", "TARGET_SCORE"]
+__all__ = ["Target", "Classify", "Segment", "MultiLabel", "Output", "Embed", "Detect", "DetectHead",
+           "find_detections", "apply_target", "TARGET_SCORE"]

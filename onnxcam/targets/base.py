@@ -20,8 +20,8 @@ Every op a target appends has a gradient rule (graph/rules); the ops that pick a
 Equal, Cast of a bool) give integer/bool tensors, which the backward walk treats as constants, so
 a predicted region acts as a fixed mask, as pytorch-grad-cam's SemanticSegmentationTarget does.
 
-Detection fits the same shape: a Detect target would gather the chosen pre-NMS candidate from a
-[N, 4+K, A] head (found by IoU in numpy when the target is built) and return its K class scores.
+Detection fits the same shape (targets/detect.py): S [N, A] holds every pre-NMS candidate's class
+score, and a detection is one column, found in numpy (targets/detections.py) from one forward.
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def apply_target(target: Target, proto: onnx.ModelProto) -> onnx.ModelProto:
     A model that already ends in TARGET_SCORE (an Explainer derived from a targeted one) is kept."""
     if not isinstance(target, Target):
         raise OnnxCamError(f"target must be an onnxcam.targets object (Classify, Segment, MultiLabel, "
-                           f"Output, Embed), got {describe(target)}")
+                           f"Output, Embed, Detect), got {describe(target)}")
     if [o.name for o in proto.graph.output] == [TARGET_SCORE]:
         return proto
     name = _chosen_output(proto, target.output)
