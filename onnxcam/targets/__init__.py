@@ -2,8 +2,8 @@
 sigmoid class, any output element, embedding similarity, a detector's candidates). See
 targets/base.py for the design."""
 from .base import TARGET_SCORE, Target, apply_target
-from .detect import Detect, DetectHead, find_detections
 from .classify import Classify
+from .detect import Detect, DetectHead, find_detections
 from .embed import Embed
 from .multilabel import MultiLabel
 from .output import Output

@@ -8,18 +8,16 @@ import argparse
 
 import numpy as np
 
+from ..annotate import Marks, view_boxes_to_photo
 from ..errors import OnnxCamError
-from ..preprocess import load_images, read_rgb
+from ..preprocess import load_images, read_rgb, view_box
 from .classify import Classify
-from .detect import Detect
+from .detect import Detect, find_detections
+from .detections import CONF, IOU_MATCH, IOU_NMS, check_fraction, iou, match, pick
 from .embed import Embed
 from .multilabel import MultiLabel
 from .output import Output
 from .segment import Segment
-from ..annotate import Marks, view_boxes_to_photo
-from ..preprocess import view_box
-from .detect import find_detections
-from .detections import CONF, IOU_MATCH, IOU_NMS, check_fraction, iou, match, pick
 
 TASKS = ("classify", "multilabel", "segment", "embed", "output", "detect")
 
