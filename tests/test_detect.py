@@ -321,3 +321,25 @@ def test_exported_explainer_takes_a_candidate_index(tmp_path):
     logits, heat, _ = sess.run(None, {ex.model.input_name: x, "target_class": np.array([cand], np.int64)})
     res = ex.explain(x, "gradcam", target=[cand])
     assert logits.shape == (1, 2100) and pearson(heat[0], res.maps[ex.model.auto_layer.name][0]) >= 0.999
+
+
+def test_fp16_and_int8_builds_find_the_same_head_and_detections(tmp_path):
+    """FP16 (a float16 head: cast for the target's masks) and static INT8 QDQ builds (the neck is read
+    through QuantizeLinear/DequantizeLinear) of the YOLOv8 fixture (converters/quantize.py)."""
+    import json
+
+    from quantize import to_fp16, to_int8_static
+    src = YOLO / "yolov8_torchscript.onnx"
+    manifest = json.loads((YOLO / "manifest.json").read_text())
+    ref = onnxcam.Explainer(src, target=Detect())
+    x = onnxcam.load_images([PHOTOS / "rocket.jpg"], ref.preprocess)
+    best = D.pick(find_detections(ref, x)[0], 0)
+    expected = ref.explain(x, "gradcam", target=[best]).raw[ref.target.neck[0]][0]
+    for build, floor in ((to_fp16(src, tmp_path / "fp16.onnx"), 0.999),
+                         (to_int8_static(src, tmp_path / "int8.onnx", manifest=manifest), 0.95)):
+        ex = onnxcam.Explainer(build, target=Detect(), preprocess=ref.preprocess)
+        shapes = [ex.model.layer(n).shape for n in ex.target.neck]   # FP16 names them after its Casts
+        assert shapes == [(32, 40, 40), (56, 20, 20), (104, 10, 10)] and ex.model.auto_layer.name == ex.target.neck[0]
+        assert best in find_detections(ex, x)[0].candidates[:3]
+        got = ex.explain(x, "gradcam", target=[best]).raw[ex.target.neck[0]][0]
+        assert pearson(got, expected) >= floor, build

@@ -33,11 +33,12 @@ import numpy as np
 import onnx
 
 from ..errors import OnnxCamError
+from ..graph.expose import elem_types
 from ..intake.catalog import tensor_shapes
 from .base import Target, check_class, check_output_name, static_dims
 from .detections import CONF, IOU_NMS, MAX_DET, Detections, decode, detections
 
-_PASS = {"Identity", "Reshape", "Cast"}
+_PASS = {"Identity", "Reshape", "Cast", "QuantizeLinear", "DequantizeLinear"}   # as intake skips them
 
 
 @dataclass(frozen=True)
@@ -106,10 +107,16 @@ def _neck(proto, head: Head) -> list[str]:
     """The tensors feeding the head's class branches, finest first: walking back from each input of
     the logits' Concat, the first tensor that two convolutions read (the box and the class branch)."""
     producers = _producers(proto)
+
+    def unquantized(t: str) -> str:   # a QDQ build reads DequantizeLinear(QuantizeLinear(t)): count t
+        dq = producers.get(t)
+        q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else t
     convs_reading: dict[str, int] = {}
     for n in proto.graph.node:
         if n.op_type == "Conv":
-            convs_reading[n.input[0]] = convs_reading.get(n.input[0], 0) + 1
+            t = unquantized(n.input[0])
+            convs_reading[t] = convs_reading.get(t, 0) + 1
     concat = _through(producers, head.logits)
     if concat is None or concat.op_type != "Concat":
         return []
@@ -135,6 +142,13 @@ def _best_class(b, scores: str, axis: int, classes: int) -> str:
     one_hot = b.op("Cast", [same], hint="target_own_class", to=onnx.TensorProto.FLOAT)
     return b.reduce("ReduceSum", b.op("Mul", [scores, one_hot], hint="target_masked"), [axis], keepdims=0,
                     hint="target_best_class")
+
+
+def _float(b, name: str) -> str:
+    """name as float32 (an FP16 build's head is float16; the target's one-hot masks are float32)."""
+    if elem_types(b.model).get(name, onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT:
+        return name
+    return b.op("Cast", [name], hint="target_float", to=onnx.TensorProto.FLOAT)
 
 
 def _model_output(b, name: str) -> str:
@@ -175,14 +189,15 @@ class Detect(Target):
             raise OnnxCamError(f"class {self.class_id} is out of range: the detector has {head.classes} "
                                f"classes (0..{head.classes - 1})")
         if head.layout == "boxes_first":   # the logits' dims may be symbolic after a Reshape(-1): fix them
-            logits = b.op("Reshape", [head.logits, b.const(np.array([0, head.classes, head.anchors], np.int64))],
-                          hint="target_logits")
+            logits = b.op("Reshape", [_float(b, head.logits), b.const(np.array([0, head.classes, head.anchors],
+                                                                                np.int64))], hint="target_logits")
             if self.class_id is None:
                 s = _best_class(b, logits, 1, head.classes)
             else:
                 s = b.op("Gather", [logits, b.const(np.int64(self.class_id), "target_class")],
                          hint="target_class_logit", axis=1)
             return b.op("Sigmoid", [s], hint="target_confidence")
+        head = Head(head.layout, _float(b, head.tensor), head.logits, head.classes, head.anchors)
         obj = b.op("Gather", [head.tensor, b.const(np.int64(4), "objectness")], hint="target_objectness", axis=2)
         if self.class_id is None:
             probs = b.op("Slice", [head.tensor, b.const(np.array([5], np.int64)),
@@ -217,7 +232,7 @@ class DetectHead(Target):
         shapes = tensor_shapes(b.model)
         self.head = find_head(b.model, _model_output(b, name), shapes)
         static_dims(shapes[self.head.tensor], f"the detection head {self.head.tensor!r}")
-        return b.op("Flatten", [self.head.tensor], hint="target_head", axis=1)
+        return b.op("Flatten", [_float(b, self.head.tensor)], hint="target_head", axis=1)
 
     def values(self, flat: np.ndarray) -> np.ndarray:
         """The head [N, 4+K, A] or [N, A, 5+K] from S's flat rows."""
