@@ -310,7 +310,7 @@ def cmd_explain(args) -> int:
     ex = explainer_for_task(args, lambda t: _explainer(args.model, args, _spec_overrides(args) or None, t))
     images = [Path(p) for p in args.images]
     target = _parse_target(args.target, ex.labels)
-    target, marks = task_marks(args, ex, images, target)   # detect: the chosen detections; boxes, outlines
+    images, target, marks = task_marks(args, ex, images, target)   # detect: the chosen detections; boxes
     options = _method_options(args)
     style = Style(args.at, args.colormap, args.alpha, args.shared_scale)
     results, files, tops = run_explain(ex, images, args.method, args.layer, target, Path(args.out),

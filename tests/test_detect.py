@@ -218,11 +218,19 @@ def test_cli_detection_and_box_write_overlays_with_the_box(tmp_path, capsys):
                  "--method", "hirescam", "--out", str(tmp_path / "b"), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)["detections"][0]
     assert again["candidate"] == det["candidate"] and again["detection"] == 1
+    # several detections: the image once per detection, one overlay each
+    assert main(["explain", model, photo, "--task", "detect", "--detection", "0,1", "--method", "gradcam",
+                 "--out", str(tmp_path / "two"), "--json"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert [d["detection"] for d in both["detections"]] == [0, 1]
+    assert [i["target"] for i in both["images"]] == [d["candidate"] for d in both["detections"]]
+    assert sorted(p.name[:3] for p in (tmp_path / "two").glob("*.png")) == ["00_", "01_"]
 
 
 @pytest.mark.parametrize("flags,words", [
     (["--task", "detect", "--detection", "999"], "there is no detection 999"),
-    (["--task", "detect", "--detection", "-1"], "detection must be an index >= 0"),
+    (["--task", "detect", "--detection", "-1"], "--detection must be an index >= 0"),
+    (["--task", "detect", "--detection", "0,x"], "--detection must be an index >= 0"),
     (["--task", "detect", "--box", "10,10,5,5"], "--box must be X1,Y1,X2,Y2"),
     (["--task", "detect", "--box", "1,2,3"], "--box must be X1,Y1,X2,Y2"),
     (["--task", "detect", "--box", "0,0,2,2"], "no candidate box overlaps the box by IoU >= 0.5"),

@@ -78,8 +78,9 @@ def explainer_for_task(args, make):
 
 # ----- detect: which detection each image explains, and what the overlays draw
 def add_detect_flags(g) -> None:
-    g.add_argument("--detection", type=int, metavar="K",
-                   help="detect: explain the K-th detection of each image, best first (default 0)")
+    g.add_argument("--detection", metavar="K[,K...]",
+                   help="detect: explain the K-th detection of each image, best first (default 0); several "
+                        "(0,1,2): one overlay each")
     g.add_argument("--box", metavar="X1,Y1,X2,Y2",
                    help="detect: explain the detection whose box overlaps this one (photo pixels) most, "
                         f"by IoU >= {IOU_MATCH:g}; without one, the best-overlapping candidate below the threshold")
@@ -97,9 +98,18 @@ def check_detect_flags(args) -> None:
         raise OnnxCamError("give --detection K or --box X1,Y1,X2,Y2, not both")
     if args.box is not None:
         _box(args.box)
+    if args.detection is not None:
+        _detections(args.detection)
     for flag, value in (("--conf", args.conf), ("--iou", args.iou)):
         if value is not None:
             check_fraction(value, flag)
+
+
+def _detections(text: str) -> list[int]:
+    parts = text.split(",")
+    if not all(p.strip().isdigit() for p in parts):
+        raise OnnxCamError(f"--detection must be an index >= 0 or several separated by commas (0,1,2), got {text!r}")
+    return [int(p) for p in parts]
 
 
 def _box(text: str) -> np.ndarray:
@@ -113,13 +123,14 @@ def _box(text: str) -> np.ndarray:
 
 
 def task_marks(args, ex, images, target):
-    """(target, marks): for --task detect, each image's candidate (the detection chosen by
-    --detection or --box) and annotate.Marks drawing it; for --task segment --mask, the mask's
-    outline; otherwise (target, None). Refuses detection flags without --task detect."""
+    """(images, target, marks): for --task detect, the candidate of each explained detection (chosen
+    by --detection or --box) and annotate.Marks drawing it, an image listed once per detection when
+    --detection names several; for --task segment --mask, the mask's outline; otherwise (images,
+    target, None)."""
     if args.task != "detect":
         if args.task == "segment" and args.mask is not None:
-            return target, [Marks(mask=read_rgb(args.mask).any(axis=2))] * len(images)
-        return target, None
+            return images, target, [Marks(mask=read_rgb(args.mask).any(axis=2))] * len(images)
+        return images, target, None
     if target is not None:
         raise OnnxCamError("--target names classes; with --task detect choose the detection with "
                            "--detection K or --box X1,Y1,X2,Y2")
@@ -127,21 +138,24 @@ def task_marks(args, ex, images, target):
     x, photos = load_images(images, ex.preprocess, return_photos=True)
     found = find_detections(ex, x, CONF if args.conf is None else args.conf,
                             IOU_NMS if args.iou is None else args.iou)
-    chosen, marks = [], []
-    for d, photo in zip(found, photos):
+    ks = [0] if args.detection is None else _detections(args.detection)
+    listed, chosen, marks = [], [], []
+    for image, d, photo in zip(images, found, photos):
         hw = photo.shape[:2]
         if box is None:
-            k = 0 if args.detection is None else args.detection
-            cand, how = pick(d, k), f"detection {k}"
+            picks = [(pick(d, k), k, f"detection {k}") for k in ks]
         else:
             view = view_box(box / np.array([hw[1], hw[0], hw[1], hw[0]]), hw, ex.preprocess)
             cand = match(d, view)
             overlap = float(iou(view, d.all_boxes[cand])[0])
             k = next((j for j, c in enumerate(d.candidates) if c == cand), None)
-            how = (f"detection {k}" if k is not None else "below the threshold") + f", IoU {overlap:.2f} with --box"
-        chosen.append(cand)
-        marks.append(_detection_marks(ex, d, cand, k, how, hw))
-    return chosen, marks
+            picks = [(cand, k, (f"detection {k}" if k is not None else "below the threshold")
+                      + f", IoU {overlap:.2f} with --box")]
+        for cand, k, how in picks:
+            listed.append(image)
+            chosen.append(cand)
+            marks.append(_detection_marks(ex, d, cand, k, how, hw))
+    return listed, chosen, marks
 
 
 def _detection_marks(ex, d, cand: int, k, how: str, hw) -> Marks:
