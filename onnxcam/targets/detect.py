@@ -8,18 +8,21 @@ is found in numpy (targets/detections.py: decode, NMS, IoU matching) from one fo
 
 The head. ultralytics YOLOv8/YOLO11 exports end in Concat(boxes [N, 4, A], Sigmoid(logits
 [N, K, A])) -> [N, 4+K, A]; `find_head` finds that Concat anywhere upstream of the output, so an
-export with NMS/TopK baked in (whose output is the kept boxes) is explained at the tensor before
-it. S_a = Sigmoid(logit of class `cls` at a), or, with cls=None, Sigmoid(max over classes): the
-candidate's own class (a one-hot mask of its argmax, constant to the gradient, as Segment's
-predicted region). The Sigmoid is appended as the last node so intake treats S as it
+export with NMS/TopK baked in (whose output is the kept indices or boxes) is explained at the
+tensor before it; Reshape/Cast/Q/DQ between the Sigmoid and the Concat (FP16, INT8 QDQ builds)
+are looked through. S_a = Sigmoid(logit of class `cls` at a), or, with cls=None, Sigmoid(logit of
+a's own best class) (a one-hot mask of its argmax, constant to the gradient, as Segment's predicted
+region). The Sigmoid is appended as the last node so intake treats S as it
 treats a multi-label head: score="logits" (default) explains the pre-sigmoid logit, as
 pytorch-grad-cam's YOLO examples and ultralytics' training loss see it; score="output" the
 probability. YOLOv5's [N, A, 5+K] output (objectness x class, sigmoids applied inside) has no
 single logit: S_a = objectness_a x p_c(a) as exported.
 
-No box-regression term: the box branch (DFL) is a different subnetwork than the class branch and
-its 4 coordinates have no natural scalar; S is the class score alone (FasterRCNNBoxScoreTarget's
-box term measures the IoU of a re-run, which a fixed candidate index makes constant anyway).
+No box-regression term (decided): S is the class score alone, the quantity that decides whether a
+candidate becomes a detection and with which class. pytorch-grad-cam's FasterRCNNBoxScoreTarget
+adds the IoU of the predicted box with a reference box; here the box comes from a separate branch
+(DFL over 4 x 16 bins) and such a term would mix that branch's evidence into the class map. It can
+be added later as an option without changing the column design.
 
 Auto layer: the finest neck output feeding the head (P3, stride 8). In YOLOv8/11's PAN neck it
 is upstream of all three scales' head inputs, so every candidate has a gradient there, at the
