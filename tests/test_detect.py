@@ -351,3 +351,35 @@ def test_fp16_and_int8_builds_find_the_same_head_and_detections(tmp_path):
         assert best in find_detections(ex, x)[0].candidates[:3]
         got = ex.explain(x, "gradcam", target=[best]).raw[ex.target.neck[0]][0]
         assert pearson(got, expected) >= floor, build
+
+
+# ----- outlines for segmentation (annotate.outline_mask through the CLI's marks)
+def test_segment_regions_are_outlined(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from onnxcam.annotate import outline_mask
+    from onnxcam.cli import main
+    from onnxcam.targets import Output, Segment
+    from onnxcam.targets.from_args import _predicted_regions
+
+    rng = np.random.default_rng(1)
+    w = helper.make_tensor("w", TensorProto.FLOAT, (3, 3, 3, 3), rng.normal(0, 1, (3, 3, 3, 3)).ravel())
+    graph = helper.make_graph([helper.make_node("Conv", ["image", "w"], ["out"], pads=[1, 1, 1, 1], strides=[2, 2])],
+                              "seg", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3, 16, 16])], [w])
+    path = tmp_path / "seg.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    spec = {"size": [32, 32], "resize": "letterbox"}
+    ex = onnxcam.Explainer(path, target=Segment(), preprocess=spec)
+    photo = PHOTOS / "chelsea.jpg"
+    (marks,) = _predicted_regions(ex, [photo], 1)
+    dense = onnxcam.Explainer(path, target=Output("out"), preprocess=spec).forward(
+        onnxcam.load_images([photo], ex.preprocess))[0].reshape(3, 16, 16)
+    assert np.array_equal(marks.mask, dense.argmax(axis=0) == 1) and 0 < marks.mask.sum() < 256
+    grey = np.full((160, 160, 3), 100, np.uint8)
+    drawn = outline_mask(grey, marks.mask)
+    assert (drawn == 255).all(axis=2).sum() > 20 and (drawn != grey).any(axis=2).mean() < 0.5
+    assert main(["explain", str(path), str(photo), "--task", "segment", "--class", "1", "--resize", "letterbox",
+                 "--method", "gradcam", "--out", str(tmp_path / "maps")]) == 0
+    assert len(list((tmp_path / "maps").glob("*.png"))) == 1

@@ -130,6 +130,8 @@ def task_marks(args, ex, images, target):
     if args.task != "detect":
         if args.task == "segment" and args.mask is not None:
             return images, target, [Marks(mask=read_rgb(args.mask).any(axis=2))] * len(images)
+        if args.task == "segment":
+            return images, target, _predicted_regions(ex, images, target)
         return images, target, None
     if target is not None:
         raise OnnxCamError("--target names classes; with --task detect choose the detection with "
@@ -156,6 +158,20 @@ def task_marks(args, ex, images, target):
             chosen.append(cand)
             marks.append(_detection_marks(ex, d, cand, k, how, hw))
     return listed, chosen, marks
+
+
+def _predicted_regions(ex, images, target) -> list[Marks]:
+    """Without --mask, each image's explained region: where its explained class (the --class given,
+    else the class with the largest region score, as explain picks it) is the argmax of the
+    segmenter's output. Two forwards: the region scores, then the dense output."""
+    x = load_images(images, ex.preprocess)
+    classes = ex.model.check_targets(target, len(x))
+    if classes is None:
+        classes = ex.forward(x)[0].argmax(axis=1)
+    k, (h, w) = ex.target._classes, ex.target._size
+    dense = ex.with_target(Output(ex.target.output)).forward(x)[0].reshape(len(x), k, h, w)
+    return [Marks(mask=dense[i].argmax(axis=0) == c) if (dense[i].argmax(axis=0) == c).any() else Marks()
+            for i, c in enumerate(classes)]
 
 
 def _detection_marks(ex, d, cand: int, k, how: str, hw) -> Marks:

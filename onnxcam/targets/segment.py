@@ -32,7 +32,7 @@ class Segment(Target):
         self.cls = check_class(cls)
         self.output = check_output_name(output)
         self.mask = None if mask is None else _check_mask(mask)
-        self._classes = None
+        self._classes, self._size = None, None
 
     def __repr__(self) -> str:
         region = "argmax region" if self.mask is None else f"mask {self.mask.shape} ({int(self.mask.sum())} px)"
@@ -45,7 +45,7 @@ class Segment(Target):
         k, h, w = static_dims(shape, f"output {name!r}")
         if self.cls is not None and self.cls >= k:
             raise OnnxCamError(f"class {self.cls} is out of range: output {name!r} has {k} classes (0..{k - 1})")
-        self._classes = k
+        self._classes, self._size = k, (h, w)   # the region outline (targets/from_args) reads them
         if self.mask is not None:
             region = b.const(_fit(self.mask, h, w, name)[None, None], "target_mask")
         else:
