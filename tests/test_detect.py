@@ -286,6 +286,29 @@ def test_nms_baked_in_is_explained_at_the_head_before_it(tmp_path):
     assert np.abs(grads[ex.target.neck[0]][0] - g["grad0"]).max() <= 1e-4 * np.abs(g["grad0"]).max()
 
 
+def test_rows_after_the_classes_are_not_scores(tmp_path):
+    """YOLOv8-seg / -pose / -obb heads concatenate mask coefficients, keypoints or an angle after
+    the class probabilities: Concat(boxes, Sigmoid(classes), extra). Here 8 extra rows of 0.99
+    (above the confidence threshold) are appended to the fixture's head: nothing changes."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(YOLO / "yolov8_torchscript.onnx"))
+    head = next(n for n in proto.graph.node if n.output[0] == proto.graph.output[0].name)
+    proto.graph.initializer.append(numpy_helper.from_array(np.full((1, 8, 2100), 0.99, np.float32), "extra_rows"))
+    head.input.append("extra_rows")
+    proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 32
+    path = tmp_path / "seg_like.onnx"
+    onnx.save(proto, str(path))
+    plain = onnxcam.Explainer(YOLO / "yolov8_torchscript.onnx", target=Detect())
+    ex = onnxcam.Explainer(path, target=Detect(), preprocess=plain.preprocess)
+    assert (ex.target.head.classes, ex.target.head.extra) == (20, 8)
+    x = onnxcam.load_images([PHOTOS / "rocket.jpg"], plain.preprocess)
+    ours, theirs = find_detections(ex, x)[0], find_detections(plain, x)[0]
+    assert np.array_equal(ours.candidates, theirs.candidates) and np.array_equal(ours.all_scores, theirs.all_scores)
+    np.testing.assert_allclose(ex.forward(x)[0], plain.forward(x)[0], atol=1e-5)
+
+
 def test_yolov5_layout_scores_objectness_times_class(tmp_path):
     """A YOLOv5-style head [N, A, 5+K] (sigmoids applied inside, obj x p_c as the confidence)."""
     import onnx

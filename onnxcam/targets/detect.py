@@ -53,6 +53,7 @@ class Head:
     logits: str | None
     classes: int
     anchors: int
+    extra: int = 0     # rows after the classes (mask coefficients, keypoints, angle): not scores
 
 
 def _producers(proto) -> dict:
@@ -72,6 +73,10 @@ def _ancestors(proto, name: str) -> set[str]:
     return seen
 
 
+def _concat_axis(node) -> int:
+    return next((a.i for a in node.attribute if a.name == "axis"), 0)
+
+
 def _through(producers, name: str):
     node = producers.get(name)
     while node is not None and node.op_type in _PASS:
@@ -80,22 +85,26 @@ def _through(producers, name: str):
 
 
 def find_head(proto, output: str, shapes: dict) -> Head:
-    """The pre-NMS head feeding `output` (module doc), or one line why there is none."""
+    """The pre-NMS head feeding `output` (module doc), or one line why there is none. Inputs after
+    the class scores (YOLOv8-seg's mask coefficients, -pose's keypoints, -obb's angle) are kept
+    out of the scores (Head.extra)."""
     producers, upstream = _producers(proto), _ancestors(proto, output)
     found = []
     for node in proto.graph.node:
-        if node.op_type != "Concat" or node.output[0] not in upstream or len(node.input) != 2:
+        if node.op_type != "Concat" or node.output[0] not in upstream or len(node.input) < 2 \
+                or _concat_axis(node) not in (1, -2):
             continue
-        out = shapes.get(node.output[0], ())
-        for j, x in enumerate(node.input):
-            sig = _through(producers, x)
-            if sig is None or sig.op_type != "Sigmoid":
-                continue
-            logits, other = shapes.get(sig.input[0], ()), shapes.get(node.input[1 - j], ())
-            # shapes from the Concat (the logits' own may be symbolic after a Reshape(-1))
-            if j == 1 and len(out) == 3 and len(logits) == 3 and len(other) == 3 and other[1] == 4 \
-                    and isinstance(out[1], int) and isinstance(out[2], int) and out[1] > 4:
-                found.append(Head("boxes_first", node.output[0], sig.input[0], out[1] - 4, out[2]))
+        out, boxes = shapes.get(node.output[0], ()), shapes.get(node.input[0], ())
+        sig = _through(producers, node.input[1])
+        if sig is None or sig.op_type != "Sigmoid" or len(out) != 3 or len(boxes) != 3 or boxes[1] != 4 \
+                or not isinstance(out[1], int) or not isinstance(out[2], int):
+            continue
+        extras = [shapes.get(t, ()) for t in node.input[2:]]
+        if not all(len(e) == 3 and isinstance(e[1], int) for e in extras):
+            continue
+        extra = sum(e[1] for e in extras)   # the logits' own dims may be symbolic after a Reshape(-1)
+        if out[1] - 4 - extra > 0:
+            found.append(Head("boxes_first", node.output[0], sig.input[0], out[1] - 4 - extra, out[2], extra))
     if found:
         return found[-1]   # the one nearest the output
     shape = shapes.get(output, ())
@@ -240,7 +249,7 @@ class DetectHead(Target):
     def values(self, flat: np.ndarray) -> np.ndarray:
         """The head [N, 4+K, A] or [N, A, 5+K] from S's flat rows."""
         h = self.head
-        shape = (4 + h.classes, h.anchors) if h.layout == "boxes_first" else (h.anchors, 5 + h.classes)
+        shape = (4 + h.classes + h.extra, h.anchors) if h.layout == "boxes_first" else (h.anchors, 5 + h.classes)
         return np.asarray(flat).reshape((len(flat),) + shape)
 
 
@@ -250,5 +259,5 @@ def find_detections(ex, x, conf: float = CONF, iou: float = IOU_NMS, max_det: in
     model (the output its target names, else the first); x: a preprocessed batch."""
     head = DetectHead(output=getattr(ex.target, "output", None))
     flat, _ = ex.with_target(head).forward(x)
-    boxes, conf_all = decode(head.values(flat), head.head.layout)
+    boxes, conf_all = decode(head.values(flat), head.head.layout, head.head.classes)
     return [detections(b, c, conf, iou, max_det) for b, c in zip(boxes, conf_all)]

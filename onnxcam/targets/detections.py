@@ -45,8 +45,10 @@ class Detections:
         return len(self.scores)
 
 
-def decode(head: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]:
-    """(boxes [N, A, 4] xyxy, class confidences [N, A, K]) from a head's values in `layout`."""
+def decode(head: np.ndarray, layout: str, classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(boxes [N, A, 4] xyxy, class confidences [N, A, K]) from a head's values in `layout`;
+    classes: K when rows after the classes are something else (boxes_first: mask coefficients,
+    keypoints), None: every row after the box."""
     head = np.asarray(head, np.float32)
     if layout not in LAYOUTS:
         raise OnnxCamError(f"layout must be {' or '.join(LAYOUTS)}, got {describe(layout)}")
@@ -56,7 +58,7 @@ def decode(head: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]:
         if head.shape[1] < 5:
             raise OnnxCamError(f"a [N, 4+K, A] head needs at least one class row, got shape {head.shape}")
         rows = head.transpose(0, 2, 1)              # [N, A, 4+K]
-        xywh, conf = rows[..., :4], rows[..., 4:]
+        xywh, conf = rows[..., :4], rows[..., 4:None if classes is None else 4 + classes]
     else:
         if head.shape[2] < 6:
             raise OnnxCamError(f"a [N, A, 5+K] head needs at least one class column, got shape {head.shape}")
