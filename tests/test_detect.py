@@ -354,10 +354,11 @@ def test_exported_explainer_takes_a_candidate_index(tmp_path):
     assert logits.shape == (1, 2100) and pearson(heat[0], res.maps[ex.model.auto_layer.name][0]) >= 0.999
 
 
-def test_fp16_and_int8_builds_find_the_same_head_and_detections(tmp_path):
+def test_fp16_and_int8_builds_find_the_same_head_and_detections(tmp_path, monkeypatch):
     """FP16 (a float16 head: cast for the target's masks) and static INT8 QDQ builds (the neck is read
     through QuantizeLinear/DequantizeLinear) of the YOLOv8 fixture (converters/quantize.py)."""
     import json
+    monkeypatch.chdir(tmp_path)   # onnxruntime's quantizer leaves temporary files in the working folder
 
     from quantize import to_fp16, to_int8_static
     src = YOLO / "yolov8_torchscript.onnx"
