@@ -99,7 +99,7 @@ def _road_series(evaluation: dict, percentages) -> list[Series]:
 
 
 def _plots(evaluation: dict) -> str:
-    prob = "class probability"
+    prob = evaluation.get("metric_score", "class probability")   # a raw score S for non-class targets
     parts = []
     deletion = _curve_series(evaluation, "deletion")
     if deletion:

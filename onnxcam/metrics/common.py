@@ -8,10 +8,23 @@ from ..errors import OnnxCamError
 
 
 def class_probability(ex, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Probability of each image's target class ([M] for M images and M targets): softmax, or
-    sigmoid for multi-label models (Explainer.probabilities)."""
+    """The score each faithfulness metric follows, of each image's target column ([M] for M images
+    and M targets): the class probability where S's columns are classes (softmax, or sigmoid for a
+    multi-label head: Explainer.probabilities), else S itself (metric_score says which)."""
     scores, _ = ex.forward(images)
+    if not ex.model.class_scores:   # a region's summed logits, a cosine, a raw element: no probability
+        return np.asarray(scores, np.float64)[np.arange(len(images)), targets]
     return ex.probabilities(scores)[np.arange(len(images)), targets]
+
+
+def metric_score(ex) -> str:
+    """What class_probability returns for this Explainer, in words (evaluate's JSON and report)."""
+    m = ex.model
+    if not m.class_scores:
+        return "raw score S (not a probability)"
+    if m.score_name == m.output_name and m.output_activation in ("Softmax", "Sigmoid"):
+        return f"the model's {m.output_activation} output"
+    return "sigmoid probability" if m.final_activation == "Sigmoid" else "softmax probability"
 
 
 def check_maps(maps, count: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
