@@ -208,8 +208,7 @@ def _gate(out: dict, fail_under: float | None, top1_floor: float | None) -> dict
     out["gates"] = {
         "map": {"figure": out["gate"], "value": out["agreement"], "floor": fail_under,
                 "passed": fail_under is None or out["agreement"] >= fail_under},
-        "top1": {"figure": "top1_agreement", "decision": out["summary"]["decision"], "value": top1,
-                 "floor": top1_floor,
+        "top1": {"figure": "top1_agreement", "value": top1, "floor": top1_floor,
                  "passed": top1_floor is None or top1 >= top1_floor,
                  "images_agreeing": len(out["images"]) - len(changed), "changed": changed}}
     if fail_under is not None:
@@ -281,7 +280,7 @@ def verdict(result: dict, shown: int = 3) -> str:
 
     name = _NAMES[m["figure"]].format(f"{result['top_percent']:g}")
     n = len(result["images"])
-    decision = t.get("decision", "top-1")
+    decision = result["summary"].get("decision", "top-1")   # what the floor counts (metrics/decisions.py)
     pixels = result["summary"].get("per_pixel", False)
     counted = f"{t['images_agreeing']}/{n} images" + (" at or above the floor" if pixels else "")
     changed = t["changed"]

@@ -180,7 +180,7 @@ def test_compare_cli_task_segment_and_multilabel_label_sets(seg_path, photos3, t
     args = ["compare", str(seg_path), str(swapped), *map(str, photos3), "--size", str(SIZE), str(SIZE), "--json"]
     assert main([*args, "--task", "segment", "--target", "2", "--out", str(tmp_path / "c1")]) == 1
     out = json.loads(capsys.readouterr().out)
-    assert out["gates"]["top1"]["decision"] == "per-pixel class" and not out["gates"]["top1"]["passed"]
+    assert out["summary"]["decision"] == "per-pixel class" and not out["gates"]["top1"]["passed"]
     assert all(r["target"] == 2 for r in out["images"])
     assert main([*args, "--task", "segment", "--top1-floor", "0", "--map-floor", "-1",
                  "--out", str(tmp_path / "c2")]) == 0
