@@ -288,5 +288,5 @@ def verdict(result: dict, shown: int = 3) -> str:
     which = f", {'below the floor' if pixels else 'changed'} on {', '.join(changed[:shown])}{more}" if changed else ""
     worst = result["images"][0]
     return (f"{'PASS' if result['passed'] else 'FAIL'}: mean {name} {m['value']:.3f} {against(m)}; "
-            f"{decision} agreement {t['value']:.3f} ({counted}) {against(t)}{which} "
+            f"{decision} agreement {t['value']:.{4 if pixels else 3}f} ({counted}) {against(t)}{which} "
             f"({result['method']}; worst map {Path(worst['image']).name} at {worst['agreement']:.3f})")

@@ -186,6 +186,15 @@ def test_compare_cli_task_segment_and_multilabel_label_sets(seg_path, photos3, t
                  "--out", str(tmp_path / "c2")]) == 0
     capsys.readouterr()
 
+    # embed: the candidate is compared on the reference model's embedding of --reference
+    emb = tmp_path / "emb.onnx"
+    onnx.save(small_cnn(classes=12), str(emb))
+    assert main(["compare", str(emb), str(emb), *map(str, photos3), "--size", str(SIZE), str(SIZE), "--json",
+                 "--task", "embed", "--reference", str(photos3[0]), "--out", str(tmp_path / "c3")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["summary"]["decision"] == "top-1" and out["passed"]
+    assert {r["image"]: r["score_delta"] for r in out["images"]} == {str(p): 0.0 for p in photos3}
+
     # multi-label: an image agrees when the same labels are on (logit > 0)
     a, b = small_cnn(final="Sigmoid", classes=5, seed=0), small_cnn(final="Sigmoid", classes=5, seed=0)
     x = onnxcam.load_images(photos3, onnxcam.Explainer(a, preprocess=PRE).preprocess)
