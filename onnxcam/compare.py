@@ -151,6 +151,9 @@ def _compare(ref, cand, images, method, layers, match, target, top_percent, gate
     if cand.model.num_classes != ref.model.num_classes:
         raise OnnxCamError(f"the reference has {ref.model.num_classes} classes and the candidate "
                            f"{cand.model.num_classes}: they are not builds of one classifier")
+    if type(ref.target) is not type(cand.target):   # a candidate given as an Explainer brings its own
+        raise OnnxCamError(f"the reference explains {ref.target!r} but the candidate {cand.target!r}; give the "
+                           "candidate as a path (it then explains the reference's target)")
     if ref.model.final_activation != cand.model.final_activation:
         raise OnnxCamError(f"the reference explains {_explained(ref)} but the candidate {_explained(cand)}; "
                            "pass --score output (score='output') to compare both outputs as exported")

@@ -25,7 +25,7 @@ def add_task_flags(p: argparse.ArgumentParser, output_flag: str = "--output") ->
     g.add_argument("--task", choices=TASKS, default="classify",
                    help="classify: class logits; multilabel: a sigmoid head's logit; segment: a class's "
                         "logits summed over --mask or its predicted region; embed: cosine similarity of "
-                        "the embedding to --reference's; output: an element of --output NAME:INDEX")
+                        f"the embedding to --reference's; output: an element of {output_flag} NAME:INDEX")
     g.add_argument("--mask", metavar="PNG", help="segment: the region (nonzero pixels), at the model's "
                                                  "input or output size")
     g.add_argument("--reference", dest="reference_image", metavar="IMAGE", help="embed: the image whose embedding is compared")
