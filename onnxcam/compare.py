@@ -44,9 +44,11 @@ _NAMES = {"pearson": "map Pearson", "spearman": "map Spearman", "iou": "top-{}% 
 
 
 def _explainer(model, providers, preprocess, target=None, **kw) -> Explainer:
-    """The model as an Explainer (an Explainer given is used as it is, with its own target)."""
-    return model if isinstance(model, Explainer) else Explainer(model, providers=providers,
-                                                                preprocess=preprocess, target=target, **kw)
+    """The model as an Explainer (an Explainer given is used as it is, or with `target` when it
+    explains another one: Explainer.with_target)."""
+    if isinstance(model, Explainer):
+        return model if target is None or target is model.target else model.with_target(target)
+    return Explainer(model, providers=providers, preprocess=preprocess, target=target, **kw)
 
 
 def _activation_agreement(ref: Explainer, cand: Explainer, x_ref, x_cand, pairs, chunk: int = 4) -> dict:
@@ -151,7 +153,7 @@ def _compare(ref, cand, images, method, layers, match, target, top_percent, gate
     if cand.model.num_classes != ref.model.num_classes:
         raise OnnxCamError(f"the reference has {ref.model.num_classes} classes and the candidate "
                            f"{cand.model.num_classes}: they are not builds of one classifier")
-    if type(ref.target) is not type(cand.target):   # a candidate given as an Explainer brings its own
+    if type(ref.target) is not type(cand.target):   # a candidate Explainer with a target, the reference none
         raise OnnxCamError(f"the reference explains {ref.target!r} but the candidate {cand.target!r}; give the "
                            "candidate as a path (it then explains the reference's target)")
     if ref.model.final_activation != cand.model.final_activation:

@@ -214,6 +214,13 @@ def test_compare_cli_task_segment_and_multilabel_label_sets(seg_path, photos3, t
         assert rows[str(p)]["decision_agreement"] == float((on_a[i] == on_b[i]).all())
     assert not on_b[:, k].any() and res["summary"]["top1_agreement"] < 1 and not res["passed"]
 
+    # Explainers given: the candidate explains the reference's target, or is refused when it brings another
+    ref, cand = onnxcam.Explainer(a, preprocess=PRE), onnxcam.Explainer(b, preprocess=PRE)
+    same = compare(ref.with_target(MultiLabel()), cand, photos3, fail_under=None)
+    assert same["summary"]["top1_agreement"] == res["summary"]["top1_agreement"]
+    with pytest.raises(onnxcam.OnnxCamError, match="the candidate MultiLabel"):
+        compare(ref, cand.with_target(MultiLabel()), photos3)
+
 
 # ---------- export-explainer: ends at S, the column index as its target input ---------------------------
 def test_export_explainer_task_segment_and_embed_equal_explain(seg_path, photos3, tmp_path, capsys):
