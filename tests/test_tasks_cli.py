@@ -144,6 +144,24 @@ def test_average_drop_of_a_signed_score_is_relative_to_its_size(seg_path):
     assert (y < 0).any() and (y > 0).any()   # the case the |Y| is for is exercised
 
 
+def test_scorecam_weights_are_the_raw_target_score_where_s_is_not_a_class(seg_path, photos3):
+    """Official Score-CAM weighs channel k by the target's probability on X ⊙ U_k; for a cosine
+    (one column: its softmax is always 1, every weight equal) or a region sum it is the raw S."""
+    e = small_cnn(classes=12)
+    ref = run_raw_model(e, onnxcam.load_images(photos3[2:], onnxcam.Explainer(e, preprocess=PRE).preprocess))[0]
+    for ex, t in ((onnxcam.Explainer(e, target=Embed(ref), preprocess=PRE), 0),
+                  (onnxcam.Explainer(seg_path, target=Segment(), preprocess=PRE), 1)):
+        x = onnxcam.load_images(photos3[:1], ex.preprocess)
+        layer = ex.model.auto_layer.name
+        res = ex.explain(x, "scorecam", layers=layer, target=t)
+        acts = ex.forward(x, [layer])[1][layer][0]
+        live = np.ptp(acts.reshape(len(acts), -1), axis=1) > 0
+        want = np.zeros(len(acts))   # constant channels: no mask, weight 0
+        want[live] = ex.masked_scores(x, acts[live][:, None], align_corners=False, eps=0.0)[:, t]
+        np.testing.assert_allclose(res.weights[layer][0], want, rtol=1e-5, atol=1e-6)
+        assert np.ptp(res.weights[layer][0][live]) > 0
+
+
 # ---------- compare: the per-pixel decision gate --------------------------------------------------------
 def test_compare_segmenter_builds_gate_on_the_pixels_whose_class_is_unchanged(seg_path, photos3, tmp_path):
     from quantize import to_fp16, to_int8_static

@@ -7,14 +7,21 @@ import numpy as np
 from ..errors import OnnxCamError
 
 
+def followed_scores(ex, scores: np.ndarray) -> np.ndarray:
+    """The scores [M, K] that metrics (and Score-CAM's channel weights) follow: class probabilities
+    where S's columns are classes (softmax, or sigmoid for a multi-label head, or the model's own
+    Softmax/Sigmoid output: Explainer.probabilities), else S itself (a region's summed logits, a
+    cosine, a raw element: a softmax over those is no probability of anything, and over the one
+    column of a similarity it is always 1)."""
+    if not ex.model.class_scores:
+        return np.asarray(scores, np.float64)
+    return ex.probabilities(scores)
+
+
 def class_probability(ex, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """The score each faithfulness metric follows, of each image's target column ([M] for M images
-    and M targets): the class probability where S's columns are classes (softmax, or sigmoid for a
-    multi-label head: Explainer.probabilities), else S itself (metric_score says which)."""
+    """followed_scores of each image's target column ([M] for M images and M targets)."""
     scores, _ = ex.forward(images)
-    if not ex.model.class_scores:   # a region's summed logits, a cosine, a raw element: no probability
-        return np.asarray(scores, np.float64)[np.arange(len(images)), targets]
-    return ex.probabilities(scores)[np.arange(len(images)), targets]
+    return followed_scores(ex, scores)[np.arange(len(images)), targets]
 
 
 def metric_score(ex) -> str:
