@@ -376,6 +376,15 @@ def test_exported_explainer_of_a_torchvision_segmenter_equals_explain(tmp_path):
                 np.testing.assert_allclose(logits, res.logits, rtol=1e-5, atol=1e-5)
                 np.testing.assert_allclose(heat, res.maps[res.layers[0]], atol=1e-5, err_msg=method)
                 assert list(chosen) == list(res.target) and all(np.ptp(h) > 0.5 for h in heat)
-    # the per-pixel classes compare reads are the dense output's argmax
+    # the per-pixel classes compare reads are the dense output's argmax, for the FP32 and the deployed builds
+    from quantize import to_fp16, to_int8_static
     dense = run_raw(path, x)
     np.testing.assert_array_equal(class_map(ex, x), dense.argmax(axis=1))
+    mask = np.zeros((TV_SIZE, TV_SIZE), bool)
+    mask[20:70, 30:80] = True
+    for cand in (to_fp16(path, tmp_path / "fp16.onnx"),
+                 to_int8_static(path, tmp_path / "int8.onnx", manifest={"size": [TV_SIZE, TV_SIZE]})):
+        res = compare(path, cand, photo_paths(2), task=Segment(mask=mask), preprocess={"size": [TV_SIZE, TV_SIZE]})
+        same = (dense.argmax(axis=1) == run_raw(cand, x).argmax(axis=1)).reshape(2, -1).mean(axis=1)
+        assert res["summary"]["top1_agreement"] == pytest.approx(same.mean())
+        print(cand.name, res["verdict"])
