@@ -489,8 +489,8 @@ def cmd_compare(args) -> int:
         print(json.dumps({k: v for k, v in result.items() if k != "all_matches"}, indent=2))
     else:
         s = result["summary"]
-        print(f"{result['method']}: {s['decision']} agreement {s['top1_agreement']:.0%}, max |score change| "
-              f"{fmt(s['max_abs_score_delta'])}")
+        print(f"{result['method']}: {s['decision']} agreement {s['top1_agreement']:.{2 if s['per_pixel'] else 0}%}, "
+              f"max |score change| {fmt(s['max_abs_score_delta'])}")
         for ref_layer, row in s["layers"].items():
             print(f"  {ref_layer} -> {row['candidate']}: Pearson {row['mean_pearson']:.3f} (min "
                   f"{row['min_pearson']:.3f}), Spearman {row['mean_spearman']:.3f}, IoU {row['mean_iou']:.3f}"
