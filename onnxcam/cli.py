@@ -433,7 +433,7 @@ def cmd_evaluate(args) -> int:
     from .evaluate import evaluate, read_boxes
     from .report import render
 
-    ex = _explainer(args.model, args, preprocess=_spec_overrides(args) or None)
+    ex = explainer_for_task(args, lambda t: _explainer(args.model, args, _spec_overrides(args) or None, t))
     out = Path(args.out)
     targets = [out / "evaluation.json", out / "report.html"]
     check_targets(targets, args.overwrite)
@@ -442,7 +442,7 @@ def cmd_evaluate(args) -> int:
     results = {}
     evaluation = evaluate(ex, args.images, methods_list, args.layers, boxes, args.steps, args.baseline,
                           results=results, road_percentages=() if args.no_road else (10, 30, 50, 70, 90),
-                          sanity_steps=args.sanity)
+                          sanity_steps=args.sanity, target=_parse_target(args.target, ex.labels))
     _, views = load_images(args.images, ex.preprocess, return_views=True)
     write_json(targets[0], evaluation)
     write_text(targets[1], render(evaluation, results, views, ex.labels))
@@ -480,14 +480,17 @@ def cmd_compare(args) -> int:
     targets = [out / "comparison.json", out / "report.html"]
     check_targets(targets, args.overwrite)
     target = _parse_target(args.target)
+    engine = dict(score=args.score, memory_budget_mb=args.memory_budget_mb, max_batch=args.max_batch, progress=True)
+    # the reference with the task's target (embed: its reference embedding); the candidate explains the same
+    reference = explainer_for_task(args, lambda t: Explainer(args.reference, providers=args.providers,
+                                                             preprocess=_spec_overrides(args) or None,
+                                                             target=t, **engine))
     results = {}
-    result = compare(args.reference, args.candidate, args.images, method=args.method, layers=args.layers,
+    result = compare(reference, args.candidate, args.images, method=args.method, layers=args.layers,
                      match=_parse_matches(args.match), target=target, top_percent=args.top_percent,
                      fail_under=args.fail_under, top1_floor=args.top1_floor, gate=args.gate,
                      options=_method_options(args),
-                     providers=args.providers, preprocess=_spec_overrides(args) or None, results=results,
-                     score=args.score, memory_budget_mb=args.memory_budget_mb, max_batch=args.max_batch,
-                     progress=True)
+                     providers=args.providers, results=results, **engine)
     labels = results["labels"]
     write_json(targets[0], result)
     write_text(targets[1], render_comparison(result, results["reference"], results["candidate"],
@@ -496,8 +499,8 @@ def cmd_compare(args) -> int:
         print(json.dumps({k: v for k, v in result.items() if k != "all_matches"}, indent=2))
     else:
         s = result["summary"]
-        print(f"{result['method']}: top-1 agreement {s['top1_agreement']:.0%}, max |score change| "
-              f"{fmt(s['max_abs_score_delta'])}")
+        print(f"{result['method']}: {s['decision']} agreement {s['top1_agreement']:.{2 if s['per_pixel'] else 0}%}, "
+              f"max |score change| {fmt(s['max_abs_score_delta'])}")
         for ref_layer, row in s["layers"].items():
             print(f"  {ref_layer} -> {row['candidate']}: Pearson {row['mean_pearson']:.3f} (min "
                   f"{row['min_pearson']:.3f}), Spearman {row['mean_spearman']:.3f}, IoU {row['mean_iou']:.3f}"
@@ -511,12 +514,14 @@ def cmd_compare(args) -> int:
 
 
 def cmd_export_explainer(args) -> int:
-    ex = _explainer(args.model, args, preprocess=_spec_overrides(args) or None)
+    ex = explainer_for_task(args, lambda t: _explainer(args.model, args, _spec_overrides(args) or None, t))
     path = export_explainer(ex, args.output, args.method, args.layer, args.target, args.overwrite)
     layer = ex.model.layer(args.layer).name
     print(f"wrote {path}: {args.method} at layer {layer}; input {ex.model.input_name!r} "
           f"({ex.model.layout} float32)" + (", target_class int64 [N]" if args.target == "input" else "")
-          + "; outputs logits [N, K], heatmap [N, H, W] in [0, 1], class [N]")
+          + f"; outputs logits [N, {ex.model.num_classes}]"
+          + ("" if ex.model.class_scores else f" (the {args.task} score S)")
+          + ", heatmap [N, H, W] in [0, 1], class [N]")
     return 0
 
 
@@ -562,7 +567,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-road", action="store_true", help="skip ROAD (MoRF/LeRF at 10..90 %%)")
     v.add_argument("--sanity", type=_positive_int, nargs="+", metavar="K",
                    help="also run the cascading randomization check with the top K layers random")
+    v.add_argument("--target", "--class", dest="target",
+                   help="top1 (default: or the task's class), a class index or name, or one per image: 3,7,1")
     _add_labels_flag(v)
+    add_task_flags(v)
     _reads_images(v, cmd_evaluate)
 
     c = sub.add_parser("compare", help="do a deployed build's decisions and explanations agree with the "
@@ -581,10 +589,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--top1-floor", metavar="T", type=_finite_float, default=TOP1_FLOOR,
                    help="exit 1 when the fraction of images whose top-1 class is unchanged is below this, in "
                         f"[0, 1] (default {TOP1_FLOOR}: on fewer than 100 images every image must keep its top-1; "
-                        "0 gates on the maps only)")
+                        "0 gates on the maps only; --task multilabel: the set of labels on; --task segment: the "
+                        "fraction of pixels whose class is unchanged)")
     c.add_argument("--gate", choices=GATES, default="pearson",
                    help="map figure the map floor checks: mean map Pearson (default), Spearman or top-k%% IoU")
     _add_method_flags(c)
+    add_task_flags(c)
     _reads_images(c, cmd_compare)
 
     x = sub.add_parser("export-explainer", help="write a standalone ONNX model returning logits and the "
@@ -596,6 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="explain each image's top-1 class (default) or take an int64 input target_class [N]")
     x.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     x.add_argument("--overwrite", action="store_true")
+    add_task_flags(x, output_flag="--model-output")
     _add_preprocess_flags(x)
     _add_engine_flags(x)
     x.set_defaults(func=cmd_export_explainer)

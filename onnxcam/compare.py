@@ -13,6 +13,10 @@ top-1 while looking somewhere else. The top-1 floor is a fraction of the images:
 change in 100 images is tolerated, so on fewer than 100 images every image must keep its top-1
 (with 6 images one change is 5/6 = 0.83). Lower it (e.g. 0.8) to accept a known change.
 
+Other tasks (`task=` an onnxcam.targets object, CLI --task): both builds explain the same target,
+and the decision the floor counts is the task's (metrics/decisions.py): a multi-label head's set
+of labels on, a segmenter's class per pixel (the floor is then the fraction of pixels unchanged).
+
 The reference must compute finite numbers (Explainer refuses NaN/inf); the candidate may not: a
 build that overflows is what this check exists to catch, so its NaN maps score as no agreement and
 fail the gate instead of stopping the comparison.
@@ -30,6 +34,7 @@ from .errors import OnnxCamError
 from .explainer import Explainer
 from .intake.matching import counterpart, match_layers
 from .metrics.agreement import map_agreement
+from .metrics.decisions import decision_kind, decision_rows, per_pixel
 from .preprocess import PreprocessSpec, load_images
 
 GATES = ("pearson", "spearman", "iou")   # the map figure the map floor applies to
@@ -38,10 +43,12 @@ TOP1_FLOOR = 0.99   # fraction of images keeping their top-1: every one, below 1
 _NAMES = {"pearson": "map Pearson", "spearman": "map Spearman", "iou": "top-{}% IoU"}
 
 
-def _explainer(model, providers, preprocess, **kw) -> Explainer:
-    """The model as an Explainer (an Explainer given is used as it is)."""
-    return model if isinstance(model, Explainer) else Explainer(model, providers=providers,
-                                                                preprocess=preprocess, **kw)
+def _explainer(model, providers, preprocess, target=None, **kw) -> Explainer:
+    """The model as an Explainer (an Explainer given is used as it is, or with `target` when it
+    explains another one: Explainer.with_target)."""
+    if isinstance(model, Explainer):
+        return model if target is None or target is model.target else model.with_target(target)
+    return Explainer(model, providers=providers, preprocess=preprocess, target=target, **kw)
 
 
 def _activation_agreement(ref: Explainer, cand: Explainer, x_ref, x_cand, pairs, chunk: int = 4) -> dict:
@@ -101,7 +108,7 @@ def compare(reference: str | Path | Any, candidate: str | Path | Any, images: Se
             target: Any = None, top_percent: float = 20.0, fail_under: float | None = MAP_FLOOR,
             gate: str = "pearson", options: dict | None = None, providers: list[str] | None = None,
             preprocess: Any = None, results: dict | None = None, top1_floor: float | None = TOP1_FLOOR,
-            **explainer_args: Any) -> dict:
+            task: Any = None, **explainer_args: Any) -> dict:
     """Compare the explanations of `candidate` with those of `reference` on `images` (paths).
 
     reference / candidate: paths, ModelProtos or Explainers. layers: reference layers ("auto",
@@ -112,6 +119,9 @@ def compare(reference: str | Path | Any, candidate: str | Path | Any, images: Se
     and with both None there is no verdict. Returns a JSON-ready dict ("passed", "verdict" and
     "gates" with each figure, floor and outcome); `results`, if given, receives both Results
     and the images' views and thumbnail aspects under "reference", "candidate", "views", "aspects".
+    task: an onnxcam.targets object (Segment, MultiLabel, Embed, ...) both builds explain when given
+    as paths; None: the reference's own (an Explainer's target, else the classifier's logits). The
+    top-1 floor then counts the task's decisions (module docstring).
     """
     if gate == "top1":
         raise OnnxCamError("top-1 agreement has its own floor, checked with the map's: pass "
@@ -126,10 +136,10 @@ def compare(reference: str | Path | Any, candidate: str | Path | Any, images: Se
     if top1_floor is not None and not _in_range(top1_floor, 0, 1):
         raise OnnxCamError(f"top1_floor (--top1-floor) must be a fraction of the images in [0, 1] "
                            f"(0.99: every image below 100 images), got {top1_floor!r}")
-    ref = _explainer(reference, providers, preprocess, **explainer_args)
-    # the candidate reads the images the reference's way (only the layout is its own)
+    ref = _explainer(reference, providers, preprocess, target=task, **explainer_args)
+    # the candidate reads the images the reference's way (only the layout is its own) and explains its target
     same_way = {f.name: getattr(ref.preprocess, f.name) for f in fields(PreprocessSpec) if f.name != "layout"}
-    cand = _explainer(candidate, providers, same_way, allow_nonfinite=True, **explainer_args)
+    cand = _explainer(candidate, providers, same_way, allow_nonfinite=True, target=ref.target, **explainer_args)
     given_allows, cand.allow_nonfinite = cand.allow_nonfinite, True
     try:
         out = _compare(ref, cand, images, method, layers, match, target, top_percent, gate, options, results)
@@ -143,6 +153,9 @@ def _compare(ref, cand, images, method, layers, match, target, top_percent, gate
     if cand.model.num_classes != ref.model.num_classes:
         raise OnnxCamError(f"the reference has {ref.model.num_classes} classes and the candidate "
                            f"{cand.model.num_classes}: they are not builds of one classifier")
+    if type(ref.target) is not type(cand.target):   # a candidate Explainer with a target, the reference none
+        raise OnnxCamError(f"the reference explains {ref.target!r} but the candidate {cand.target!r}; give the "
+                           "candidate as a path (it then explains the reference's target)")
     if ref.model.final_activation != cand.model.final_activation:
         raise OnnxCamError(f"the reference explains {_explained(ref)} but the candidate {_explained(cand)}; "
                            "pass --score output (score='output') to compare both outputs as exported")
@@ -170,8 +183,9 @@ def _compare(ref, cand, images, method, layers, match, target, top_percent, gate
         results.update(reference=a, candidate=b, views=views, labels=ref.labels, aspects=aspects)
 
     notes = sorted(set(a.notes + b.notes)) + _finiteness_notes(a, b, pairs, paths)
-    per_image = [_image_row(ref, cand, a, b, i, path, pairs, top_percent) for i, path in enumerate(paths)]
-    summary = _summary(per_image, pairs, acts)
+    per_image = [_image_row(ref, cand, a, b, i, path, pairs, top_percent) | decided
+                 for (i, path), decided in zip(enumerate(paths), decision_rows(ref, cand, x_ref, x_cand, a, b))]
+    summary = _summary(per_image, pairs, acts) | {"decision": decision_kind(ref), "per_pixel": per_pixel(ref)}
 
     for row in per_image:   # the gated map figure of each image
         row["agreement"] = float(np.mean([row["layers"][r][gate] for r, _ in pairs]))
@@ -193,7 +207,9 @@ def _gate(out: dict, fail_under: float | None, top1_floor: float | None) -> dict
     if fail_under is None and top1_floor is None:
         return out
     top1 = out["summary"]["top1_agreement"]
-    changed = [Path(r["image"]).name for r in out["images"] if not r["top1_agrees"]]
+    # whole-image decisions: every image that changed; per-pixel ones: the images below the floor
+    cut = (1.0 if top1_floor is None else top1_floor) if out["summary"]["per_pixel"] else 1.0
+    changed = [Path(r["image"]).name for r in out["images"] if r["decision_agreement"] < cut]
     out["gates"] = {
         "map": {"figure": out["gate"], "value": out["agreement"], "floor": fail_under,
                 "passed": fail_under is None or out["agreement"] >= fail_under},
@@ -226,11 +242,13 @@ def _finiteness_notes(a, b, pairs, paths) -> list[str]:
 def _image_row(ref, cand, a, b, i: int, path: Path, pairs, top_percent: float) -> dict:
     """One image: both top-1s, the change of the explained score, the maps' agreement per layer."""
     t = int(a.target[i])
-    pa, pb = ref.probabilities(a.logits[i:i + 1])[0], cand.probabilities(b.logits[i:i + 1])[0]
+    probabilities = ref.model.class_scores   # a region sum or a similarity has none
+    pa, pb = (ref.probabilities(a.logits[i:i + 1])[0], cand.probabilities(b.logits[i:i + 1])[0]) \
+        if probabilities else (None, None)
     row = {"image": str(path), "target": t, "reference_top1": int(a.logits[i].argmax()),
            "candidate_top1": int(b.logits[i].argmax()),
            "score_delta": _number(b.logits[i, t] - a.logits[i, t]),
-           "probability_delta": _number(pb[t] - pa[t]),
+           "probability_delta": _number(pb[t] - pa[t]) if probabilities else None,
            "max_abs_score_delta": _number(np.abs(b.logits[i] - a.logits[i]).max()),
            "layers": {r: map_agreement(a.maps[r][i], b.maps[c][i], top_percent) for r, c in pairs}}
     row["top1_agrees"] = row["reference_top1"] == row["candidate_top1"]
@@ -242,7 +260,7 @@ def _summary(per_image: list[dict], pairs, acts: dict) -> dict:
     deltas = [r["max_abs_score_delta"] for r in per_image if r["max_abs_score_delta"] is not None]
     target_deltas = [abs(r["score_delta"]) for r in per_image if r["score_delta"] is not None]
     complete = len(deltas) == len(target_deltas) == len(per_image)
-    summary = {"top1_agreement": float(np.mean([r["top1_agrees"] for r in per_image])),
+    summary = {"top1_agreement": float(np.mean([r["decision_agreement"] for r in per_image])),
                "max_abs_score_delta": max(deltas) if complete else None,
                "mean_abs_target_score_delta": float(np.mean(target_deltas)) if complete else None,
                "layers": {}}
@@ -267,10 +285,13 @@ def verdict(result: dict, shown: int = 3) -> str:
 
     name = _NAMES[m["figure"]].format(f"{result['top_percent']:g}")
     n = len(result["images"])
+    decision = result["summary"].get("decision", "top-1")   # what the floor counts (metrics/decisions.py)
+    pixels = result["summary"].get("per_pixel", False)
+    counted = f"{t['images_agreeing']}/{n} images" + (" at or above the floor" if pixels else "")
     changed = t["changed"]
     more = f" and {len(changed) - shown} more" if len(changed) > shown else ""
-    which = f", changed on {', '.join(changed[:shown])}{more}" if changed else ""
+    which = f", {'below the floor' if pixels else 'changed'} on {', '.join(changed[:shown])}{more}" if changed else ""
     worst = result["images"][0]
     return (f"{'PASS' if result['passed'] else 'FAIL'}: mean {name} {m['value']:.3f} {against(m)}; "
-            f"top-1 agreement {t['value']:.3f} ({t['images_agreeing']}/{n} images) {against(t)}{which} "
+            f"{decision} agreement {t['value']:.{4 if pixels else 3}f} ({counted}) {against(t)}{which} "
             f"({result['method']}; worst map {Path(worst['image']).name} at {worst['agreement']:.3f})")

@@ -13,6 +13,14 @@ passes through (a block output in a residual network, not a tensor inside a bloc
 shortcut bypasses), so Σ R over one of them is all the relevance still in play at that depth.
 They cost little: the relevance graph computes them anyway on its way to the input; the run only
 returns them as well.
+
+With a target object (targets/) the start is the target's column of S, and the fractions are
+taken against it unchanged: Segment's S_k = Σ region ⊙ y_k reaches the dense logits whole (ReduceSum
+takes the z-rule, the constant region passes relevance, so pixels outside it get none); Embed's
+cosine e·r̂ / |e| reaches the embedding whole too, because the Div rule gives all relevance to the
+numerator: LRP treats 1/|e| as a constant factor (the cosine is not linear in e; its share of a
+dimension j is S·e_j r̂_j / (e·r̂), the linear score's with the norm frozen at this image), and the
+|e| branch gets none. tests/test_tasks_cli.py checks both.
 """
 from __future__ import annotations
 

@@ -12,6 +12,12 @@ explained class). The explained class is each image's top-1, or, with target="in
 input `target_class` [N] with values in [0, K) (ONNX OneHot: outside that range the seed is zero
 and so is the heatmap). A model that intake runs image by image (dynamic INT8: its activation
 ranges span the batch) is exported with a batch of 1.
+
+Other tasks: an Explainer with a target object (Segment, Embed, MultiLabel, Output; or `task=`
+here) has S [N, K'] as its score, so the exported graph ends at S: `logits` is S (a segmenter's
+per-class region sums, an embedding's similarity), `class` and `target_class` index its columns
+(Segment: the class whose region is explained), and the heatmap is Explainer.explain's for that
+column. The target's constants (mask, reference embedding) are baked into the exported graph.
 """
 from __future__ import annotations
 
@@ -79,8 +85,12 @@ def _class_input(model: onnx.ModelProto, num_classes: int) -> None:
     b.prepend_to(model.graph)
 
 
-def build_explainer_model(ex, method: str = "gradcam", layer="auto", target: str = "top1") -> onnx.ModelProto:
-    """The standalone explainer for an Explainer `ex` (see the module docstring)."""
+def build_explainer_model(ex, method: str = "gradcam", layer="auto", target: str = "top1",
+                          task=None) -> onnx.ModelProto:
+    """The standalone explainer for an Explainer `ex` (see the module docstring); `task`: an
+    onnxcam.targets object to explain instead of ex's own target (ex.with_target(task))."""
+    if task is not None:
+        ex = ex.with_target(task)
     if method not in EXPORTABLE:
         raise OnnxCamError(f"export-explainer supports {', '.join(EXPORTABLE)}, not {method!r}")
     if target not in ("top1", "input"):
@@ -159,12 +169,12 @@ def _check(model: onnx.ModelProto) -> None:
 
 
 def export_explainer(ex, path, method: str = "gradcam", layer="auto", target: str = "top1",
-                     overwrite: bool = False) -> Path:
+                     overwrite: bool = False, task=None) -> Path:
     """Write the standalone explainer to `path` (never over an existing file unless overwrite)."""
     from .output import check_targets, write_bytes
 
     path = Path(path)
     check_targets([path], overwrite)
-    model = build_explainer_model(ex, method, layer, target)
+    model = build_explainer_model(ex, method, layer, target, task)
     write_bytes(path, model.SerializeToString())
     return path

@@ -3,6 +3,11 @@
 Returns plain dicts (JSON-ready): per method and layer the mean Average Drop / Increase, Deletion /
 Insertion AUC and, given boxes, the pointing game; per image the figures and curves. The report
 module turns the same dict into a self-contained HTML page.
+
+The curves follow the score of each image's explained column (metrics.common.class_probability):
+a classifier's softmax probability, a multi-label head's sigmoid, and the raw score S for targets
+whose columns are not classes (Segment: the region's summed logits; Embed: the cosine similarity;
+Output: the element); "metric_score" in the result says which.
 """
 from __future__ import annotations
 
@@ -19,8 +24,10 @@ from .graph.randomize import parametric_layers
 from .metrics.sanity import check_randomization_steps
 from .inputs import to_batch
 from .preprocess import view_box
+from .metrics.common import metric_score
 from .metrics.curves import BASELINES
 from .progress import Progress
+from .targets.base import Target as TargetObject
 
 
 if TYPE_CHECKING:
@@ -56,12 +63,16 @@ def evaluate(ex: Explainer, images: Sequence[str | Path], methods: Sequence[str]
              layers: str | Sequence[str] = "auto", boxes: dict[str, list] | None = None, steps: int = 50,
              baseline: str = "zero", options: dict[str, dict] | None = None, results: dict | None = None,
              road_percentages: Sequence[float] = (10, 30, 50, 70, 90),
-             sanity_steps: Sequence[int] | None = None) -> dict:
+             sanity_steps: Sequence[int] | None = None, target=None) -> dict:
     """Figures for each method x layer. `images`: paths; `boxes`: a dict from read_boxes or None;
     `road_percentages`: () skips ROAD; `sanity_steps` (e.g. [1, 4, 16]) adds the cascading
     randomization check per method (each step flagged `stays_similar` when the maps keep a
     Spearman above metrics.sanity.SIMILAR_SPEARMAN). `results`, if given, receives each method's
-    Result. With ex.progress, each long step says on stderr that it begins."""
+    Result. With ex.progress, each long step says on stderr that it begins. `target`: the column
+    explained (None: each image's top-1 or the target object's class; an int or one per image), or
+    an onnxcam.targets object (Segment, Embed, ...), which explains with ex.with_target(it)."""
+    if isinstance(target, TargetObject):
+        ex, target = ex.with_target(target), None
     if isinstance(methods, str):   # "gradcam,scorecam", as the CLI takes them
         methods = [m.strip() for m in methods.split(",") if m.strip()]
     methods = list(methods)
@@ -82,7 +93,7 @@ def evaluate(ex: Explainer, images: Sequence[str | Path], methods: Sequence[str]
         view_boxes = [[view_box(b, o.shape[:2], ex.preprocess) for b in boxes.get(p.name, [])]
                       for p, o in zip(paths, originals)]
     out = {"model": ex.source, "images": [str(p) for p in paths], "steps": steps,
-           "baseline": baseline, "road_percentages": [float(p) for p in road_percentages],
+           "baseline": baseline, "metric_score": metric_score(ex), "road_percentages": [float(p) for p in road_percentages],
            "image_sizes": [list(o.shape[:2]) for o in originals],
            "preprocess": {"size": list(ex.preprocess.size), "resize": ex.preprocess.resize},
            "methods": {}}
@@ -94,7 +105,7 @@ def evaluate(ex: Explainer, images: Sequence[str | Path], methods: Sequence[str]
                    enabled=getattr(ex, "progress", False))
     for method in methods:
         bar.begin(f"{method}: explaining {len(paths)} images")
-        res = ex.explain(x, method=method, layers=layers, **(options or {}).get(method, {}))
+        res = ex.explain(x, method=method, layers=layers, target=target, **(options or {}).get(method, {}))
         bar.update()
         if results is not None:
             results[method] = res

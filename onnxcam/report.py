@@ -99,7 +99,7 @@ def _road_series(evaluation: dict, percentages) -> list[Series]:
 
 
 def _plots(evaluation: dict) -> str:
-    prob = "class probability"
+    prob = evaluation.get("metric_score", "class probability")   # a raw score S for non-class targets
     parts = []
     deletion = _curve_series(evaluation, "deletion")
     if deletion:
@@ -244,6 +244,12 @@ def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], 
         top1 = (f"{row['reference_top1']} {html.escape(name(row['reference_top1']))}" if row["top1_agrees"] else
                 f"<b>{row['reference_top1']} {html.escape(name(row['reference_top1']))} → "
                 f"{row['candidate_top1']} {html.escape(name(row['candidate_top1']))}</b>")
+        if "reference_labels" in row:   # a multi-label head's decision is its set of labels on
+            top1 = (f"labels on {row['reference_labels']}" if row["decision_agreement"] == 1 else
+                    f"<b>labels on {row['reference_labels']} → {row['candidate_labels']}</b>")
+        if "region_iou" in row:   # a segmenter's decision is its class per pixel (metrics/decisions.py)
+            top1 = (f"{row['decision_agreement']:.2%} of the pixels keep their class; class {row['target']}'s "
+                    f"region IoU {row['region_iou']:.3f}")
         for k, (r, c) in enumerate(pairs):
             a, b = ref_res.maps[r][i], cand_res.maps[c][i]
             f = row["layers"][r]
@@ -255,7 +261,7 @@ def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], 
                 f"<td><img src=\"{_png(overlay(view, _difference(a, b), alpha=0.7, diverging=True), aspect=aspect)}\"></td>"
                 f"<td style='text-align:left'>layer {html.escape(r)}<br>Pearson {f['pearson']:.3f} · Spearman "
                 f"{f['spearman']:.3f} · top-{result['top_percent']:g}% IoU {f['iou']:.3f} · largest pixel "
-                f"difference {fmt(f['max_abs_difference'])}<br>top-1 {top1}<br>"
+                f"difference {fmt(f['max_abs_difference'])}<br>{'' if {'region_iou', 'reference_labels'} & set(row) else 'top-1 '}{top1}<br>"
                 f"explained class {row['target']} ({html.escape(name(row['target']))}): score "
                 f"{fmt(row['score_delta'], '+.3f')}, probability {fmt(row['probability_delta'], '+.4f')}</td></tr>")
     matches = "".join(f"<tr><td>{html.escape(m['reference'])}</td><td>{html.escape(m['candidate'] or '–')}</td>"
@@ -270,7 +276,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:center;font-size:13px}}<
 <p>reference {html.escape(result["reference"])}<br>candidate {html.escape(result["candidate"])}<br>
 method {html.escape(result["method"])} · {len(result["images"])} images · providers
 {html.escape(result["provider"]["reference"])} / {html.escape(result["provider"]["candidate"])} ·
-top-1 agreement {s["top1_agreement"]:.0%} · max |score change| {fmt(s["max_abs_score_delta"])} ·
+{html.escape(s.get("decision", "top-1"))} agreement {s["top1_agreement"]:.{2 if s.get("per_pixel") else 0}%} · max |score change| {fmt(s["max_abs_score_delta"])} ·
 mean |change of the explained score| {fmt(s["mean_abs_target_score_delta"])}</p>
 <table><tr><th>reference layer</th><th>candidate layer</th><th>matched</th><th>activation Pearson</th>
 <th>map Pearson mean / min</th><th>map Spearman mean / min</th><th>top-{result["top_percent"]:g}% IoU mean / min</th></tr>

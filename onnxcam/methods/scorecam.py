@@ -4,7 +4,9 @@
   F.interpolate(align_corners=False) and min-max normalized; constant channels get weight 0 and
   no forward pass; the weight of channel k is the softmax over classes of f(X ⊙ H_k) at the target;
   map = ReLU(Σ_k s_k U_k) at input resolution, then min-max. (No baseline subtraction, as in the
-  code; the paper also describes one.)
+  code; the paper also describes one.) The probability is the model's own where it has one (a
+  sigmoid for multi-label heads) and the raw target score where S's columns are not classes
+  (Segment, Embed, Output: metrics.common.followed_scores).
 - `scorecam-pgc` matches pytorch-grad-cam's ScoreCAM: align_corners=True upsampling, masks
   (U - min)/(max - min + 1e-8) (constant channels become all-zero masks), weights = softmax over
   channels of the raw target logit of f(X ⊙ H_k), map at feature resolution, ReLU, min-max, resize.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import OnnxCamError
+from ..metrics.common import followed_scores
 from ..postprocess import softmax
 from .base import Method, Request, register, weighted_sum
 
@@ -64,7 +67,7 @@ def _scorecam(req: Request, official: bool) -> dict[str, np.ndarray]:
                                       eps=0.0 if official else 1e-8)[inverse]
             c = req.targets[i]
             if official:
-                weights[i, channels] = softmax(scores)[:, c]
+                weights[i, channels] = followed_scores(ex, scores)[:, c]   # softmax / sigmoid / raw S
             else:
                 weights[i, channels] = softmax(scores[:, c])
         req.weights[layer.name] = weights

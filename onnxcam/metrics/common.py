@@ -7,11 +7,31 @@ import numpy as np
 from ..errors import OnnxCamError
 
 
+def followed_scores(ex, scores: np.ndarray) -> np.ndarray:
+    """The scores [M, K] that metrics (and Score-CAM's channel weights) follow: class probabilities
+    where S's columns are classes (softmax, or sigmoid for a multi-label head, or the model's own
+    Softmax/Sigmoid output: Explainer.probabilities), else S itself (a region's summed logits, a
+    cosine, a raw element: a softmax over those is no probability of anything, and over the one
+    column of a similarity it is always 1)."""
+    if not ex.model.class_scores:
+        return np.asarray(scores, np.float64)
+    return ex.probabilities(scores)
+
+
 def class_probability(ex, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Probability of each image's target class ([M] for M images and M targets): softmax, or
-    sigmoid for multi-label models (Explainer.probabilities)."""
+    """followed_scores of each image's target column ([M] for M images and M targets)."""
     scores, _ = ex.forward(images)
-    return ex.probabilities(scores)[np.arange(len(images)), targets]
+    return followed_scores(ex, scores)[np.arange(len(images)), targets]
+
+
+def metric_score(ex) -> str:
+    """What class_probability returns for this Explainer, in words (evaluate's JSON and report)."""
+    m = ex.model
+    if not m.class_scores:
+        return "raw score S (not a probability)"
+    if m.score_name == m.output_name and m.output_activation in ("Softmax", "Sigmoid"):
+        return f"the model's {m.output_activation} output"
+    return "sigmoid probability" if m.final_activation == "Sigmoid" else "softmax probability"
 
 
 def check_maps(maps, count: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:

@@ -7,6 +7,11 @@ drop = mean_i max(0, Y - O) / Y x 100; increase = mean_i [O > Y] x 100.
 Variant "relevancecam" (Lee et al., CVPR 2021, as their code evaluates): only the top 50% of each
 map's pixels are kept (the rest set to 0) and the drop is averaged over the images whose drop is
 positive.
+
+Targets whose score is not a probability (a segmentation region's summed logits, a cosine, a raw
+output element: metrics.common.class_probability) follow the raw score S, which may be negative:
+the drop is then relative to |Y| (max(0, Y - O) / |Y|; a fall from 10 to -5 is a 150 % drop, as
+the score lost one and a half times its size), and 100 % where Y is exactly 0 and O below it.
 """
 from __future__ import annotations
 
@@ -27,7 +32,8 @@ def average_drop_increase(ex, x: np.ndarray, maps: np.ndarray, targets, variant:
         maps = np.where(maps >= median, maps, 0.0).astype(np.float32)
     y = class_probability(ex, x, targets)
     o = class_probability(ex, x * as_nchw_mask(ex, maps), targets)
-    drops = np.maximum(0.0, y - o) / y
+    size = np.abs(y)   # y itself for a probability
+    drops = np.where(size > 0, np.maximum(0.0, y - o) / np.where(size > 0, size, 1.0), (o < y).astype(np.float64))
     if variant == "relevancecam":
         positive = drops > 0
         drop = float(drops[positive].mean() * 100) if positive.any() else 0.0

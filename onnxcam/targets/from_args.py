@@ -22,42 +22,46 @@ from .segment import Segment
 TASKS = ("classify", "multilabel", "segment", "embed", "output", "detect")
 
 
-def add_task_flags(p: argparse.ArgumentParser) -> None:
+def add_task_flags(p: argparse.ArgumentParser, output_flag: str = "--output") -> None:
+    """The task flags on a subcommand; `output_flag` names the output-choosing flag where the
+    command's --output already means something else (export-explainer's file)."""
     g = p.add_argument_group("task (what score is explained; default: classify)")
     g.add_argument("--task", choices=TASKS, default="classify",
                    help="classify: class logits; multilabel: a sigmoid head's logit; segment: a class's "
                         "logits summed over --mask or its predicted region; embed: cosine similarity of "
-                        "the embedding to --reference's; output: an element of --output NAME:INDEX; "
+                        f"the embedding to --reference's; output: an element of {output_flag} NAME:INDEX; "
                         "detect: a YOLO-style detection's class logit (--detection K or --box)")
     g.add_argument("--mask", metavar="PNG", help="segment: the region (nonzero pixels), at the model's "
                                                  "input or output size")
-    g.add_argument("--reference", metavar="IMAGE", help="embed: the image whose embedding is compared")
-    g.add_argument("--output", dest="output_spec", metavar="NAME[:INDEX]",
+    g.add_argument("--reference", dest="reference_image", metavar="IMAGE", help="embed: the image whose embedding is compared")
+    g.add_argument(output_flag, dest="output_spec", metavar="NAME[:INDEX]",
                    help="the model output to use (output task: and the flat element index)")
     add_detect_flags(g)
+    p.set_defaults(output_flag=output_flag)
 
 
-def _output_spec(text: str | None) -> tuple[str | None, int | None]:
+def _output_spec(text: str | None, flag: str = "--output") -> tuple[str | None, int | None]:
     if text is None:
         return None, None
     name, sep, index = text.rpartition(":") if ":" in text else (text, "", "")
     if not sep:
         return text, None
     if not name or not index.isdigit():
-        raise OnnxCamError(f"--output must be NAME or NAME:INDEX with INDEX an integer >= 0, got {text!r}")
+        raise OnnxCamError(f"{flag} must be NAME or NAME:INDEX with INDEX an integer >= 0, got {text!r}")
     return name, int(index)
 
 
 def explainer_for_task(args, make):
     """The Explainer for args.task; make(target) builds one with the command's other flags."""
-    name, index = _output_spec(args.output_spec)
+    out_flag = getattr(args, "output_flag", "--output")
+    name, index = _output_spec(args.output_spec, out_flag)
     task = args.task
-    for flag, value, wants in (("--mask", args.mask, "segment"), ("--reference", args.reference, "embed")):
+    for flag, value, wants in (("--mask", args.mask, "segment"), ("--reference", args.reference_image, "embed")):
         if value is not None and task != wants:
             raise OnnxCamError(f"{flag} is for --task {wants}, not --task {task}")
     check_detect_flags(args)
     if index is not None and task != "output":
-        raise OnnxCamError(f"--output NAME:INDEX is for --task output; with --task {task} give --output NAME")
+        raise OnnxCamError(f"{out_flag} NAME:INDEX is for --task output; with --task {task} give {out_flag} NAME")
     if task == "classify":
         return make(Classify(output=name) if name else None)
     if task == "multilabel":
@@ -69,10 +73,10 @@ def explainer_for_task(args, make):
         return make(Output(name, index))
     if task == "detect":
         return make(Detect(output=name))
-    if args.reference is None:
+    if args.reference_image is None:
         raise OnnxCamError("--task embed needs --reference IMAGE: the image whose embedding is compared")
     ex = make(Output(name))
-    embedding = ex.forward(load_images([args.reference], ex.preprocess))[0][0]
+    embedding = ex.forward(load_images([args.reference_image], ex.preprocess))[0][0]
     return ex.with_target(Embed(np.asarray(embedding), output=name))
 
 
