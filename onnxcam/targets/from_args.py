@@ -26,6 +26,10 @@ def add_task_flags(p: argparse.ArgumentParser) -> None:
                         "the embedding to --reference's; output: an element of --output NAME:INDEX")
     g.add_argument("--mask", metavar="PNG", help="segment: the region (nonzero pixels), at the model's "
                                                  "input or output size")
+    g.add_argument("--threshold", type=float, metavar="T",
+                   help="segment: the region is where the output exceeds T (a probability for a model "
+                        "ending in a Sigmoid; 0.3 for the PP-OCR text detector) instead of the argmax "
+                        "region (one-channel sigmoid outputs: default 0.5)")
     g.add_argument("--reference", metavar="IMAGE", help="embed: the image whose embedding is compared")
     g.add_argument("--output", dest="output_spec", metavar="NAME[:INDEX]",
                    help="the model output to use (output task: and the flat element index)")
@@ -46,7 +50,8 @@ def explainer_for_task(args, make):
     """The Explainer for args.task; make(target) builds one with the command's other flags."""
     name, index = _output_spec(args.output_spec)
     task = args.task
-    for flag, value, wants in (("--mask", args.mask, "segment"), ("--reference", args.reference, "embed")):
+    for flag, value, wants in (("--mask", args.mask, "segment"), ("--threshold", args.threshold, "segment"),
+                               ("--reference", args.reference, "embed")):
         if value is not None and task != wants:
             raise OnnxCamError(f"{flag} is for --task {wants}, not --task {task}")
     if index is not None and task != "output":
@@ -57,7 +62,7 @@ def explainer_for_task(args, make):
         return make(MultiLabel(output=name))
     if task == "segment":
         mask = None if args.mask is None else read_rgb(args.mask).any(axis=2)
-        return make(Segment(mask=mask, output=name))
+        return make(Segment(mask=mask, output=name, threshold=args.threshold))
     if task == "output":
         return make(Output(name, index))
     if args.reference is None:
