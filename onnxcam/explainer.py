@@ -418,7 +418,7 @@ class Explainer:
         if spec.own_run:
             req = methods.Request(self, x, chosen, target, None, {}, options=options)
             raw = spec.compute(req)
-            return fusion.add_fused(self._result(spec, req, raw), how)
+            return fusion.add_fused(self._result(spec, req, raw), how, spec.order, self.model.image_shape[1:])
         if spec.needs_gradients:
             kinks = {}
             scores, targets, acts, grads = self.gradients(x, chosen, target, near_kinks=kinks)
@@ -432,7 +432,7 @@ class Explainer:
         if spec.needs_gradients:
             result.near_kinks = kinks
             result.notes += kink_notes(spec.name, kinks)
-        return fusion.add_fused(result, how)
+        return fusion.add_fused(result, how, spec.order, self.model.image_shape[1:])
 
     def _result(self, spec, req, raw) -> Result:
         size = self.model.image_shape[1:]

@@ -2,13 +2,17 @@
 
 Multi-scale models (FPN necks, YOLO heads at three strides, the PP-OCR detector's four branches)
 spread the evidence for one score over layers of different resolutions; each layer's map shows
-only its own share. Fusion combines them. Each layer's map is first what the method gives alone
-(`Result.maps[layer]`: at input resolution, normalized as the method normalizes, [0, 1]); they
-are kept, and the combination is added as the map "fused". Two published recipes, named:
+only its own share. Fusion combines them. Each layer's map is first normalized as the method
+normalizes it, at input resolution, but without the last min-max after the upsampling (a peak
+that bilinear upsampling flattens stays lower, as in pytorch-grad-cam); the layers' own maps
+(`Result.maps[layer]`) are kept, and the combination is added as the map "fused". Two published
+recipes, named:
 
 - "mean" (default): the per-layer maps averaged, then min-max. This is pytorch-grad-cam's
-  multi-layer aggregation (`BaseCAM.aggregate_multi_layers`: ReLU, resize and min-max per layer,
-  mean, min-max), which the ultralytics-based YOLO-CAM repositories use unchanged.
+  multi-layer aggregation (`compute_cam_per_layer`: ReLU, min-max, resize per layer;
+  `aggregate_multi_layers`: mean, min-max), which the ultralytics-based YOLO-CAM repositories
+  use unchanged; onnxcam's fused Grad-CAM / HiResCAM equal pytorch-grad-cam's with several
+  target layers (tests/test_targets_parity.py).
 - "max": LayerCAM's hierarchical fusion (Jiang et al., IEEE TIP 2021, Eq. 9, as TorchCAM's
   `LayerCAM.fuse_cams` implements it): each map scaled by tanh(2 · map), which lifts the weak
   maps of shallow layers, then the element-wise maximum; min-max for display.
@@ -22,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import OnnxCamError, describe
-from .postprocess import minmax
+from .postprocess import minmax, normalize
 
 #: The key of the fused map in Result.maps / Result.raw.
 FUSED = "fused"
@@ -50,7 +54,8 @@ def fusion_rule(fuse, method, layers) -> str | None:
 
 
 def fuse_maps(maps: list[np.ndarray], how: str = "mean") -> tuple[np.ndarray, np.ndarray]:
-    """(combined, its min-max) of per-layer maps [N, H, W] in [0, 1] (same H, W): see the module doc."""
+    """(combined, its min-max) of per-layer maps [N, H, W] in [0, 1] (same H, W), normalized as
+    the module doc says: see there."""
     if how not in HOWS:
         raise OnnxCamError(f"fusion must be one of {', '.join(HOWS)}, got {describe(how)}")
     if not maps or len({m.shape for m in maps}) != 1:
@@ -60,12 +65,13 @@ def fuse_maps(maps: list[np.ndarray], how: str = "mean") -> tuple[np.ndarray, np
     return combined.astype(np.float32), minmax(combined)
 
 
-def add_fused(result, how: str | None):
-    """`result` with the map "fused" added after its layers (unchanged when how is None)."""
+def add_fused(result, how: str | None, order: str, size: tuple[int, int]):
+    """`result` with the map "fused" added after its layers (unchanged when how is None); order:
+    the method's normalization order, size: the model's input (H, W)."""
     if how is None:
         return result
     layers = list(result.maps)
-    raw, fused = fuse_maps([result.maps[name] for name in layers], how)
+    raw, fused = fuse_maps([normalize(result.raw[name], size, order, final=False) for name in layers], how)
     result.raw[FUSED], result.maps[FUSED] = raw, fused
     result.notes.append(f"fused: {how} of the normalized maps of {len(layers)} layers ({', '.join(layers)})"
                         + (f", each scaled by tanh({LAYERCAM_GAMMA:g} x map) first" if how == "max" else ""))
