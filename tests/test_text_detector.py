@@ -116,6 +116,8 @@ def test_every_method_family_gives_finite_varying_maps(det, photo):
             assert np.all(np.isfinite(m)) and np.ptp(m) > 0, (method, name)
     with pytest.raises(OnnxCamError, match="GAP"):
         det.explain(x, "cam", layers="Concat.3")        # no GAP -> dense head to read
+    with pytest.raises(OnnxCamError, match="scorecam-pgc"):
+        det.explain(x, "scorecam", layers="Concat.3")   # a softmax over one column weighs every channel 1
 
 
 def test_cli_explains_the_detector_and_the_map_sits_on_the_text(photo, tmp_path, capsys):
