@@ -71,6 +71,7 @@ def test_bundle_is_the_unchanged_rapidocr_file_with_its_preprocessing(det):
     assert spec.std == (0.5, 0.5, 0.5) and spec.scale == pytest.approx(1 / 255)
     assert det.model.num_classes == 1 and not det.model.class_scores
     assert any("summing the input of the final Sigmoid" in n for n in det.model.notes)
+    assert not [l.name for l in det.layers if l.name.startswith("onnxcam/")]   # the target's nodes are no layers
 
 
 def test_segment_sums_the_logits_over_the_thresholded_region(det, photo):
