@@ -371,7 +371,7 @@ def _print_summary(summary: dict) -> None:
     for img in summary["images"]:
         print(f"{img['path']}: explaining class {img['target']} ({img['target_name']})")
         for t in img["top5"]:
-            p = "     -" if t["probability"] is None else f"{t['probability']:6.3f}"
+            p = f"score {t['score']:.4g}" if t["probability"] is None else f"{t['probability']:6.3f}"
             print(f"   {t['class']:>5}  {p}  {t['name']}")
     for note in summary["notes"]:   # the model's and the method's (e.g. LRP's conserved fraction)
         print(f"# {note}")
