@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bundled, methods
+from . import bundled, fusion, methods
 from .compare import GATES, MAP_FLOOR, TOP1_FLOOR, compare
 from .deploy import EXPORTABLE, export_explainer
 from .errors import OnnxCamError, first_line
@@ -152,7 +152,8 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _method_options(args) -> dict:
-    given = {"top_k": args.top_k, "composite": args.composite, "start": args.start}
+    given = {"top_k": args.top_k, "composite": args.composite, "start": args.start,
+             "fuse": getattr(args, "fuse", None)}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -380,7 +381,7 @@ def _print_summary(summary: dict) -> None:
     for img in summary["images"]:
         print(f"{img['path']}: explaining class {img['target']} ({img['target_name']})")
         for t in img["top5"]:
-            p = "     -" if t["probability"] is None else f"{t['probability']:6.3f}"
+            p = f"score {t['score']:.4g}" if t["probability"] is None else f"{t['probability']:6.3f}"
             print(f"   {t['class']:>5}  {p}  {t['name']}")
     for note in summary["notes"]:   # the model's and the method's (e.g. LRP's conserved fraction)
         print(f"# {note}")
@@ -550,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a method, or several separated by commas (then one side-by-side montage per image "
                         f"too): {', '.join(sorted(methods.REGISTRY))}. HiResCAM: one gradient run, faithful to the score")
     e.add_argument("--layer", nargs="+", default=["auto"], help="auto, all, or layer names")
+    e.add_argument("--fuse", nargs="?", const="mean", choices=fusion.HOWS,
+                   help="with several layers, also write their fused map: mean (pytorch-grad-cam / "
+                        "YOLO-CAM, the default) or max (LayerCAM's tanh-scaled element-wise max)")
     _add_method_flags(e)
     _add_style_flags(e)
     _add_labels_flag(e)

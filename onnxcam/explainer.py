@@ -7,7 +7,7 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
-from . import engine, inputs, intake, methods, postprocess
+from . import engine, fusion, inputs, intake, methods, postprocess
 from ._runtime import runtime_warning
 from .errors import OnnxCamError, describe, first_line
 from .graph.backward import SEED, gradient_graph
@@ -394,7 +394,8 @@ class Explainer:
 
     # ----- the public call
     def explain(self, x: inputs.ImageInput, method: str = "hirescam", layers: Layers = "auto",
-                target: Target = None, color_order: str = "RGB", **options: Any) -> Result:
+                target: Target = None, color_order: str = "RGB", fuse: bool | str = False,
+                **options: Any) -> Result:
         """Explain images with one method at one or more layers.
 
         x: an image path or a list of paths; uint8 pixels ([H, W, 3], a list of them, or [N, H, W, 3];
@@ -404,10 +405,11 @@ class Explainer:
         one gradient run, faithful to the score on any head). layers: "auto", "all", a name or a
         list. target: None (top-1 per image, or the class the Explainer's target object names), an
         int, one int per image, or class weights; an onnxcam.targets object explains with
-        ex.with_target(it) (a new graph each call: bind it once for repeated calls).
+        ex.with_target(it) (a new graph each call: bind it once for repeated calls). fuse: with
+        several layers, True / "mean" or "max" adds the map "fused" of them all (onnxcam.fusion).
         """
         if isinstance(target, TargetObject):
-            return self.with_target(target).explain(x, method, layers, None, color_order, **options)
+            return self.with_target(target).explain(x, method, layers, None, color_order, fuse, **options)
         if not isinstance(method, str):
             raise OnnxCamError(f"method must be a method name (str), got {type(method).__name__}")
         spec = methods.get(method)
@@ -417,11 +419,12 @@ class Explainer:
                                + (f"; it takes: {', '.join(spec.options)}" if spec.options else ""))
         x = self.check_input(inputs.to_batch(x, self.preprocess, color_order)[0])
         chosen = self.model.resolve_layers(layers)
+        how = fusion.fusion_rule(fuse, spec, chosen)
         grads = {}
         if spec.own_run:
             req = methods.Request(self, x, chosen, target, None, {}, options=options)
             raw = spec.compute(req)
-            return self._result(spec, req, raw)
+            return fusion.add_fused(self._result(spec, req, raw), how, spec.order, self.model.image_shape[1:])
         if spec.needs_gradients:
             kinks = {}
             scores, targets, acts, grads = self.gradients(x, chosen, target, near_kinks=kinks)
@@ -435,7 +438,7 @@ class Explainer:
         if spec.needs_gradients:
             result.near_kinks = kinks
             result.notes += kink_notes(spec.name, kinks)
-        return result
+        return fusion.add_fused(result, how, spec.order, self.model.image_shape[1:])
 
     def _result(self, spec, req, raw) -> Result:
         size = self.model.image_shape[1:]

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import methods
 from .errors import OnnxCamError
+from .fusion import FUSED
 from .mapback import to_photo
 from .postprocess import check_style, hatched, overlay, pixels_to_rgb, resize
 from .preprocess import view_geometry
@@ -68,18 +69,25 @@ class ImageFigures:
 
     def _group_max(self) -> float:
         peaks = [float(np.maximum(res.raw[layer][self.i], 0).max()) for res in self.results
-                 for layer in res.layers if not self._signed(res)]
+                 for layer in res.layers if not self._signed(res) and not self._is_fused(res, layer)]
         return max(peaks, default=0.0)
 
     def model_map(self, res, layer: str) -> np.ndarray:
         """The map as drawn, over the model's view [h, w] in [0, 1]."""
-        if self.style.shared_scale and not self._signed(res):
-            return self._shared(res, layer)
+        if self.style.shared_scale and not self._signed(res) and not self._is_fused(res, layer):
+            return self._shared(res, layer)   # a fused map has no raw units: drawn on its own scale
         return res.maps[layer][self.i]
 
     def photo_map(self, res, layer: str) -> np.ndarray:
         """The normalized map on the photo's pixels [H, W]; NaN where the model did not look."""
         return to_photo(res.maps[layer][self.i], self.photo.shape[:2], self.ex.preprocess)
+
+    def _fused(self, res) -> bool:
+        """Whether the result holds a fused map (onnxcam.fusion), not a layer of that name."""
+        return FUSED in res.maps and FUSED not in self._depth
+
+    def _is_fused(self, res, layer: str) -> bool:
+        return layer == FUSED and self._fused(res)
 
     # ----- pictures
     def overlay(self, res, layer: str) -> np.ndarray:
@@ -123,6 +131,8 @@ class ImageFigures:
         depth = self._depth.get(layer)
         if layer == self.ex.model.input_name:
             where = "on the input pixels"
+        elif self._is_fused(res, layer):
+            where = f"fused over {len(res.layers) - 1} layers"
         else:
             where = f"at layer {layer}" + (f" (depth {depth})" if depth is not None else "")
         lines = [self.target_line(res)] if with_target else []
@@ -139,8 +149,10 @@ class ImageFigures:
         """Every layer of one result, titled with the image, class and method."""
         tiles = [self.overlay(res, layer) for layer in res.layers]
         captions = [self.caption(res, layer, with_target=False) for layer in res.layers]
+        fused = self._fused(res)
         title = [f"{self.name}: {self.target_line(res)}",
-                 f"{methods.get(res.method).title} at {len(res.layers)} layers"]
+                 f"{methods.get(res.method).title} at {len(res.layers) - fused} layers"
+                 + (" and their fusion" if fused else "")]
         return montage(tiles, captions, title, cols=GRID_COLUMNS)
 
     def montage(self, shown: list[tuple] | None = None) -> np.ndarray:

@@ -39,13 +39,18 @@ def resize(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                      for m in maps])
 
 
-def normalize(raw: np.ndarray, size: tuple[int, int], order: str = "relu_minmax_resize") -> np.ndarray:
+def normalize(raw: np.ndarray, size: tuple[int, int], order: str = "relu_minmax_resize",
+              final: bool = True) -> np.ndarray:
+    """final=False leaves out the min-max after the resize (pytorch-grad-cam's per-layer maps
+    before it combines layers: onnxcam.fusion)."""
     if order == "relu_minmax_resize":
-        return minmax(resize(minmax(np.maximum(raw, 0)), size))
+        up = resize(minmax(np.maximum(raw, 0)), size)
+        return minmax(up) if final else up
     if order == "resize_relu_minmax":
         return minmax(np.maximum(resize(raw, size), 0))
     if order == "minmax_resize":  # no ReLU (Relevance-CAM keeps negative evidence until min-max)
-        return minmax(resize(minmax(raw), size))
+        up = resize(minmax(raw), size)
+        return minmax(up) if final else up
     if order == "signed":  # 0.5 = no relevance; ±(99.5th percentile of |R|) -> 1 / 0 (see signed_scale)
         return resize(0.5 + 0.5 * signed_scale(raw), size).astype(np.float32)
     raise ValueError(f"unknown normalization order {order!r}")

@@ -59,6 +59,10 @@ class MaxPool(OpRun):
         sh, sw = strides or (1, 1)
         dh, dw = dilations or (1, 1)
         pt, pl, pb, pr = pads or (0, 0, 0, 0)
+        mode = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+        if mode in ("SAME_UPPER", "SAME_LOWER"):  # Paddle's stems pad this way (PP-OCR det)
+            (pt, pb), (pl, pr) = (_same_pads(size, k, s, d, mode)
+                                  for size, k, s, d in ((h, kh, sh, dh), (w, kw, sw, dw)))
         rnd = math.ceil if ceil_mode else math.floor
         oh = rnd((h + pt + pb - dh * (kh - 1) - 1) / sh) + 1
         ow = rnd((w + pl + pr - dw * (kw - 1) - 1) / sw) + 1
@@ -78,6 +82,14 @@ class MaxPool(OpRun):
                 base = (np.arange(n)[:, None] * c + np.arange(c)[None, :]) * h * w
                 idx[:, :, i, j] = base + flat[best]
         return (y, idx)
+
+
+def _same_pads(size: int, kernel: int, stride: int, dilation: int, mode: str) -> tuple[int, int]:
+    """(begin, end) padding of auto_pad SAME_UPPER / SAME_LOWER: output ceil(size / stride), the
+    odd pixel at the end (UPPER) or the beginning (LOWER)."""
+    total = max((math.ceil(size / stride) - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    small = total // 2
+    return (small, total - small) if mode == "SAME_UPPER" else (total - small, small)
 
 
 def evaluator(model: onnx.ModelProto) -> ReferenceEvaluator:

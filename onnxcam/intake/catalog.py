@@ -249,6 +249,8 @@ def build_catalog(model: onnx.ModelProto, input_name: str, input_layout: str) ->
             consumers.setdefault(i, []).append(node)
     layers = []
     for depth, node in enumerate(model.graph.node):
+        if node.name.startswith("onnxcam/"):   # appended by onnxcam (a target's region, its masked sum):
+            continue                           # not the model's layers
         for out in node.output[:1]:
             shape, layout = shapes.get(out), layouts.get(out)
             if layout is None or shape is None or len(shape) != 4 or types.get(out) not in FLOAT_TYPES:

@@ -262,7 +262,7 @@ def load(source, score: str = "logits", image_size=None, target=None) -> Model:
                          "(LRP sees the merged layers)")
         input_name, layout, image_shape = _find_image_input(proto, image_size)
         if target is not None:
-            proto = apply_target(target, proto)
+            proto = apply_target(target, proto, score)
             notes.append(f"explaining {target!r}")
         output_name, score_name, act, k = _find_score(proto)
         default = _default_target(target, k)

@@ -54,6 +54,10 @@ def _scorecam(req: Request, official: bool) -> dict[str, np.ndarray]:
         raise OnnxCamError(f"top_k (--top-k) is the number of channels Score-CAM keeps: a whole number "
                            f">= 1, got {top_k!r}")
     ex = req.explainer
+    if official and ex.model.num_classes == 1:
+        raise OnnxCamError("scorecam weighs each channel by the softmax over classes of its masked score, "
+                           "which is 1 for every channel when the score has one column (a region sum, a "
+                           "similarity, a single logit); use scorecam-pgc (softmax over channels)")
     out = {}
     for layer in req.layers:
         acts = req.activations[layer.name]

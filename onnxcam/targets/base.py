@@ -44,6 +44,8 @@ class Target:
     cls: int | None = None
     class_scores: bool = True   # S's columns are class scores that softmax/sigmoid make probabilities;
                                 # False for a region sum, a similarity or a raw element
+    pre_activation: bool = False  # score() takes logits=True/False: whether to sum the input of the
+                                  # output's final Sigmoid/Softmax (intake's score="logits") or the output
 
     def score(self, b: GraphBuilder, name: str, shape: tuple) -> str:
         """Append nodes computing S [N, K'] from output `name` of `shape`; return S's name."""
@@ -94,8 +96,23 @@ def _chosen_output(proto: onnx.ModelProto, wanted: str | None) -> str:
     return wanted
 
 
-def apply_target(target: Target, proto: onnx.ModelProto) -> onnx.ModelProto:
+def final_activation(proto: onnx.ModelProto, name: str) -> tuple[str, str] | None:
+    """(input, op type) of the Sigmoid/Softmax/LogSoftmax that computes tensor `name` (through
+    Identity/Cast only, so the input has the output's shape), or None. A target that sums a dense
+    output (Segment) sums this input, the logits, when intake explains logits: a probability map
+    saturates as a softmax classifier's probabilities do."""
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    node = producers.get(name)
+    while node is not None and node.op_type in ("Identity", "Cast"):
+        node = producers.get(node.input[0])
+    if node is not None and node.op_type in ("Sigmoid", "Softmax", "LogSoftmax"):
+        return node.input[0], node.op_type
+    return None
+
+
+def apply_target(target: Target, proto: onnx.ModelProto, score: str = "logits") -> onnx.ModelProto:
     """Make S the canonical model's only output (edited in place, shapes inferred again).
+    score: intake's choice ("logits" / "output"), passed on to targets with `pre_activation`.
 
     A model that already ends in TARGET_SCORE (an Explainer derived from a targeted one) is kept."""
     if not isinstance(target, Target):
@@ -111,7 +128,8 @@ def apply_target(target: Target, proto: onnx.ModelProto) -> onnx.ModelProto:
     b = GraphBuilder(proto)
     if elem_types(proto).get(name, onnx.TensorProto.FLOAT) != onnx.TensorProto.FLOAT:
         name = b.op("Cast", [name], hint="target_float", to=onnx.TensorProto.FLOAT)
-    s = target.score(b, name, shape)
+    s = (target.score(b, name, shape, logits=score == "logits") if target.pre_activation
+         else target.score(b, name, shape))
     b.append_to(proto.graph)
     if s not in (o.name for o in proto.graph.output):
         for node in proto.graph.node:  # give S its fixed name

@@ -33,6 +33,10 @@ def add_task_flags(p: argparse.ArgumentParser, output_flag: str = "--output") ->
                         "detect: a YOLO-style detection's class logit (--detection K or --box)")
     g.add_argument("--mask", metavar="PNG", help="segment: the region (nonzero pixels), at the model's "
                                                  "input or output size")
+    g.add_argument("--threshold", type=float, metavar="T",
+                   help="segment: the region is where the output exceeds T (a probability for a model "
+                        "ending in a Sigmoid; 0.3 for the PP-OCR text detector) instead of the argmax "
+                        "region (one-channel sigmoid outputs: default 0.5)")
     g.add_argument("--reference", dest="reference_image", metavar="IMAGE", help="embed: the image whose embedding is compared")
     g.add_argument(output_flag, dest="output_spec", metavar="NAME[:INDEX]",
                    help="the model output to use (output task: and the flat element index)")
@@ -56,7 +60,8 @@ def explainer_for_task(args, make):
     out_flag = getattr(args, "output_flag", "--output")
     name, index = _output_spec(args.output_spec, out_flag)
     task = args.task
-    for flag, value, wants in (("--mask", args.mask, "segment"), ("--reference", args.reference_image, "embed")):
+    for flag, value, wants in (("--mask", args.mask, "segment"), ("--threshold", args.threshold, "segment"),
+                               ("--reference", args.reference_image, "embed")):
         if value is not None and task != wants:
             raise OnnxCamError(f"{flag} is for --task {wants}, not --task {task}")
     check_detect_flags(args)
@@ -68,7 +73,7 @@ def explainer_for_task(args, make):
         return make(MultiLabel(output=name))
     if task == "segment":
         mask = None if args.mask is None else read_rgb(args.mask).any(axis=2)
-        return make(Segment(mask=mask, output=name))
+        return make(Segment(mask=mask, output=name, threshold=args.threshold))
     if task == "output":
         return make(Output(name, index))
     if task == "detect":
@@ -167,15 +172,18 @@ def task_marks(args, ex, images, target):
 def _predicted_regions(ex, images, target) -> list[Marks]:
     """Without --mask, each image's explained region: where its explained class (the --class given,
     else the class with the largest region score, as explain picks it) is the argmax of the
-    segmenter's output. Two forwards: the region scores, then the dense output."""
+    segmenter's output, or where the output exceeds the threshold (one-channel maps: 0.5). Two
+    forwards: the region scores, then the dense output."""
     x = load_images(images, ex.preprocess)
     classes = ex.model.check_targets(target, len(x))
     if classes is None:
         classes = ex.forward(x)[0].argmax(axis=1)
     k, (h, w) = ex.target._classes, ex.target._size
     dense = ex.with_target(Output(ex.target.output)).forward(x)[0].reshape(len(x), k, h, w)
-    return [Marks(mask=dense[i].argmax(axis=0) == c) if (dense[i].argmax(axis=0) == c).any() else Marks()
-            for i, c in enumerate(classes)]
+    threshold = ex.target.threshold if ex.target.threshold is not None else 0.5 if k == 1 else None
+    regions = [dense[i, c] > threshold if threshold is not None else dense[i].argmax(axis=0) == c
+               for i, c in enumerate(classes)]   # as Segment defines the region (segment.py)
+    return [Marks(mask=r) if r.any() else Marks() for r in regions]
 
 
 def _detection_marks(ex, d, cand: int, k, how: str, hw) -> Marks:
