@@ -1,0 +1,159 @@
+"""`explain` over a dataset: images streamed through the prefetcher, explained batch by batch,
+results appended to the Parquet index (and, if asked, overlays and .npz per image).
+
+Why a separate path from `cli.run_explain`: that one loads every image, keeps every result and
+prints a summary per image, which is right for six photos and wrong for 50,000. Here memory holds
+one batch being explained plus the prefetched ones and the rows of one index part; what is done
+is on disk, so Ctrl-C or a kill loses at most the current part and `--resume` continues.
+
+A consistent state on Ctrl-C: rows enter the index only after the image's files are written, an
+index part holds whole images, and on KeyboardInterrupt the images finished so far are written
+as a last part before the interrupt goes on (a second Ctrl-C during that write leaves no partial
+part: output.write_bytes removes its temporary file).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import OnnxCamError
+from ..output import check_folder, write_json
+from ..progress import Progress
+from .discover import Item
+from .index import FOLDER, IndexWriter
+from .prefetch import Batch, batches
+
+SAVE_CHOICES = ("overlays", "npz")
+TOP_K = 5
+
+
+def parse_save(text: str) -> tuple[str, ...]:
+    """--save: overlays,npz (default), overlays, npz, or none (the index only)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if parts == ["none"]:
+        return ()
+    bad = [p for p in parts if p not in SAVE_CHOICES]
+    if not parts or bad:
+        raise OnnxCamError(f"--save takes overlays, npz, both (overlays,npz) or none; got {text!r}")
+    return tuple(dict.fromkeys(parts))
+
+
+def check_output_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """A dataset run writes into an empty or new folder, unless it resumes or may overwrite: then
+    no existing file is replaced by accident, with one check before the first write."""
+    check_folder(out)
+    if resume or overwrite or not out.is_dir():
+        return
+    try:
+        busy = next(iter(out.iterdir()), None)
+    except OSError as exc:
+        raise OnnxCamError(f"cannot list the output folder {out}: {exc.strerror or exc}") from None
+    if busy is not None:
+        raise OnnxCamError(f"output folder {out} is not empty ({busy.name} ...); choose a new --out, pass "
+                           "--resume to continue a run there, or --overwrite")
+
+
+def stream_explain(ex, items: Sequence[Item], methods: Sequence[str], layers, target, options: dict,
+                   out: Path, save: Sequence[str] = SAVE_CHOICES, resume: bool = False, overwrite: bool = False,
+                   write_files: Callable | None = None, workers: int = 2, part_images: int = 256,
+                   status_every: int | None = 1000, progress: bool = True, batch_size: int | None = None) -> dict:
+    """Explain `items` with each method and write the index (and files); returns a summary dict.
+
+    options: {method: its keyword options}. write_files(results, items, shown, photos, overwrite, save)
+    writes the per-image files of one batch and returns {(image, result index): [paths]}
+    (cli.write_results with the chosen --save). target: None (each image's top-1) or one class."""
+    if target is not None and not isinstance(target, (int, np.integer)):
+        raise OnnxCamError("--target for a folder, glob or list run takes top1 or one class for every "
+                           "image, not one per image")
+    out = Path(out)
+    check_output_folder(out, resume, overwrite)
+    index = IndexWriter(out / FOLDER, part_images, resume, overwrite)
+    todo = [it for it in items if str(it.path) not in index.done]
+    skipped = len(items) - len(todo)
+    size = batch_size or ex.max_batch
+    keep_photos = bool(save) and write_files is not None
+    bar = Progress(len(todo), "explain", enabled=progress, every=status_every)
+    stems = {str(it.path): it.stem for it in todo}
+    summary = {"images": len(items), "skipped_done": skipped, "explained": 0, "errors": 0,
+               "index": str(out / FOLDER), "methods": list(methods), "layers": [], "notes": [], "files": 0}
+    inner_progress, ex.progress = ex.progress, False   # one bar for the run, not one per Score-CAM image
+    started = time.monotonic()
+    try:
+        for batch in batches([it.path for it in todo], ex.preprocess, size, workers, keep_photos=keep_photos):
+            rows = _explain_batch(ex, batch, methods, layers, target, options, stems, save, write_files,
+                                  overwrite or resume, summary)
+            for image_rows in rows:
+                index.add_image(image_rows)
+            bar.update(len(batch.items))
+        index.flush()
+    except KeyboardInterrupt:
+        index.flush()   # the images finished so far; the batch being explained is redone by --resume
+        bar.close()
+        print(f"\nonnxcam: the index holds {len(index.done) + index.written_images} of {len(items)} images; "
+              "run the same command with --resume to finish", file=sys.stderr)
+        raise
+    finally:
+        ex.progress = inner_progress
+    bar.close()
+    elapsed = time.monotonic() - started
+    summary["seconds"] = round(elapsed, 3)
+    summary["images_per_second"] = round(summary["explained"] / elapsed, 3) if elapsed > 0 else None
+    summary["parts"] = len(index.parts())
+    write_json(out / "run.json", summary)
+    return summary
+
+
+def _explain_batch(ex, batch: Batch, methods, layers, target, options, stems, save, write_files, overwrite,
+                   summary) -> list[list[dict]]:
+    """The index rows of one batch, one list per image in order (files written first)."""
+    good = [batch.items[i] for i in batch.good]
+    results = []
+    if good:
+        results = [ex.explain(batch.x, method=m, layers=layers, target=target, **options.get(m, {}))
+                   for m in methods]
+        if not summary["layers"]:
+            summary["layers"] = results[0].layers
+            summary["provider"] = results[0].provider
+            summary["notes"] = sorted({n for r in results for n in r.notes if " in image " not in n})
+    files = {}
+    if good and save and write_files is not None:
+        named = [Item(d.path, stems[str(d.path)]) for d in good]
+        files = write_files(results, named, [d.shown for d in good], [d.photo for d in good], overwrite, save)
+        summary["files"] += sum(len(v) for v in files.values())
+    probs = [ex.probabilities(r.logits) if ex.model.class_scores else None for r in results]
+    out, position = [], {pos: j for j, pos in enumerate(batch.good)}
+    for k, d in enumerate(batch.items):
+        if d.error is not None:
+            summary["errors"] += 1
+            out.append([{"path": str(d.path), "error": d.error}])
+            continue
+        j = position[k]
+        summary["explained"] += 1
+        out.append([_row(ex, d.path, res, p, j, layer, files.get((j, r), []))
+                    for r, (res, p) in enumerate(zip(results, probs)) for layer in res.layers])
+    return out
+
+
+def _row(ex, path: Path, res, probs, j: int, layer: str, files: list) -> dict:
+    scores = res.logits[j]
+    t = int(res.target[j])
+    top = np.argsort(-scores, kind="stable")[:TOP_K]
+    raw = np.asarray(res.raw[layer][j], np.float32)
+    notes = []
+    kinks = res.near_kinks.get(layer)
+    if res.conservation:
+        notes += [f"conserved fraction at {k}: {float(v[j]):.4g}" for k, v in res.conservation.items()]
+    return {"path": str(path), "method": res.method, "layer": layer, "target": t,
+            "target_name": ex.labels[t] if ex.labels and t < len(ex.labels) else None,
+            "score": float(scores[t]),
+            "probability": None if probs is None else float(probs[j, t]),
+            "top_classes": [int(c) for c in top], "top_scores": [float(scores[c]) for c in top],
+            "map_shape": list(raw.shape[-2:]) if raw.ndim >= 2 else [raw.size, 1],
+            "raw_map": raw.reshape(-1) if raw.ndim <= 2 else raw.sum(axis=0).reshape(-1),
+            "files": [str(f) for f in files],
+            "near_kinks": None if kinks is None else int(kinks[j]),
+            "metrics": None, "notes": notes, "error": None}
