@@ -226,3 +226,15 @@ def test_killed_then_resumed_run_equals_an_uninterrupted_one(tmp_path, dataset, 
         assert b[path]["target"] == row["target"] and b[path]["top_classes"] == row["top_classes"]
         np.testing.assert_allclose(b[path]["raw_map"], row["raw_map"], rtol=1e-5, atol=1e-6)
     assert not list((cut / "index").glob(".onnxcam-*"))   # no temporary left from the killed write
+
+
+def test_evaluate_takes_a_list_file(tmp_path, dataset):
+    """evaluate (and compare, through the same expansion) read a list file's images."""
+    paths = sorted(dataset.rglob("*.jpg"))[:2]
+    listing = tmp_path / "two.txt"
+    listing.write_text("".join(f"{p}\n" for p in paths))
+    out = tmp_path / "ev"
+    assert main(["evaluate", str(LITE0), str(listing), "--methods", "gradcam", "--steps", "2", "--no-road",
+                 "--out", str(out)]) == 0
+    import json
+    assert json.loads((out / "evaluation.json").read_text())["images"] == [str(p) for p in paths]

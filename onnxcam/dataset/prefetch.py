@@ -91,13 +91,14 @@ def batches(paths: Iterable[Path], spec: PreprocessSpec, size: int, workers: int
     for d in decoded(paths, spec, workers, ahead or 2 * size, keep_photos):
         items.append(d)
         if len(items) == size:
-            yield _batch(items, spec)
+            yield assemble(items, spec)
             items = []
     if items:
-        yield _batch(items, spec)
+        yield assemble(items, spec)
 
 
-def _batch(items: list[Decoded], spec: PreprocessSpec) -> Batch:
+def assemble(items: list[Decoded], spec: PreprocessSpec) -> Batch:
+    """Decoded images as a Batch: the float32 batch of those that were read."""
     good = [i for i, d in enumerate(items) if d.error is None]
     x = to_input([items[i].view for i in good], spec) if good else None
     for i in good:   # the float batch holds them now; the figures use `shown` and `photo`

@@ -57,6 +57,17 @@ def check_output_folder(out: Path, resume: bool, overwrite: bool) -> None:
                            "--resume to continue a run there, or --overwrite")
 
 
+def start(items: Sequence[Item], target, out: Path, resume: bool, overwrite: bool, part_images: int
+          ) -> tuple[IndexWriter, list[Item]]:
+    """Checks before a dataset run's first write, its index writer, and the images still to do."""
+    if target is not None and not isinstance(target, (int, np.integer)):
+        raise OnnxCamError("--target for a folder, glob or list run takes top1 or one class for every "
+                           "image, not one per image")
+    check_output_folder(out, resume, overwrite)
+    index = IndexWriter(out / FOLDER, part_images, resume, overwrite)
+    return index, [it for it in items if str(it.path) not in index.done]
+
+
 def stream_explain(ex, items: Sequence[Item], methods: Sequence[str], layers, target, options: dict,
                    out: Path, save: Sequence[str] = SAVE_CHOICES, resume: bool = False, overwrite: bool = False,
                    write_files: Callable | None = None, workers: int = 2, part_images: int = 256,
@@ -66,13 +77,8 @@ def stream_explain(ex, items: Sequence[Item], methods: Sequence[str], layers, ta
     options: {method: its keyword options}. write_files(results, items, shown, photos, overwrite, save)
     writes the per-image files of one batch and returns {(image, result index): [paths]}
     (cli.write_results with the chosen --save). target: None (each image's top-1) or one class."""
-    if target is not None and not isinstance(target, (int, np.integer)):
-        raise OnnxCamError("--target for a folder, glob or list run takes top1 or one class for every "
-                           "image, not one per image")
     out = Path(out)
-    check_output_folder(out, resume, overwrite)
-    index = IndexWriter(out / FOLDER, part_images, resume, overwrite)
-    todo = [it for it in items if str(it.path) not in index.done]
+    index, todo = start(items, target, out, resume, overwrite, part_images)
     skipped = len(items) - len(todo)
     size = batch_size or ex.max_batch
     keep_photos = bool(save) and write_files is not None
@@ -84,35 +90,45 @@ def stream_explain(ex, items: Sequence[Item], methods: Sequence[str], layers, ta
     started, first = time.monotonic(), None   # first: (time, images) after the first batch
     try:
         for batch in batches([it.path for it in todo], ex.preprocess, size, workers, keep_photos=keep_photos):
-            rows = _explain_batch(ex, batch, methods, layers, target, options, stems, save, write_files,
-                                  overwrite or resume, summary)
+            rows = explain_batch(ex, batch, methods, layers, target, options, stems, save, write_files,
+                                 overwrite or resume, summary)
             for image_rows in rows:
                 index.add_image(image_rows)
             bar.update(len(batch.items))
             first = first or (time.monotonic(), bar.done)
         index.flush()
     except KeyboardInterrupt:
-        index.flush()   # the images finished so far; the batch being explained is redone by --resume
         bar.close()
-        print(f"\nonnxcam: the index holds {len(index.done) + index.written_images} of {len(items)} images; "
-              "run the same command with --resume to finish", file=sys.stderr)
+        interrupted(index, len(items))
         raise
     finally:
         ex.progress = inner_progress
     bar.close()
+    return finish(summary, index, out, started, first, bar.done)
+
+
+def finish(summary: dict, index: IndexWriter, out: Path, started: float, first, done: int) -> dict:
+    """Timing and part count into the summary, written as OUT/run.json. The first batch also
+    builds the explain graphs and sessions (seconds), so the rate is the steady one after it
+    (over every image when there was a single batch); first: (time, images) after that batch."""
     end = time.monotonic()
     summary["seconds"] = round(end - started, 3)
-    # the first batch also builds the explain graphs and sessions (seconds); the rate is the steady
-    # one after it, over every image when there was a single batch
     summary["first_batch_seconds"] = round(first[0] - started, 3) if first else None
-    t0, n0 = (first if first and bar.done > first[1] else (started, 0))
-    summary["images_per_second"] = round((bar.done - n0) / (end - t0), 3) if end > t0 and bar.done else None
+    t0, n0 = (first if first and done > first[1] else (started, 0))
+    summary["images_per_second"] = round((done - n0) / (end - t0), 3) if end > t0 and done else None
     summary["parts"] = len(index.parts())
     write_json(out / "run.json", summary)
     return summary
 
 
-def _explain_batch(ex, batch: Batch, methods, layers, target, options, stems, save, write_files, overwrite,
+def interrupted(index: IndexWriter, total: int) -> None:
+    """On Ctrl-C: keep the images finished so far (the batch being explained is redone by --resume)."""
+    index.flush()
+    print(f"\nonnxcam: the index holds {len(index.done) + index.written_images} of {total} images; "
+          "run the same command with --resume to finish", file=sys.stderr)
+
+
+def explain_batch(ex, batch: Batch, methods, layers, target, options, stems, save, write_files, overwrite,
                    summary) -> list[list[dict]]:
     """The index rows of one batch, one list per image in order (files written first)."""
     good = [batch.items[i] for i in batch.good]
@@ -157,8 +173,7 @@ def _row(ex, path: Path, res, probs, j: int, layer: str, files: list) -> dict:
             "score": float(scores[t]),
             "probability": None if probs is None else float(probs[j, t]),
             "top_classes": [int(c) for c in top], "top_scores": [float(scores[c]) for c in top],
-            "map_shape": list(raw.shape[-2:]) if raw.ndim >= 2 else [raw.size, 1],
-            "raw_map": raw.reshape(-1) if raw.ndim <= 2 else raw.sum(axis=0).reshape(-1),
+            "map_shape": list(raw.shape), "raw_map": raw.reshape(-1),   # every method's raw map is [h, w]
             "files": [str(f) for f in files],
             "near_kinks": None if kinks is None else int(kinks[j]),
             "metrics": None, "notes": notes, "error": None}
