@@ -67,7 +67,7 @@ class ExplainActor:
     def __call__(self, batch: dict) -> dict:
         paths = [Path(str(p)) for p in batch["path"]]
         decoded = [decode(i, p, self.ex.preprocess, False) for i, p in enumerate(paths)]
-        rows = explain_batch(self.ex, assemble(decoded, self.ex.preprocess), self.methods, self.layers,
+        rows = explain_batch(self.ex, assemble(decoded), self.methods, self.layers,
                              self.target, self.options, {}, (), None, False,
                              {"explained": 0, "errors": 0, "layers": [], "files": 0})
         return {"path": np.array([str(p) for p in paths], dtype=object),
