@@ -7,6 +7,9 @@ For each method:
 - streaming: `onnxcam explain DIR --method M --save none --out OUT` (a fresh process; the rate is
   run.json's, from the first image to the last part written, model loading excluded);
 - streaming + files: the same with --save overlays,npz (on min(N, --naive) images);
+- Ray, 1 and 2 workers: `--engine ray --workers K --save none` on a local cluster (K CPUs, one
+  onnxruntime thread per actor); Ray delivers finished batches in bursts, so this rate is the whole
+  run's, cluster start and each actor's model loading included (a lower bound of its steady rate);
 - explain graph: Explainer.explain on the same batches already decoded in memory (what onnxruntime
   and the method cost without any reading or writing: the ceiling of the streaming rate);
 - plain inference: the model's own forward (onnxruntime, no gradient) at the same batch, images
@@ -14,11 +17,12 @@ For each method:
 Memory: the streaming process's RSS (VmRSS) sampled every 0.2 s, read at 25/50/75/100 % of the
 images: flat when it does not grow with the count.
 
-    python tests/benchmarks/bench_stream.py [--images 2000] [--naive 200] [--batch 64]
+    python tests/benchmarks/bench_stream.py [--images 2000] [--naive 200] [--batch 64] [--no-ray]
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -51,12 +55,13 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def stream_run(folder: Path, out: Path, method: str, batch: int, save: str, total: int) -> tuple[float, list]:
-    """(images/s from run.json, [(images in the index, RSS MB)] samples)."""
+def stream_run(folder: Path, out: Path, method: str, batch: int, save: str, total: int,
+               engine: tuple = ()) -> tuple[float, list]:
+    """(images/s from run.json, [(images in the index, RSS MB)] samples); engine: extra flags."""
     cmd = [sys.executable, "-m", "onnxcam", "explain", str(LITE0), str(folder), "--method", method,
-           "--save", save, "--out", str(out), "--max-batch", str(batch), "--part-size", str(batch)]
+           "--save", save, "--out", str(out), "--max-batch", str(batch), "--part-size", str(batch), *engine]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "RAY_AUTH_MODE": "disabled"})
     samples = []
     while proc.poll() is None:
         mb = rss_mb(proc.pid)
@@ -66,7 +71,10 @@ def stream_run(folder: Path, out: Path, method: str, batch: int, save: str, tota
         time.sleep(0.2)
     if proc.returncode != 0:
         raise SystemExit(f"streaming run failed ({proc.returncode}): {' '.join(cmd)}")
-    return json.loads((out / "run.json").read_text())["images_per_second"], samples
+    run = json.loads((out / "run.json").read_text())
+    if engine:   # Ray hands batches to the driver in bursts: the whole run's rate (cluster start and
+        return run["explained"] / run["seconds"], samples   # actors' model loading included)
+    return run["images_per_second"], samples
 
 
 def rss_at(samples, total: int) -> list[str]:
@@ -82,6 +90,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--naive", type=int, default=200, help="images for the naive loop and the run with files")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--no-ray", action="store_true", help="skip the Ray runs (also skipped without the ray extra)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="onnxcam_stream_"))
     folder, small = tmp / "images", tmp / "small"
@@ -102,9 +111,11 @@ def main() -> None:
 
     print(f"EfficientNet-Lite0, {args.images} images ({args.batch} per batch), CPU, "
           f"onnxruntime {ort.__version__}; plain inference {plain:.1f} images/s")
+    ray = importlib.util.find_spec("ray") is not None and not args.no_ray
     print("| method | naive loop | streaming (index only) | streaming + overlays, npz | explain graph, "
-          "decoded batches | streaming ÷ plain inference | streaming ÷ explain graph | streaming ÷ naive |")
-    print("|---|---|---|---|---|---|---|---|")
+          "decoded batches | Ray 1 / 2 workers (whole run) | streaming ÷ plain inference | streaming ÷ explain graph "
+          "| streaming ÷ naive |")
+    print("|---|---|---|---|---|---|---|---|---|")
     memory = []
     for method in METHODS:
         ex.explain(x, method=method)
@@ -119,7 +130,10 @@ def main() -> None:
         rate, samples = stream_run(folder, tmp / f"out_{method}", method, args.batch, "none", args.images)
         files_rate, _ = stream_run(small, tmp / f"files_{method}", method, args.batch, "overlays,npz", n_naive)
         memory.append((method, rss_at(samples, args.images)))
-        print(f"| {method} | {naive:.1f}/s | {rate:.1f}/s | {files_rate:.1f}/s | {graph:.1f}/s | "
+        rays = [stream_run(folder, tmp / f"ray{k}_{method}", method, args.batch, "none", args.images,
+                           ("--engine", "ray", "--workers", str(k)))[0] for k in (1, 2)] if ray else []
+        shown = " / ".join(f"{r:.1f}/s" for r in rays) if rays else "-"
+        print(f"| {method} | {naive:.1f}/s | {rate:.1f}/s | {files_rate:.1f}/s | {graph:.1f}/s | {shown} | "
               f"{rate / plain:.2f} | {rate / graph:.2f} | {rate / naive:.1f} |")
     print(f"\nRSS of the streaming process (MB) after 25 / 50 / 75 / 100 % of {args.images} images:")
     for method, row in memory:
