@@ -86,3 +86,4 @@ class Progress:
     def close(self) -> None:
         if self.enabled and self.drawn:
             self._write("\n")
+            self.drawn = False   # closing twice (an interrupted run) ends the line once

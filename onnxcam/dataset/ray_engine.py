@@ -31,7 +31,7 @@ from ..errors import OnnxCamError
 from ..progress import Progress
 from .discover import Item
 from .prefetch import assemble, decode
-from .stream import explain_batch, finish, interrupted, start
+from .stream import explain_batch, finish, keeping_finished, start
 
 
 def require_ray():
@@ -44,12 +44,14 @@ def require_ray():
     return ray
 
 
-def explainer_args(ex, threads: int | None) -> dict:
+def explainer_args(ex, gpus: float) -> dict:
     """What rebuilds `ex` in a worker: the model as given, its resolved preprocessing, labels and
-    target, engine limits; `threads` onnxruntime threads (one per CPU the worker holds)."""
+    target, engine limits. A CPU worker runs one onnxruntime thread (it holds one CPU) on the
+    driver's providers; a GPU worker picks its own (CUDA when usable: the driver may have none)."""
     if not isinstance(ex.given_model, (str, Path)):
         raise OnnxCamError("--engine ray needs the model as a file path (each worker loads it)")
-    return {"model": str(Path(ex.given_model).resolve()), "providers": ex.providers, "preprocess": ex.preprocess,
+    threads, providers = (None, None) if gpus else (1, ex.providers)
+    return {"model": str(Path(ex.given_model).resolve()), "providers": providers, "preprocess": ex.preprocess,
             "score": ex.score, "memory_budget_mb": ex.memory_budget_mb, "max_batch": ex.max_batch,
             "labels": ex.labels, "target": ex.target, "threads": threads}
 
@@ -60,8 +62,8 @@ class ExplainActor:
     def __init__(self, args: dict, methods, layers, target, options):
         from ..explainer import Explainer
 
-        model = args.pop("model")
-        self.ex = Explainer(model, **args)
+        args = dict(args)
+        self.ex = Explainer(args.pop("model"), **args)
         self.methods, self.layers, self.target, self.options = methods, layers, target, options
 
     def __call__(self, batch: dict) -> dict:
@@ -91,7 +93,7 @@ def ray_explain(ex, items: Sequence[Item], methods: Sequence[str], layers, targe
                "notes": list(ex.model.notes), "files": 0, "engine": "ray", "workers": workers}
     started, first = time.monotonic(), None
     bar = Progress(len(todo), "explain (ray)", enabled=progress, every=status_every)
-    try:
+    with keeping_finished(index, bar, len(items)):
         if todo:
             logging.getLogger("ray.data").setLevel(logging.WARNING)   # onnxcam's bar and summary say it
             if not ray.is_initialized():
@@ -102,7 +104,7 @@ def ray_explain(ex, items: Sequence[Item], methods: Sequence[str], layers, targe
             ctx.enable_progress_bars = False              # onnxcam's bar instead
             ds = ray.data.from_items([{"path": str(it.path)} for it in todo],
                                      override_num_blocks=max(1, math.ceil(len(todo) / size)))
-            ds = ds.map_batches(ExplainActor, fn_constructor_args=(explainer_args(ex, None if gpus_per_worker else 1),
+            ds = ds.map_batches(ExplainActor, fn_constructor_args=(explainer_args(ex, gpus_per_worker),
                                                                     list(methods), layers, target, options),
                                 batch_size=size, batch_format="numpy",
                                 compute=ray.data.ActorPoolStrategy(size=workers),
@@ -117,10 +119,4 @@ def ray_explain(ex, items: Sequence[Item], methods: Sequence[str], layers, targe
                     index.add_image(rows)
                 bar.update(len(batch["rows"]))
                 first = first or (time.monotonic(), bar.done)
-        index.flush()
-    except KeyboardInterrupt:
-        bar.close()
-        interrupted(index, len(items))
-        raise
-    bar.close()
     return finish(summary, index, out, started, first, bar.done)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -89,21 +90,16 @@ def stream_explain(ex, items: Sequence[Item], methods: Sequence[str], layers, ta
     inner_progress, ex.progress = ex.progress, False   # one bar for the run, not one per Score-CAM image
     started, first = time.monotonic(), None   # first: (time, images) after the first batch
     try:
-        for batch in batches([it.path for it in todo], ex.preprocess, size, workers, keep_photos=keep_photos):
-            rows = explain_batch(ex, batch, methods, layers, target, options, stems, save, write_files,
-                                 overwrite or resume, summary)
-            for image_rows in rows:
-                index.add_image(image_rows)
-            bar.update(len(batch.items))
-            first = first or (time.monotonic(), bar.done)
-        index.flush()
-    except KeyboardInterrupt:
-        bar.close()
-        interrupted(index, len(items))
-        raise
+        with keeping_finished(index, bar, len(items)):
+            for batch in batches([it.path for it in todo], ex.preprocess, size, workers, keep_photos=keep_photos):
+                rows = explain_batch(ex, batch, methods, layers, target, options, stems, save, write_files,
+                                     overwrite or resume, summary)
+                for image_rows in rows:
+                    index.add_image(image_rows)
+                bar.update(len(batch.items))
+                first = first or (time.monotonic(), bar.done)
     finally:
         ex.progress = inner_progress
-    bar.close()
     return finish(summary, index, out, started, first, bar.done)
 
 
@@ -121,11 +117,21 @@ def finish(summary: dict, index: IndexWriter, out: Path, started: float, first, 
     return summary
 
 
-def interrupted(index: IndexWriter, total: int) -> None:
-    """On Ctrl-C: keep the images finished so far (the batch being explained is redone by --resume)."""
-    index.flush()
-    print(f"\nonnxcam: the index holds {len(index.done) + index.written_images} of {total} images; "
-          "run the same command with --resume to finish", file=sys.stderr)
+@contextmanager
+def keeping_finished(index: IndexWriter, bar: Progress, total: int):
+    """Around a run's loop: at its end the last part is written; on Ctrl-C the images finished so
+    far are (the batch being explained is redone by --resume), and the line says how to go on."""
+    try:
+        yield
+        index.flush()
+    except KeyboardInterrupt:
+        bar.close()
+        index.flush()
+        print(f"onnxcam: the index holds {len(index.done) + index.written_images} of {total} images; "
+              "run the same command with --resume to finish", file=sys.stderr)
+        raise
+    finally:
+        bar.close()
 
 
 def explain_batch(ex, batch: Batch, methods, layers, target, options, stems, save, write_files, overwrite,
