@@ -238,3 +238,12 @@ def test_evaluate_takes_a_list_file(tmp_path, dataset):
                  "--out", str(out)]) == 0
     import json
     assert json.loads((out / "evaluation.json").read_text())["images"] == [str(p) for p in paths]
+
+
+def test_resume_with_other_methods_is_refused(tmp_path, dataset, capsys):
+    out = tmp_path / "out"
+    assert _run(dataset / "c0", "--method", "gradcam", "--save", "none", "--out", out, "--part-size", "4") == 0
+    assert _run(dataset / "c0", "--method", "hirescam", "--save", "none", "--out", out, "--resume") == 2
+    assert "holds a run with other methods" in capsys.readouterr().err
+    assert _run(dataset / "c0", "--method", "gradcam", "--save", "none", "--out", out, "--resume") == 0
+    assert "(15 already in the index)" in capsys.readouterr().out

@@ -31,7 +31,7 @@ from ..errors import OnnxCamError
 from ..progress import Progress
 from .discover import Item
 from .prefetch import assemble, decode
-from .stream import explain_batch, finish, keeping_finished, start
+from .stream import explain_batch, finish, keeping_finished, request_of, start
 
 
 def require_ray():
@@ -86,9 +86,10 @@ def ray_explain(ex, items: Sequence[Item], methods: Sequence[str], layers, targe
     `workers` CPUs. workers: actors in the pool, each with one CPU (or `gpus_per_worker` GPUs)."""
     ray = require_ray()
     out = Path(out)
-    index, todo = start(items, target, out, resume, overwrite, part_images)
+    request = request_of(ex, methods, layers, target, options)
+    index, todo = start(items, request, out, resume, overwrite, part_images)
     size = batch_size or ex.max_batch
-    summary = {"images": len(items), "skipped_done": len(items) - len(todo), "explained": 0, "errors": 0,
+    summary = {"request": request, "images": len(items), "skipped_done": len(items) - len(todo), "explained": 0, "errors": 0,
                "index": str(index.folder), "methods": list(methods), "layers": [],
                "notes": list(ex.model.notes), "files": 0, "engine": "ray", "workers": workers}
     started, first = time.monotonic(), None

@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import OnnxCamError
+from ..files import read_json_object
 from ..output import check_folder, write_json
 from ..progress import Progress
 from .discover import Item
@@ -58,14 +59,30 @@ def check_output_folder(out: Path, resume: bool, overwrite: bool) -> None:
                            "--resume to continue a run there, or --overwrite")
 
 
-def start(items: Sequence[Item], target, out: Path, resume: bool, overwrite: bool, part_images: int
-          ) -> tuple[IndexWriter, list[Item]]:
-    """Checks before a dataset run's first write, its index writer, and the images still to do."""
+def request_of(ex, methods, layers, target, options: dict) -> dict:
+    """What a run asks for; a resumed run must ask for the same, or its index would mix answers."""
     if target is not None and not isinstance(target, (int, np.integer)):
         raise OnnxCamError("--target for a folder, glob or list run takes top1 or one class for every "
                            "image, not one per image")
+    return {"model": ex.source, "methods": list(methods), "layers": layers if isinstance(layers, str) else list(layers),
+            "target": None if target is None else int(target), "options": {m: options.get(m, {}) for m in methods}}
+
+
+def start(items: Sequence[Item], request: dict, out: Path, resume: bool, overwrite: bool, part_images: int
+          ) -> tuple[IndexWriter, list[Item]]:
+    """Checks before a dataset run's first write, its index writer, and the images still to do.
+    OUT/run.json holds the request from the start (and the summary at the end), so --resume with
+    other methods, layers, target or options is refused instead of mixing two runs in one index."""
     check_output_folder(out, resume, overwrite)
     index = IndexWriter(out / FOLDER, part_images, resume, overwrite)
+    record = out / "run.json"
+    if resume and index.done and record.is_file():
+        before = read_json_object(record, "run record").get("request")
+        changed = [k for k in request if k != "model" and before and before.get(k) != request[k]]
+        if changed:
+            raise OnnxCamError(f"{out} holds a run with other {', '.join(changed)} ({', '.join(str(before[k]) for k in changed)}); "
+                               "resume with the same flags, or choose another --out")
+    write_json(record, {"request": request})
     return index, [it for it in items if str(it.path) not in index.done]
 
 
@@ -79,13 +96,14 @@ def stream_explain(ex, items: Sequence[Item], methods: Sequence[str], layers, ta
     writes the per-image files of one batch and returns {(image, result index): [paths]}
     (cli.write_results with the chosen --save). target: None (each image's top-1) or one class."""
     out = Path(out)
-    index, todo = start(items, target, out, resume, overwrite, part_images)
+    request = request_of(ex, methods, layers, target, options)
+    index, todo = start(items, request, out, resume, overwrite, part_images)
     skipped = len(items) - len(todo)
     size = batch_size or ex.max_batch
     keep_photos = bool(save) and write_files is not None
     bar = Progress(len(todo), "explain", enabled=progress, every=status_every)
     stems = {str(it.path): it.stem for it in todo}
-    summary = {"images": len(items), "skipped_done": skipped, "explained": 0, "errors": 0,
+    summary = {"request": request, "images": len(items), "skipped_done": skipped, "explained": 0, "errors": 0,
                "index": str(out / FOLDER), "methods": list(methods), "layers": [], "notes": [], "files": 0}
     inner_progress, ex.progress = ex.progress, False   # one bar for the run, not one per Score-CAM image
     started, first = time.monotonic(), None   # first: (time, images) after the first batch
