@@ -14,10 +14,12 @@ For each method:
   and the method cost without any reading or writing: the ceiling of the streaming rate);
 - plain inference: the model's own forward (onnxruntime, no gradient) at the same batch, images
   decoded in memory: the figure the issue's goal is stated against.
+With --pgc: pytorch-grad-cam's GradCAM on a decoded batch of the same model in torch (the issue's
+goal: at most 1/4 of onnxcam's streaming rate).
 Memory: the streaming process's RSS (VmRSS) sampled every 0.2 s, read at 25/50/75/100 % of the
 images: flat when it does not grow with the count.
 
-    python tests/benchmarks/bench_stream.py [--images 2000] [--naive 200] [--batch 64] [--no-ray]
+    python tests/benchmarks/bench_stream.py [--images 2000] [--naive 200] [--batch 64] [--no-ray] [--pgc]
 """
 from __future__ import annotations
 
@@ -90,6 +92,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--naive", type=int, default=200, help="images for the naive loop and the run with files")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--pgc", action="store_true", help="also time pytorch-grad-cam's GradCAM (needs the test extra)")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray runs (also skipped without the ray extra)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="onnxcam_stream_"))
@@ -116,7 +119,7 @@ def main() -> None:
           "decoded batches | Ray 1 / 2 workers (whole run) | streaming ÷ plain inference | streaming ÷ explain graph "
           "| streaming ÷ naive |")
     print("|---|---|---|---|---|---|---|---|---|")
-    memory = []
+    memory, grad_rate = [], None
     for method in METHODS:
         ex.explain(x, method=method)
         t = time.perf_counter()
@@ -130,11 +133,19 @@ def main() -> None:
         rate, samples = stream_run(folder, tmp / f"out_{method}", method, args.batch, "none", args.images)
         files_rate, _ = stream_run(small, tmp / f"files_{method}", method, args.batch, "overlays,npz", n_naive)
         memory.append((method, rss_at(samples, args.images)))
+        grad_rate = rate if method == "gradcam" else grad_rate
         rays = [stream_run(folder, tmp / f"ray{k}_{method}", method, args.batch, "none", args.images,
                            ("--engine", "ray", "--workers", str(k)))[0] for k in (1, 2)] if ray else []
         shown = " / ".join(f"{r:.1f}/s" for r in rays) if rays else "-"
         print(f"| {method} | {naive:.1f}/s | {rate:.1f}/s | {files_rate:.1f}/s | {graph:.1f}/s | {shown} | "
               f"{rate / plain:.2f} | {rate / graph:.2f} | {rate / naive:.1f} |")
+    if args.pgc:
+        from bench_gradcam import lite0_torch, time_pgc
+        net = lite0_torch()
+        targets = ex.explain(x, method="gradcam").target
+        pgc = len(x) / time_pgc(net, net._bn1, x, targets, 3)   # the head BatchNorm: see bench_gradcam
+        print(f"\npytorch-grad-cam GradCAM on the same decoded batch of {len(x)}, same model (torch, "
+              f"eval): {pgc:.1f} images/s = {pgc / grad_rate:.2f} x onnxcam's streaming Grad-CAM")
     print(f"\nRSS of the streaming process (MB) after 25 / 50 / 75 / 100 % of {args.images} images:")
     for method, row in memory:
         print(f"  {method}: {' / '.join(row)}")
