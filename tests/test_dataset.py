@@ -247,3 +247,25 @@ def test_resume_with_other_methods_is_refused(tmp_path, dataset, capsys):
     assert "holds a run with other methods" in capsys.readouterr().err
     assert _run(dataset / "c0", "--method", "gradcam", "--save", "none", "--out", out, "--resume") == 0
     assert "(15 already in the index)" in capsys.readouterr().out
+
+
+def test_resume_redoes_images_whose_part_was_lost_and_rewrites_their_files(tmp_path, dataset, capsys):
+    """A kill between an image's files and its part: --resume redoes it, replacing its files."""
+    out = tmp_path / "out"
+    flags = ["--method", "gradcam", "--save", "npz", "--out", out, "--part-size", "4", "--max-batch", "4"]
+    assert _run(dataset / "c0", *flags) == 0
+    parts = sorted((out / "index").glob("part-*.parquet"))
+    lost = {r["path"] for r in read_index(out / "index").to_pylist()} - \
+        {r["path"] for p in parts[:-1] for r in read_index_part(p)}
+    parts[-1].unlink()
+    capsys.readouterr()
+    assert _run(dataset / "c0", *flags, "--resume") == 0
+    assert f"explained {len(lost)} of 15 images (12 already in the index)" in capsys.readouterr().out
+    rows = read_index(out / "index").to_pylist()
+    assert sorted(r["path"] for r in rows) == sorted(str(p) for p in sorted((dataset / "c0").glob("*.jpg")))
+    assert len(list(out.glob("*.npz"))) == 15
+
+
+def read_index_part(part: Path) -> list[dict]:
+    _, pq = require_pyarrow()
+    return pq.read_table(part).to_pylist()
