@@ -30,6 +30,7 @@ from .postprocess import COLORMAPS
 from .files import read_json_object
 from .preprocess import load_images
 from .targets.from_args import add_task_flags, explainer_for_task, task_marks
+from .dataset.from_args import add_dataset_flags, explain_dataset, image_paths, streams
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -189,23 +190,28 @@ def top_classes(ex: Explainer, scores: np.ndarray, k: int = 5) -> list[list[dict
 
 
 def write_results(ex: Explainer, results: list[Result], images: list[Path], views, photos, out: Path,
-                  overwrite: bool, style: Style = Style(), montage: bool = False, marks=None) -> list[Path]:
+                  overwrite: bool, style: Style = Style(), montage: bool = False, marks=None,
+                  stems: list[str] | None = None, save=("overlays", "npz"), by_image: dict | None = None) -> list[Path]:
     """Per result: overlays per image and layer, a grid when several layers, guided pixel images,
     one .npz per image; with `montage`, one side-by-side picture per image of every result.
-    marks: None or one annotate.Marks per image (boxes, region outlines). Every target is
-    checked before the first write."""
+    Every target is checked before the first write. marks: None or one annotate.Marks per image
+    (boxes, region outlines). stems: file-name stems per image (a dataset run's, unique and stable
+    across runs; default: the image's stem, numbered when several); save: "overlays" and/or
+    "npz"; by_image, if given, receives {(image, result index): [paths]}."""
     plan = []  # (path, image index, result index, what): a layer, "pixels:<layer>", "grid", "npz", "montage"
+    pictures = "overlays" in save
     for i, img in enumerate(images):
-        stem = f"{i:02d}_{safe_name(img.stem)}" if len(images) > 1 else safe_name(img.stem)
+        stem = stems[i] if stems else f"{i:02d}_{safe_name(img.stem)}" if len(images) > 1 else safe_name(img.stem)
         for r, res in enumerate(results):
-            for layer in res.layers:
+            for layer in res.layers if pictures else ():
                 plan.append((out / f"{stem}_{res.method}_{safe_name(layer)}.png", i, r, layer))
-            for layer in res.pixels:
+            for layer in res.pixels if pictures else ():
                 plan.append((out / f"{stem}_{res.method}_{safe_name(layer)}_pixels.png", i, r, f"pixels:{layer}"))
-            if len(res.layers) > 1:
+            if len(res.layers) > 1 and pictures:
                 plan.append((out / f"{stem}_{res.method}_grid.png", i, r, "grid"))
-            plan.append((out / f"{stem}_{res.method}.npz", i, r, "npz"))
-        if montage:
+            if "npz" in save:
+                plan.append((out / f"{stem}_{res.method}.npz", i, r, "npz"))
+        if montage and pictures:
             plan.append((out / f"{stem}_montage.png", i, -1, "montage"))
     paths = unique_paths([(p, f"{i}:{r}:{what}") for p, i, r, what in plan])
     plan = [(path, i, r, what) for path, (_, i, r, what) in zip(paths, plan)]
@@ -226,6 +232,8 @@ def write_results(ex: Explainer, results: list[Result], images: list[Path], view
             write_png(path, fig.pixels(res, what[7:]))
         else:
             write_png(path, fig.tile(res, what))
+        if by_image is not None:
+            by_image.setdefault((i, r), []).append(path)
     return [p for p, _, _, _ in plan]
 
 
@@ -311,9 +319,21 @@ def cmd_explain(args) -> int:
     ex = explainer_for_task(args, lambda t: _explainer(args.model, args, _spec_overrides(args) or None, t))
     images = [Path(p) for p in args.images]
     target = _parse_target(args.target, ex.labels)
-    images, target, marks = task_marks(args, ex, images, target)   # detect: the chosen detections; boxes
     options = _method_options(args)
     style = Style(args.at, args.colormap, args.alpha, args.shared_scale)
+    if streams(args):   # a folder, glob or list file, or a dataset flag: stream into a Parquet index
+        if args.task == "detect":
+            raise OnnxCamError("--task detect explains chosen detections of single images; a dataset run "
+                               "(folder, glob, list, --save/--resume/--engine) does not choose them yet: "
+                               "name image files")
+        def write(results, items, views, photos, overwrite, save) -> dict:
+            found = {}
+            write_results(ex, results, [it.path for it in items], views, photos, Path(args.out), overwrite, style,
+                          montage=len(results) > 1, stems=[it.stem for it in items], save=save, by_image=found)
+            return found
+        return explain_dataset(args, ex, target, {m: _options_for(m, options, args.method) for m in args.method},
+                               write)
+    images, target, marks = task_marks(args, ex, images, target)   # detect: the chosen detections; boxes
     results, files, tops = run_explain(ex, images, args.method, args.layer, target, Path(args.out),
                                        args.overwrite, options, style, marks)
     if len(results) == 1:   # one method: the summary as it always was
@@ -435,6 +455,7 @@ def cmd_evaluate(args) -> int:
     from .report import render
 
     ex = explainer_for_task(args, lambda t: _explainer(args.model, args, _spec_overrides(args) or None, t))
+    args.images = image_paths(args.images)   # folders, globs and list files expanded
     out = Path(args.out)
     targets = [out / "evaluation.json", out / "report.html"]
     check_targets(targets, args.overwrite)
@@ -481,6 +502,7 @@ def cmd_compare(args) -> int:
     targets = [out / "comparison.json", out / "report.html"]
     check_targets(targets, args.overwrite)
     target = _parse_target(args.target)
+    args.images = image_paths(args.images)   # folders, globs and list files expanded
     engine = dict(score=args.score, memory_budget_mb=args.memory_budget_mb, max_batch=args.max_batch, progress=True)
     # the reference with the task's target (embed: its reference embedding); the candidate explains the same
     reference = explainer_for_task(args, lambda t: Explainer(args.reference, providers=args.providers,
@@ -546,7 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="explain images with one method")
     e.add_argument("model")
-    e.add_argument("images", nargs="+")
+    e.add_argument("images", nargs="+", help="image files, folders (recursive), globs (quoted: 'val/**/*.jpg') "
+                                             "or list files (.txt: one path per line)")
     e.add_argument("--method", default="hirescam", type=_method_names,
                    help="a method, or several separated by commas (then one side-by-side montage per image "
                         f"too): {', '.join(sorted(methods.REGISTRY))}. HiResCAM: one gradient run, faithful to the score")
@@ -558,11 +581,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_style_flags(e)
     _add_labels_flag(e)
     add_task_flags(e)
+    add_dataset_flags(e)
     _reads_images(e, cmd_explain)
 
     v = sub.add_parser("evaluate", help="faithfulness and localization metrics with an HTML report")
     v.add_argument("model")
-    v.add_argument("images", nargs="+")
+    v.add_argument("images", nargs="+", help="image files, folders, globs or list files (.txt)")
     v.add_argument("--methods", default="gradcam,scorecam", help="comma-separated method names")
     v.add_argument("--layers", nargs="+", default=["auto"], help="auto, all, or layer names")
     v.add_argument("--boxes", help="JSON boxes file (see models/photos/boxes.json)")
@@ -581,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "reference's? (exit 1 when either is below its floor)")
     c.add_argument("reference", help="the reference .onnx (e.g. FP32)")
     c.add_argument("candidate", help="the build to check (FP16, INT8, re-export)")
-    c.add_argument("images", nargs="+")
+    c.add_argument("images", nargs="+", help="image files, folders, globs or list files (.txt)")
     c.add_argument("--method", default="gradcam", choices=sorted(methods.REGISTRY))
     c.add_argument("--layers", nargs="+", default=["auto"], help="reference layers: auto, all, or names")
     c.add_argument("--match", nargs="+", metavar="REF=CAND",

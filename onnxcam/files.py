@@ -23,6 +23,7 @@ LIMITS = {
     "json": (4 * MIB, "a preprocessing, sidecar or boxes file is a few KB: check the path"),
     "labels": (4 * MIB, "a label file holds one class name per line: check the path"),
     "image": (256 * MIB, "convert or downscale the image first"),
+    "list": (64 * MIB, "an image list holds one path per line: split it into several lists"),
 }
 # The most pixels an image may have (8192 x 8192), checked on the header before decoding
 # (image_header; formats whose header it cannot read are refused). OpenCV's own limit is left as the

@@ -6,7 +6,9 @@ Written here rather than depending on tqdm: the runtime dependencies stay the fi
 A log file or a CI console cannot redraw a bar, and printing nothing there made a long run
 (`--layer all` with full Score-CAM) look hung for minutes. So off a terminal each update may
 write one plain line, at most one every STATUS_INTERVAL seconds across all bars of the process:
-a fast run prints nothing, a slow one shows it is alive. A bar of long steps (evaluate's metrics)
+a fast run prints nothing, a slow one shows it is alive. A bar given `every` (a dataset run) also writes
+a line each time `every` more items are done, so a log shows the count at a steady pace. A bar of
+long steps (evaluate's metrics)
 also says each step as it begins (`begin`), one line per step off a terminal. Progress never goes
 to stdout (--json).
 """
@@ -28,8 +30,9 @@ def _is_terminal(stream) -> bool:
 
 
 class Progress:
-    def __init__(self, total: int, label: str, enabled: bool = True, stream=None):
+    def __init__(self, total: int, label: str, enabled: bool = True, stream=None, every: int | None = None):
         self.total, self.label, self.done = max(int(total), 0), label, 0
+        self.every = every if every and every > 0 else None
         self.stream = stream or sys.stderr
         self.enabled = enabled and self.total > 0
         self.terminal = _is_terminal(self.stream)
@@ -55,7 +58,8 @@ class Progress:
                 self.drawn = True
             return
         global _last_status
-        if now - (_last_status if _last_status is not None else self.start) >= STATUS_INTERVAL:
+        crossed = self.every is not None and self.done // self.every > (self.done - n) // self.every
+        if crossed or now - (_last_status if _last_status is not None else self.start) >= STATUS_INTERVAL:
             _last_status = now
             self._write(f"onnxcam: {self.label} {self.done}/{self.total} ({rate:.1f}/s, eta {eta:.0f}s)\n")
 
@@ -82,3 +86,4 @@ class Progress:
     def close(self) -> None:
         if self.enabled and self.drawn:
             self._write("\n")
+            self.drawn = False   # closing twice (an interrupted run) ends the line once

@@ -1,0 +1,93 @@
+"""The command line of dataset runs: `explain`'s --save, --resume, --workers, --part-size,
+--status-every, --engine, --address and --worker-gpus flags, the rule for when a run streams, and its printed summary.
+
+Why here and not in cli.py: the CLI module is shared by every command; what a dataset run takes
+and prints is this package's business, and cli.py only calls it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from ..errors import OnnxCamError
+from .discover import expand_inputs, is_dataset
+from .stream import parse_save, stream_explain
+
+
+def add_dataset_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("datasets (a folder, glob or list file streams into OUT/index/*.parquet)")
+    g.add_argument("--save", metavar="WHAT", help="per-image files besides the index: overlays,npz (default), "
+                                                  "overlays, npz or none; giving it streams plain files too")
+    g.add_argument("--resume", action="store_true", help="skip the images OUT/index already holds")
+    g.add_argument("--workers", type=_count, default=2,
+                   help="threads decoding images ahead of the runs; with --engine ray, Explainer actors")
+    g.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="run on this machine, or on Ray Data (pip install \"onnxcam[ray]\"; index only)")
+    g.add_argument("--address", help="--engine ray: the cluster to join (auto, ray://HOST:10001); "
+                                     "default: a local one with --workers CPUs")
+    g.add_argument("--worker-gpus", type=float, default=0, metavar="G",
+                   help="--engine ray: GPUs per actor (default 0: one CPU each)")
+    g.add_argument("--part-size", type=_count, default=256, metavar="IMAGES",
+                   help="images per index part (a killed run loses at most one part)")
+    g.add_argument("--status-every", type=_count, default=1000, metavar="IMAGES",
+                   help="off a terminal, a progress line every this many images (and every ~10 s)")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def streams(args) -> bool:
+    """A run streams when it names a dataset (folder, glob, list file) or asks for --save, --resume
+    or --engine ray."""
+    return is_dataset(args.images) or args.save is not None or args.resume or args.engine != "local"
+
+
+def image_paths(names) -> list[Path]:
+    """evaluate/compare: the image files that names (files, folders, globs, lists) cover."""
+    return [item.path for item in expand_inputs(names)]
+
+
+def explain_dataset(args, ex, target, options: dict, write_files) -> int:
+    ray = args.engine == "ray"
+    save = parse_save(args.save or ("none" if ray else "overlays,npz"))
+    if args.overwrite and args.resume:
+        raise OnnxCamError("--resume continues a run and --overwrite starts it again; give one of them")
+    if ray and save:
+        raise OnnxCamError("--engine ray writes the index only (raw maps in it); pass --save none, or run "
+                           "without --engine ray for overlays and npz files")
+    if (args.address or args.worker_gpus) and not ray:
+        raise OnnxCamError("--address and --worker-gpus are for --engine ray")
+    if not (0 <= args.worker_gpus <= 64 and math.isfinite(args.worker_gpus)):
+        raise OnnxCamError(f"--worker-gpus takes a number of GPUs per actor from 0 to 64, got {args.worker_gpus}")
+    items = expand_inputs(args.images)
+    if ray:
+        from .ray_engine import ray_explain
+        summary = ray_explain(ex, items, args.method, args.layer, target, options, Path(args.out), args.resume,
+                              args.overwrite, args.address, args.workers, args.worker_gpus,
+                              part_images=args.part_size, status_every=args.status_every)
+    else:
+        summary = stream_explain(ex, items, args.method, args.layer, target, options, Path(args.out), save,
+                                 args.resume, args.overwrite, write_files, args.workers, args.part_size,
+                                 args.status_every)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        done = f" ({summary['skipped_done']} already in the index)" if summary["skipped_done"] else ""
+        bad = f"; {summary['errors']} could not be read (the index's error column says why)" \
+            if summary["errors"] else ""
+        rate = summary["images_per_second"]
+        print(f"explained {summary['explained']} of {summary['images']} images{done} with "
+              f"{', '.join(summary['methods'])}" + (f" at {rate:.1f} images/s" if rate else "") + bad)
+        for note in summary["notes"]:
+            print(f"# {note}")
+        print(f"wrote {summary['index']} ({summary['parts']} parts) and {summary['files']} files")
+    return 0
