@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import bundled, methods
+from .methods import attribution
 from .compare import GATES, MAP_FLOOR, TOP1_FLOOR, compare
 from .deploy import EXPORTABLE, export_explainer
 from .errors import OnnxCamError, first_line
@@ -57,14 +58,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"onnxcam: error: {self.prog}: {message}; see {self.prog} --help\n")
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
 
 
 def _finite_float(text: str) -> float:
@@ -149,10 +158,23 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--composite", help="LRP: epsilon-plus-flat (default), epsilon-gamma-box, "
                                        "epsilon-alpha2-beta1, epsilon, zplus")
     p.add_argument("--start", choices=["logit", "onehot", "contrastive"], help="LRP start relevance")
+    p.add_argument("--path-steps", type=_positive_int, help="integrated-gradients: points on the path (default 32)")
+    p.add_argument("--path-rule", choices=list(attribution.RULES),
+                   help="integrated-gradients: quadrature (default gausslegendre)")
+    p.add_argument("--path-baseline", choices=list(attribution.BASELINES),
+                   help="integrated-gradients: where the path starts (default zero)")
+    p.add_argument("--samples", type=_positive_int,
+                   help="smoothgrad, vargrad, gradientshap: noisy samples per image (default 16)")
+    p.add_argument("--noise", type=_finite_float,
+                   help="smoothgrad, vargrad, gradientshap: noise stdev as a fraction of the image's value "
+                        "range (default 0.15)")
+    p.add_argument("--seed", type=_non_negative_int, help="random methods: the seed of their draws (default 0)")
 
 
 def _method_options(args) -> dict:
-    given = {"top_k": args.top_k, "composite": args.composite, "start": args.start}
+    given = {"top_k": args.top_k, "composite": args.composite, "start": args.start, "steps": args.path_steps,
+             "rule": args.path_rule, "baseline": args.path_baseline, "samples": args.samples,
+             "noise": args.noise, "seed": args.seed}
     return {k: v for k, v in given.items() if v is not None}
 
 
