@@ -169,12 +169,20 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
                    help="smoothgrad, vargrad, gradientshap: noise stdev as a fraction of the image's value "
                         "range (default 0.15)")
     p.add_argument("--seed", type=_non_negative_int, help="random methods: the seed of their draws (default 0)")
+    p.add_argument("--occlusion-window", type=_positive_int, metavar="PX",
+                   help="occlusion: the square window's side in input pixels (default 1/8 of the shorter side)")
+    p.add_argument("--occlusion-stride", type=_positive_int, metavar="PX",
+                   help="occlusion: the window's step (default half the window)")
+    p.add_argument("--masks", type=_positive_int, help="rise: random masks per image (default 1000)")
+    p.add_argument("--grid", type=_positive_int, help="rise: cells per side of a mask (default 7)")
+    p.add_argument("--keep", type=_finite_float, help="rise: probability a cell is kept (default 0.5)")
 
 
 def _method_options(args) -> dict:
     given = {"top_k": args.top_k, "composite": args.composite, "start": args.start, "steps": args.path_steps,
              "rule": args.path_rule, "baseline": args.path_baseline, "samples": args.samples,
-             "noise": args.noise, "seed": args.seed}
+             "noise": args.noise, "seed": args.seed, "window": args.occlusion_window,
+             "stride": args.occlusion_stride, "masks": args.masks, "grid": args.grid, "keep": args.keep}
     return {k: v for k, v in given.items() if v is not None}
 
 

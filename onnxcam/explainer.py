@@ -368,8 +368,9 @@ class Explainer:
         return (0.0 - mean) / std, (255.0 * spec.scale - mean) / std
 
     def masked_scores(self, image: np.ndarray, maps: np.ndarray, align_corners: bool,
-                      eps: float) -> np.ndarray:
-        """Scores [M, K] of one image multiplied by each upsampled, min-max normalized map [M,1,h,w]."""
+                      eps: float | None, what: str = "Score-CAM") -> np.ndarray:
+        """Scores [M, K] of one image multiplied by each upsampled, min-max normalized map [M,1,h,w]
+        (eps=None: maps used as given, no min-max)."""
         key = ("masked", align_corners, eps)
         m = self.model
         sess, _ = self.sessions.get(key, lambda: (masked_scores_graph(
@@ -378,10 +379,10 @@ class Explainer:
         image_on_device = sess.to_device(np.ascontiguousarray(image, np.float32))
         maps = np.ascontiguousarray(maps, np.float32)
         out = []
-        bar = Progress(len(maps), "Score-CAM forwards", enabled=self.progress)
+        bar = Progress(len(maps), f"{what} forwards", enabled=self.progress)
         for i in range(0, len(maps), step):
             out.append(self._run(sess, {IMAGE: image_on_device, MAPS: maps[i:i + step]},
-                                 {SCORES: "the scores of the Score-CAM masked images"})[SCORES])
+                                 {SCORES: f"the scores of the {what} masked images"})[SCORES])
             bar.update(min(step, len(maps) - i))
         bar.close()
         return np.concatenate(out) if out else np.zeros((0, m.num_classes), np.float32)

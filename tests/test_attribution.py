@@ -134,10 +134,9 @@ def _check(ours, ref, exact):
         assert np.corrcoef(a.ravel(), b.ravel())[0, 1] >= 0.999
 
 
-def _noise(x, level, samples, rng):
+def _sigma(x, level):
     axes = tuple(range(1, x.ndim))
-    sigma = level * (x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True))
-    return x[:, None] + sigma[:, None] * rng.standard_normal((len(x), samples) + x.shape[1:])
+    return level * (x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True))
 
 
 @pytest.mark.own_process
@@ -145,6 +144,7 @@ def _noise(x, level, samples, rng):
 def test_attributions_equal_captum(arch, exact, export_dir):
     import torch
     from captum.attr import InputXGradient, IntegratedGradients, Saliency
+    from onnxcam.methods.attribution import GRADIENTSHAP_BASELINES, sample_rng
     from onnxcam.methods.attribution import baseline as make_baseline
     from onnxcam.methods.base import Request
     net, ex, x = _torch_pair(arch, export_dir, 64)
@@ -157,7 +157,7 @@ def test_attributions_equal_captum(arch, exact, export_dir):
     ig = IntegratedGradients(net)
     for rule, baseline in [("gausslegendre", "zero"), ("riemann_trapezoid", "blur")]:
         r = ex.explain(x, "integrated-gradients", steps=8, rule=rule, baseline=baseline)
-        base = make_baseline(Request(ex, x, [], None, None, {}), baseline, np.random.default_rng(0))
+        base = make_baseline(Request(ex, x, [], None, None, {}), baseline)
         ref = ig.attribute(xt, torch.from_numpy(base.astype(np.float32)), tt, n_steps=8, method=rule)
         # Captum's riemann_trapezoid spaces its 8 nodes 1/7 apart but weighs them with steps of 1/8
         # (weights summing to 7/8); ours is the trapezoid rule on the same nodes (weights sum to 1,
@@ -167,7 +167,9 @@ def test_attributions_equal_captum(arch, exact, export_dir):
 
     # SmoothGrad / VarGrad: Captum's NoiseTunnel over Saliency, on our draws
     samples, level = 3, DEFAULTS["noise"]
-    noisy = _noise(x.astype(np.float64), level, samples, np.random.default_rng(5))
+    sigma = _sigma(x.astype(np.float64), level)
+    noisy = np.stack([[x[i] + sigma[i] * sample_rng(5, i, s).standard_normal(x.shape[1:]) for s in range(samples)]
+                      for i in range(len(x))])
     sal = Saliency(net)
     grads = np.stack([sal.attribute(torch.from_numpy(noisy[:, s].astype(np.float32)), tt).detach().numpy()
                       for s in range(samples)], axis=1).astype(np.float64)
@@ -176,20 +178,66 @@ def test_attributions_equal_captum(arch, exact, export_dir):
 
     # GradientSHAP: (x̃ − b)·∇S(b + α(x̃ − b)) averaged (Captum's InputBaselineXGradient at one α
     # per sample), baselines {zero, blur}, on our draws; autograd per point since Captum draws α itself
-    rng = np.random.default_rng(6)
     req = Request(ex, x, [], None, None, {})
-    bases = np.stack([make_baseline(req, k, rng) for k in ("zero", "blur")], axis=1)
-    noisy = _noise(x.astype(np.float64), level, samples, rng)
-    pick = rng.integers(0, 2, (len(x), samples))
-    alpha = rng.random((len(x), samples))
+    bases = [make_baseline(req, k) for k in GRADIENTSHAP_BASELINES]
     ref = np.zeros(x.shape)
-    for s in range(samples):
-        b = bases[np.arange(len(x)), pick[:, s]]
-        ibx_out = []
-        for i in range(len(x)):
-            point = torch.from_numpy((b[i] + alpha[i, s] * (noisy[i, s] - b[i]))[None].astype(np.float32))
-            point.requires_grad_()
+    for i in range(len(x)):
+        for s in range(samples):
+            rng = sample_rng(6, i, s)
+            noisy = x[i] + sigma[i] * rng.standard_normal(x.shape[1:])
+            b = bases[rng.integers(len(bases))][i]
+            point = torch.from_numpy((b + rng.random() * (noisy - b))[None].astype(np.float32)).requires_grad_()
             net(point)[0, int(targets[i])].backward()
-            ibx_out.append((noisy[i, s] - b[i]) * point.grad.numpy()[0].astype(np.float64))
-        ref += np.stack(ibx_out) / samples
+            ref[i] += (noisy - b) * point.grad.numpy()[0].astype(np.float64) / samples
     _check(ex.explain(x, "gradientshap", samples=samples, seed=6).pixels["input"], ref, exact)
+
+
+# --- perturbation maps (methods/perturbation.py) ------------------------------------------------
+
+def test_occlusion_windows_cover_every_pixel():
+    from onnxcam.methods.perturbation import window_starts
+    assert window_starts(64, 16, 8) == [0, 8, 16, 24, 32, 40, 48]
+    assert window_starts(10, 4, 4) == [0, 4, 6]      # a last window flush with the edge
+    assert window_starts(5, 5, 3) == [0]
+
+
+def test_occlusion_and_rise_maps_on_the_bundled_model(lite0):
+    photos = photo_paths(2)
+    for method, options in [("occlusion", {"window": 56, "stride": 56}), ("rise", {"masks": 64, "grid": 7})]:
+        r = lite0.explain(photos, method, **options)
+        m = r.maps["input"]
+        assert m.shape == (2, 224, 224) and np.all(np.isfinite(m)) and m.std() > 0, method
+        np.testing.assert_array_equal(r.target, r.logits.argmax(axis=1))
+
+
+@pytest.mark.parametrize("method, options, words", [
+    ("occlusion", {"window": 0}, "option window"), ("occlusion", {"stride": 225}, "1..224"),
+    ("rise", {"keep": 1.0}, "option keep"), ("rise", {"masks": 0}, "option masks"), ("rise", {"grid": 2.5}, "option grid"),
+])
+def test_bad_perturbation_options_are_one_line(lite0, method, options, words):
+    with pytest.raises(OnnxCamError, match=words) as e:
+        lite0.explain(photo_paths(1), method, **options)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.own_process
+def test_occlusion_equals_captum_and_rise_its_definition(export_dir):
+    """Forwards only, so no kink can differ: float32 rounding of the scores is the only
+    difference (1e-4 of the largest attribution, as above)."""
+    import torch
+    from captum.attr import Occlusion
+    from onnxcam.methods.perturbation import rise_masks
+    net, ex, x = _torch_pair("resnet18", export_dir, 64)
+    targets = ex.forward(x)[0].argmax(axis=1)
+    ours = ex.explain(x, "occlusion", window=16, stride=8).raw["input"]
+    ref = Occlusion(net).attribute(torch.from_numpy(x), sliding_window_shapes=(3, 16, 16), strides=(3, 8, 8),
+                                   target=torch.from_numpy(targets)).numpy()
+    np.testing.assert_allclose(ref[:, 0], ref[:, 2])          # one window covers all channels
+    _check(ours, ref[:, 0], exact=True)
+
+    masks = rise_masks(np.random.default_rng(3), 40, 4, 0.5, (64, 64))
+    with torch.no_grad():
+        probs = torch.softmax(net(torch.from_numpy(x[:, None] * masks[None]).reshape(-1, 3, 64, 64)), 1)
+    probs = probs.numpy().reshape(len(x), 40, -1)[np.arange(len(x)), :, targets]
+    ref = np.einsum("nm,mhw->nhw", probs.astype(np.float64), masks[:, 0]) / (40 * 0.5)
+    _check(ex.explain(x, "rise", masks=40, grid=4, seed=3).raw["input"], ref, exact=True)

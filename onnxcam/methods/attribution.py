@@ -11,9 +11,10 @@ Definitions follow Captum (the peer that defines them), so attributions equal Ca
 points: `IntegratedGradients` with its step rules (Gauss–Legendre by default, Riemann left, right,
 middle, trapezoid), `InputXGradient`, `Saliency(abs=True)`, `NoiseTunnel` smoothgrad/vargrad over
 Saliency, and `GradientShap` (noise added to the input, one baseline per sample drawn from the
-baselines given, α ~ U(0, 1); attribution (x̃ − b)·∇S(b + α(x̃ − b)) averaged). Random draws come
-from numpy's PCG64 with `seed` (default 0), so a run is reproducible; noise σ is `noise` times the
-range (max − min) of each image's preprocessed values, as SmoothGrad's paper sets it.
+baselines given, α ~ U(0, 1); attribution (x̃ − b)·∇S(b + α(x̃ − b)) averaged). The draws of image
+i's sample s come from numpy's `default_rng([seed, i, s])` (sample_rng), so a run is reproducible
+and does not depend on how points are batched; noise σ is `noise` times the range (max − min) of
+each image's preprocessed values, as SmoothGrad's paper sets it.
 
 The class explained at every point is the one chosen on the unmodified image (top-1 unless a
 target is given): a path point's own top-1 would explain a different score at each step.
@@ -27,7 +28,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..errors import OnnxCamError, describe
+from ..errors import OnnxCamError
+from . import options as opt
 from .base import Method, Request, register
 
 INPUT = "input"
@@ -37,6 +39,7 @@ DEFAULTS = {"steps": 32, "samples": 16, "noise": 0.15, "seed": 0, "rule": "gauss
 #: Largest number of modified images per gradient call: bounds the float32 gradients held at once
 #: (the engine itself splits each call into batches under the memory budget).
 POINTS_PER_CALL = 32
+GRADIENTSHAP_BASELINES = ("zero", "blur")
 
 
 def path_nodes(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
@@ -52,35 +55,6 @@ def path_nodes(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
         return np.linspace(0.0, 1.0, steps), w
     offset = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}[rule]
     return (np.arange(steps) + offset) / steps, np.full(steps, 1.0 / steps)
-
-
-def _option(req: Request, name: str, check) -> object:
-    value = req.options.get(name, DEFAULTS[name])
-    if not check(value):
-        raise OnnxCamError(f"option {name} got {describe(value)}; {check.__doc__}")
-    return value
-
-
-def _positive_int(v):
-    """give an int >= 1"""
-    return not isinstance(v, bool) and isinstance(v, (int, np.integer)) and 1 <= v <= 4096
-
-
-def _noise_level(v):
-    """give a number in [0, 10] (noise stdev as a fraction of each image's value range)"""
-    return not isinstance(v, bool) and isinstance(v, (int, float, np.floating)) and 0 <= v <= 10
-
-
-def _seed(v):
-    """give an int >= 0"""
-    return not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= 0
-
-
-def _choice(options):
-    def check(v):
-        return isinstance(v, str) and v in options
-    check.__doc__ = f"give one of {', '.join(options)}"
-    return check
 
 
 def _channels_first(arr: np.ndarray, layout: str) -> np.ndarray:
@@ -112,10 +86,28 @@ def _gradients(req: Request, points: np.ndarray, seeds: np.ndarray) -> np.ndarra
     return np.concatenate(out)
 
 
-def baseline(req: Request, kind: str, rng: np.random.Generator) -> np.ndarray:
+def _per_sample(req: Request, seeds: np.ndarray, samples: int, point, reduce) -> None:
+    """For each image i and sample s: the gradient at point(i, s) (model layout) handed to
+    reduce(i, s, grad [C, H, W]). Points are made and sent POINTS_PER_CALL at a time, so memory
+    does not grow with the number of samples."""
+    for i in range(len(req.x)):
+        for start in range(0, samples, POINTS_PER_CALL):
+            chunk = range(start, min(samples, start + POINTS_PER_CALL))
+            grads = _gradients(req, np.stack([point(i, s) for s in chunk]), np.repeat(seeds[i:i + 1], len(chunk), 0))
+            for s, g in zip(chunk, grads):
+                reduce(i, s, g)
+
+
+def sample_rng(seed: int, image: int, sample: int) -> np.random.Generator:
+    """The generator of one image's one sample: draws do not depend on how points are batched."""
+    return np.random.default_rng([seed, image, sample])
+
+
+def baseline(req: Request, kind: str, seed: int = 0) -> np.ndarray:
     """The baseline batch in the model's input space: zero (Captum's default), black (a black photo
     preprocessed), blur (each image blurred with σ = 1/10 of its larger side, Sturmfels et al.'s
-    'blurred' baseline), noise (uniform in each image's value range)."""
+    'blurred' baseline), noise (uniform in each image's value range, image i's drawn from
+    default_rng([seed, i]))."""
     x = req.x.astype(np.float64)
     if kind == "zero":
         return np.zeros_like(x)
@@ -128,7 +120,8 @@ def baseline(req: Request, kind: str, rng: np.random.Generator) -> np.ndarray:
     if kind == "noise":
         lo = x.min(axis=tuple(range(1, x.ndim)), keepdims=True)
         hi = x.max(axis=tuple(range(1, x.ndim)), keepdims=True)
-        return lo + (hi - lo) * rng.random(x.shape)
+        draws = np.stack([np.random.default_rng([seed, i]).random(x.shape[1:]) for i in range(len(x))])
+        return lo + (hi - lo) * draws
     layout = req.explainer.model.layout
     hwc = x if layout == "NHWC" else x.transpose(0, 2, 3, 1)
     sigma = max(hwc.shape[1:3]) / 10
@@ -141,16 +134,20 @@ def _noise_sigma(x: np.ndarray, level: float) -> np.ndarray:
     return level * (x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True))
 
 
-def _noisy_gradients(req: Request) -> np.ndarray:
-    """Gradients at `samples` noisy copies of each image: [N, samples, C, H, W]."""
-    samples = _option(req, "samples", _positive_int)
-    level = _option(req, "noise", _noise_level)
-    rng = np.random.default_rng(_option(req, "seed", _seed))
+def _noisy_gradients(req: Request, reduce) -> int:
+    """reduce(i, s, gradient) at each of `samples` noisy copies x + N(0, σ²) of each image;
+    returns `samples`."""
+    samples = opt.option(req, "samples", DEFAULTS["samples"], opt.count)
+    level = opt.option(req, "noise", DEFAULTS["noise"], opt.noise_level)
+    seed = opt.option(req, "seed", DEFAULTS["seed"], opt.seed)
     seeds = _seeds(req)
     x = req.x.astype(np.float64)
-    noisy = x[:, None] + _noise_sigma(x, level)[:, None] * rng.standard_normal((len(x), samples) + x.shape[1:])
-    grads = _gradients(req, noisy.reshape((-1,) + x.shape[1:]), np.repeat(seeds, samples, axis=0))
-    return grads.reshape((len(x), samples) + grads.shape[1:])
+    sigma = _noise_sigma(x, level)
+
+    def noisy(i, s):
+        return x[i] + sigma[i] * sample_rng(seed, i, s).standard_normal(x.shape[1:])
+    _per_sample(req, seeds, samples, noisy, reduce)
+    return samples
 
 
 def _finish(req: Request, attr: np.ndarray, magnitude: bool) -> dict[str, np.ndarray]:
@@ -169,27 +166,44 @@ def _input_x_gradient(req: Request) -> dict[str, np.ndarray]:
     return _finish(req, _channels_first(req.x.astype(np.float64), layout) * _gradients(req, req.x, seeds), False)
 
 
+def _moments(req: Request) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance over the noisy samples of |∇S| per image (Captum's NoiseTunnel over
+    Saliency(abs=True)), accumulated one sample at a time."""
+    total = sq = None
+
+    def add(i, s, g):
+        nonlocal total, sq
+        if total is None:
+            total, sq = np.zeros((len(req.x),) + g.shape), np.zeros((len(req.x),) + g.shape)
+        total[i] += np.abs(g)
+        sq[i] += g * g
+    samples = _noisy_gradients(req, add)
+    mean = total / samples
+    return mean, np.maximum(sq / samples - mean ** 2, 0.0)
+
+
 def _smoothgrad(req: Request) -> dict[str, np.ndarray]:
-    return _finish(req, np.abs(_noisy_gradients(req)).mean(axis=1), magnitude=True)
+    return _finish(req, _moments(req)[0], magnitude=True)
 
 
 def _vargrad(req: Request) -> dict[str, np.ndarray]:
-    g = np.abs(_noisy_gradients(req))   # Captum's NoiseTunnel vargrad over Saliency(abs=True)
-    return _finish(req, (g ** 2).mean(axis=1) - g.mean(axis=1) ** 2, magnitude=True)
+    return _finish(req, _moments(req)[1], magnitude=True)
 
 
 def _integrated_gradients(req: Request) -> dict[str, np.ndarray]:
-    steps = _option(req, "steps", _positive_int)
-    alphas, weights = path_nodes(steps, _option(req, "rule", _choice(RULES)))
-    rng = np.random.default_rng(_option(req, "seed", _seed))
-    base = baseline(req, _option(req, "baseline", _choice(BASELINES)), rng)
+    steps = opt.option(req, "steps", DEFAULTS["steps"], opt.count)
+    alphas, weights = path_nodes(steps, opt.option(req, "rule", DEFAULTS["rule"], opt.choice(RULES)))
+    seed = opt.option(req, "seed", DEFAULTS["seed"], opt.seed)
+    base = baseline(req, opt.option(req, "baseline", DEFAULTS["baseline"], opt.choice(BASELINES)), seed)
     seeds = _seeds(req)
     x = req.x.astype(np.float64)
-    points = base[:, None] + alphas.reshape((1, -1) + (1,) * (x.ndim - 1)) * (x - base)[:, None]
-    grads = _gradients(req, points.reshape((-1,) + x.shape[1:]), np.repeat(seeds, steps, axis=0))
-    grads = grads.reshape((len(x), steps) + grads.shape[1:])
     layout = req.explainer.model.layout
-    attr = _channels_first(x - base, layout) * np.einsum("s,ns...->n...", weights, grads)
+    summed = np.zeros(_channels_first(x, layout).shape)
+
+    def add(i, s, g):
+        summed[i] += weights[s] * g
+    _per_sample(req, seeds, steps, lambda i, s: base[i] + alphas[s] * (x[i] - base[i]), add)
+    attr = _channels_first(x - base, layout) * summed
     end, _ = req.explainer.forward(base.astype(np.float32))
     delta = ((req.scores.astype(np.float64) - end) * seeds).sum(axis=1)
     total = attr.reshape(len(x), -1).sum(axis=1)
@@ -204,21 +218,29 @@ def _integrated_gradients(req: Request) -> dict[str, np.ndarray]:
 
 
 def _gradient_shap(req: Request) -> dict[str, np.ndarray]:
-    samples = _option(req, "samples", _positive_int)
-    level = _option(req, "noise", _noise_level)
-    rng = np.random.default_rng(_option(req, "seed", _seed))
-    bases = np.stack([baseline(req, kind, rng) for kind in ("zero", "blur")], axis=1)
+    """Per sample: noise ε, baseline b (zero or blur, one picked at random), α ~ U(0, 1) from the
+    sample's generator in that order; attribution (x + ε − b)·∇S(b + α(x + ε − b)), averaged."""
+    samples = opt.option(req, "samples", DEFAULTS["samples"], opt.count)
+    level = opt.option(req, "noise", DEFAULTS["noise"], opt.noise_level)
+    seed = opt.option(req, "seed", DEFAULTS["seed"], opt.seed)
+    bases = [baseline(req, kind) for kind in GRADIENTSHAP_BASELINES]
     seeds = _seeds(req)
     x = req.x.astype(np.float64)
-    noisy = x[:, None] + _noise_sigma(x, level)[:, None] * rng.standard_normal((len(x), samples) + x.shape[1:])
-    pick = rng.integers(0, bases.shape[1], (len(x), samples))
-    b = np.take_along_axis(bases, pick.reshape(pick.shape + (1,) * (x.ndim - 1)), axis=1)
-    alpha = rng.random((len(x), samples)).reshape((len(x), samples) + (1,) * (x.ndim - 1))
-    points = b + alpha * (noisy - b)
-    grads = _gradients(req, points.reshape((-1,) + x.shape[1:]), np.repeat(seeds, samples, axis=0))
+    sigma = _noise_sigma(x, level)
     layout = req.explainer.model.layout
-    diff = _channels_first((noisy - b).reshape((-1,) + x.shape[1:]), layout)
-    attr = (diff * grads).reshape((len(x), samples) + grads.shape[1:]).mean(axis=1)
+    draws = {}
+
+    def point(i, s):
+        rng = sample_rng(seed, i, s)
+        noisy = x[i] + sigma[i] * rng.standard_normal(x.shape[1:])
+        b = bases[rng.integers(len(bases))][i]
+        draws[i, s] = noisy - b
+        return b + rng.random() * (noisy - b)
+    attr = np.zeros(_channels_first(x, layout).shape)
+
+    def add(i, s, g):
+        attr[i] += _channels_first(draws.pop((i, s))[None], layout)[0] * g / samples
+    _per_sample(req, seeds, samples, point, add)
     return _finish(req, attr, magnitude=False)
 
 

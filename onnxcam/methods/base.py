@@ -61,6 +61,17 @@ def get(name: str) -> Method:
     return REGISTRY[name]
 
 
+def scores_and_targets(req: Request) -> tuple[np.ndarray, np.ndarray]:
+    """For own_run methods that perturb the input: the scores of the unmodified images and the
+    class explained per image (the given target, else each image's top-1), stored on req. Every
+    modified image is scored for this class: its own top-1 would explain a different score."""
+    ex = req.explainer
+    scores, _ = ex.forward(req.x)
+    targets = ex.model.check_targets(req.targets, len(req.x))
+    req.scores, req.targets = scores, scores.argmax(axis=1) if targets is None else targets
+    return req.scores, req.targets
+
+
 def weighted_sum(weights: np.ndarray, acts: np.ndarray) -> np.ndarray:
     """Σ_k w[n,k] A[n,k] -> [N, h, w] (float64 accumulation, float32 result)."""
     return np.einsum("nk,nkhw->nhw", weights.astype(np.float64), acts.astype(np.float64)).astype(np.float32)
