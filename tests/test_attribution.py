@@ -241,3 +241,35 @@ def test_occlusion_equals_captum_and_rise_its_definition(export_dir):
     probs = probs.numpy().reshape(len(x), 40, -1)[np.arange(len(x)), :, targets]
     ref = np.einsum("nm,mhw->nhw", probs.astype(np.float64), masks[:, 0]) / (40 * 0.5)
     _check(ex.explain(x, "rise", masks=40, grid=4, seed=3).raw["input"], ref, exact=True)
+
+
+# --- FullGrad (methods/fullgrad.py) -------------------------------------------------------------
+
+def test_fullgrad_on_the_bundled_model(lite0):
+    from onnxcam.methods.fullgrad import bias_layers
+    assert len(bias_layers(lite0.model)) >= 40          # every conv of Lite0 carries a (folded BN) bias
+    r = lite0.explain(photo_paths(2), "fullgrad")
+    m = r.maps["input"]
+    assert m.shape == (2, 224, 224) and np.all(np.isfinite(m)) and m.std() > 0
+    assert np.isclose(m.max(), 1.0, atol=1e-6) and m.min() >= 0
+
+
+@pytest.mark.own_process
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_fullgrad_equals_pytorch_grad_cam(exporter, export_dir):
+    """ResNet-18: pytorch-grad-cam's FullGrad takes its 20 BatchNorm2d biases; the export has them
+    folded into the convs (TorchScript) or intake folds them; ReLU kinks may flip, so Pearson."""
+    import torch
+    from pytorch_grad_cam import FullGrad
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from export_torchvision import build, export
+    _, path = export("resnet18", export_dir / f"fullgrad_{exporter}" / "model.onnx", exporter=exporter, size=64,
+                     seed=0, verify=False, randomize_bn=True)
+    net = build("resnet18", seed=0, randomize_bn=True).eval()
+    ex = onnxcam.Explainer(path)
+    x = onnxcam.load_images(photo_paths(2), ex.preprocess)
+    r = ex.explain(x, "fullgrad")
+    ref = FullGrad(net, [])(torch.from_numpy(x), [ClassifierOutputTarget(int(t)) for t in r.target])
+    assert "20 bias layers" in r.notes[-1]
+    for ours, theirs in zip(r.maps["input"], ref):
+        assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] >= 0.999
