@@ -13,6 +13,8 @@ from .errors import OnnxCamError, describe, first_line
 from .graph.backward import SEED, gradient_graph
 from .graph.expose import SCORES, forward_graph
 from .graph.kinks import output_name as near_kinks_output
+from .graph.ablation import FILL, KEEP, ablation_graph
+from .graph.ablation import IMAGE as ABLATION_IMAGE
 from .graph.masking import IMAGE, MAPS, masked_scores_graph
 from .files import confine, read_json_object
 from .preprocess import PreprocessSpec, find_sidecar, read_labels, spec_from_dict
@@ -371,21 +373,35 @@ class Explainer:
                       eps: float | None, what: str = "Score-CAM") -> np.ndarray:
         """Scores [M, K] of one image multiplied by each upsampled, min-max normalized map [M,1,h,w]
         (eps=None: maps used as given, no min-max)."""
-        key = ("masked", align_corners, eps)
         m = self.model
-        sess, _ = self.sessions.get(key, lambda: (masked_scores_graph(
-            m.proto, m.input_name, m.layout, m.image_shape[1:], m.score_name, align_corners, eps), None))
+        return self.batched_scores(("masked", align_corners, eps), lambda: masked_scores_graph(
+            m.proto, m.input_name, m.layout, m.image_shape[1:], m.score_name, align_corners, eps),
+            {IMAGE: image}, MAPS, maps, what)
+
+    def ablated_scores(self, image: np.ndarray, layer: str, keep: np.ndarray, fill: float) -> np.ndarray:
+        """Scores [M, K] of one image with the layer's channels ablated per row of keep [M, C]
+        (0: the channel takes the value fill) (graph/ablation.py)."""
+        m = self.model
+        info = m.layer(layer)
+        return self.batched_scores(("ablation", layer), lambda: ablation_graph(
+            m.proto, m.input_name, layer, info.layout, m.score_name),
+            {ABLATION_IMAGE: image, FILL: np.array([fill], np.float32)}, KEEP, keep, "AblationCAM")
+
+    def batched_scores(self, key, build, fixed: dict, rows_name: str, rows: np.ndarray, what: str) -> np.ndarray:
+        """Scores [M, K] of a graph (built once per key by build()) fed `fixed` inputs (kept on
+        the device) and rows [M, ...] of `rows_name` in batches under the memory budget."""
+        sess, _ = self.sessions.get(key, lambda: (build(), None))
         step = self._batch(key)
-        image_on_device = sess.to_device(np.ascontiguousarray(image, np.float32))
-        maps = np.ascontiguousarray(maps, np.float32)
+        fixed = {k: sess.to_device(np.ascontiguousarray(v, np.float32)) for k, v in fixed.items()}
+        rows = np.ascontiguousarray(rows, np.float32)
         out = []
-        bar = Progress(len(maps), f"{what} forwards", enabled=self.progress)
-        for i in range(0, len(maps), step):
-            out.append(self._run(sess, {IMAGE: image_on_device, MAPS: maps[i:i + step]},
-                                 {SCORES: f"the scores of the {what} masked images"})[SCORES])
-            bar.update(min(step, len(maps) - i))
+        bar = Progress(len(rows), f"{what} forwards", enabled=self.progress)
+        for i in range(0, len(rows), step):
+            out.append(self._run(sess, fixed | {rows_name: rows[i:i + step]},
+                                 {SCORES: f"the scores of the {what} images"})[SCORES])
+            bar.update(min(step, len(rows) - i))
         bar.close()
-        return np.concatenate(out) if out else np.zeros((0, m.num_classes), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, self.model.num_classes), np.float32)
 
     # ----- the public call
     def explain(self, x: inputs.ImageInput, method: str = "hirescam", layers: Layers = "auto",

@@ -273,3 +273,54 @@ def test_fullgrad_equals_pytorch_grad_cam(exporter, export_dir):
     assert "20 bias layers" in r.notes[-1]
     for ours, theirs in zip(r.maps["input"], ref):
         assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] >= 0.999
+
+
+# --- Ablation-CAM (methods/ablationcam.py, graph/ablation.py) -----------------------------------
+
+def test_ablationcam_weights_are_the_relative_drop_of_the_score(tmp_path):
+    """small_cnn: ablating channel k in the graph equals zeroing it by hand and rerunning the head
+    in numpy (GAP -> Gemm), so each weight is (S - S_k) / S to float32 rounding."""
+    import onnx
+    model = small_cnn(size=16)
+    path = tmp_path / "cnn.onnx"
+    onnx.save(model, path)
+    ex = onnxcam.Explainer(path)
+    x = np.random.default_rng(2).normal(size=(2, 3, 16, 16)).astype(np.float32)
+    r = ex.explain(x, "ablationcam", layers="feat")
+    wf, bf = (onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name in ("wf", "bf"))
+    _, acts = ex.forward(x, ["feat"])
+    pooled = acts["feat"].astype(np.float64).mean(axis=(2, 3))
+    for i, c in enumerate(r.target):
+        s = pooled[i] @ wf[c] + bf[c]
+        ablated = s - pooled[i] * wf[c]            # channel k's contribution removed (fill 0: post-ReLU)
+        np.testing.assert_allclose(r.weights["feat"][i], (s - ablated) / s, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.own_process
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_ablationcam_equals_pytorch_grad_cam(exporter, export_dir):
+    """ResNet-18 layer3 and layer4 (post-ReLU outputs: both ablate to 0, where pytorch-grad-cam's
+    ablation value is exact); forwards only, so float32 rounding is the only difference."""
+    import torch
+    from pytorch_grad_cam import AblationCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from export_torchvision import build, export
+    from test_autograd_parity import match_layer
+    _, path = export("resnet18", export_dir / f"ablation_{exporter}" / "model.onnx", exporter=exporter, size=64,
+                     seed=0, verify=False, randomize_bn=True)
+    net = build("resnet18", seed=0, randomize_bn=True).eval()
+    ex = onnxcam.Explainer(path)
+    x = onnxcam.load_images(photo_paths(1), ex.preprocess)
+    _, acts = ex.forward(x, ex.layers)
+    for module in (net.layer3, net.layer4) if exporter == "torchscript" else (net.layer4,):
+        with torch.no_grad():
+            hooked = {}
+            h = module.register_forward_hook(lambda m, i, o: hooked.__setitem__("a", o))
+            net(torch.from_numpy(x))
+            h.remove()
+        layer = match_layer(ex, acts, hooked["a"].numpy())
+        r = ex.explain(x, "ablationcam", layers=layer.name)
+        cam = AblationCAM(net, [module])
+        ref = cam(torch.from_numpy(x), [ClassifierOutputTarget(int(t)) for t in r.target])
+        for ours, theirs in zip(r.maps[layer.name], ref):
+            assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] >= 0.999

@@ -1,5 +1,5 @@
 """Explanation methods, one small module per family, all registered by name in `REGISTRY`."""
-from . import attribution, cam, eigencam, fullgrad, gradcam, guided, perturbation, relevance, scorecam  # noqa: F401  (registration)
+from . import ablationcam, attribution, cam, eigencam, fullgrad, gradcam, guided, perturbation, relevance, scorecam  # noqa: F401  (registration)
 from .base import REGISTRY, Method, Request, get
 
 __all__ = ["REGISTRY", "Method", "Request", "get"]
