@@ -169,6 +169,12 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
                    help="smoothgrad, vargrad, gradientshap: noise stdev as a fraction of the image's value "
                         "range (default 0.15)")
     p.add_argument("--seed", type=_non_negative_int, help="random methods: the seed of their draws (default 0)")
+    p.add_argument("--eigen-smooth", action="store_true",
+                   help="CAM methods: the first principal component of the weighted activations instead of "
+                        "their sum (pytorch-grad-cam's eigen_smooth)")
+    p.add_argument("--aug-smooth", action="store_true",
+                   help="any method: average the maps of the image flipped or not, scaled by 0.9/1/1.1 "
+                        "(pytorch-grad-cam's aug_smooth; 6 runs)")
     p.add_argument("--occlusion-window", type=_positive_int, metavar="PX",
                    help="occlusion: the square window's side in input pixels (default 1/8 of the shorter side)")
     p.add_argument("--occlusion-stride", type=_positive_int, metavar="PX",
@@ -183,6 +189,7 @@ def _method_options(args) -> dict:
              "rule": args.path_rule, "baseline": args.path_baseline, "samples": args.samples,
              "noise": args.noise, "seed": args.seed, "window": args.occlusion_window,
              "stride": args.occlusion_stride, "masks": args.masks, "grid": args.grid, "keep": args.keep}
+    given |= {"eigen_smooth": args.eigen_smooth or None, "aug_smooth": args.aug_smooth or None}
     return {k: v for k, v in given.items() if v is not None}
 
 

@@ -7,7 +7,7 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
-from . import engine, inputs, intake, methods, postprocess
+from . import engine, inputs, intake, methods, postprocess, smoothing
 from ._runtime import runtime_warning
 from .errors import OnnxCamError, describe, first_line
 from .graph.backward import SEED, gradient_graph
@@ -416,11 +416,16 @@ class Explainer:
         list. target: None (top-1 per image, or the class the Explainer's target object names), an
         int, one int per image, or class weights; an onnxcam.targets object explains with
         ex.with_target(it) (a new graph each call: bind it once for repeated calls).
+        options: the method's own (methods.get(name).options: top_k, eigen_smooth, steps, ...), and
+        for every method aug_smooth=True (onnxcam/smoothing.py: maps averaged over flips and scales).
         """
         if isinstance(target, TargetObject):
             return self.with_target(target).explain(x, method, layers, None, color_order, **options)
         if not isinstance(method, str):
             raise OnnxCamError(f"method must be a method name (str), got {type(method).__name__}")
+        if smoothing.check_flag(options.pop("aug_smooth", False)):
+            batch = self.check_input(inputs.to_batch(x, self.preprocess, color_order)[0])
+            return smoothing.aug_smooth(self, batch, method, layers, target, **options)
         spec = methods.get(method)
         unknown = set(options) - set(spec.options)
         if unknown:

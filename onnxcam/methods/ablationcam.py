@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Method, Request, register, weighted_sum
+from .base import EIGEN_SMOOTH, Method, Request, eigen_smooth, register, weighted_sum
 
 ABLATION_VALUE = 1e7
 
@@ -36,9 +36,10 @@ def _ablationcam(req: Request) -> dict[str, np.ndarray]:
             ablated = ex.ablated_scores(req.x[i:i + 1], layer.name, keep, fill)[:, req.targets[i]]
             weights[i, live] = (original - ablated.astype(np.float64)) / original
         req.weights[layer.name] = weights
-        out[layer.name] = weighted_sum(weights, acts)
+        out[layer.name] = weighted_sum(weights, acts, eigen_smooth(req))
     return out
 
 
 register(Method("ablationcam", "Ablation-CAM", "Desai & Ramaswamy, Ablation-CAM: Visual Explanations "
-                "for Deep Convolutional Network via Gradient-free Localization, WACV 2020", _ablationcam))
+                "for Deep Convolutional Network via Gradient-free Localization, WACV 2020", _ablationcam,
+                options=(EIGEN_SMOOTH,)))

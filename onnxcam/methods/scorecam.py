@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import OnnxCamError
 from ..postprocess import softmax
-from .base import Method, Request, register, weighted_sum
+from .base import EIGEN_SMOOTH, Method, Request, eigen_smooth, register, weighted_sum
 
 
 def plan_channels(acts: np.ndarray, skip_constant: bool, top_k: int | None):
@@ -68,15 +68,15 @@ def _scorecam(req: Request, official: bool) -> dict[str, np.ndarray]:
             else:
                 weights[i, channels] = softmax(scores[:, c])
         req.weights[layer.name] = weights
-        out[layer.name] = weighted_sum(weights, acts)
+        out[layer.name] = weighted_sum(weights, acts, eigen_smooth(req))
     return out
 
 
 SCORECAM = register(Method(
     "scorecam", "Score-CAM (official code)",
     "Wang et al., Score-CAM: Score-Weighted Visual Explanations for CNNs, CVPR-W 2020",
-    lambda req: _scorecam(req, official=True), order="resize_relu_minmax", options=("top_k",)))
+    lambda req: _scorecam(req, official=True), order="resize_relu_minmax", options=("top_k", EIGEN_SMOOTH)))
 SCORECAM_PGC = register(Method(
     "scorecam-pgc", "Score-CAM (pytorch-grad-cam variant)",
     "Wang et al., CVPR-W 2020; weights as in pytorch-grad-cam's ScoreCAM",
-    lambda req: _scorecam(req, official=False), options=("top_k",)))
+    lambda req: _scorecam(req, official=False), options=("top_k", EIGEN_SMOOTH)))
