@@ -17,7 +17,7 @@ import onnx
 from onnx import helper
 
 from .builder import GraphBuilder
-from .expose import SCORES, add_scores, elem_types, prune, set_outputs
+from .expose import elem_types, end_at_scores
 
 IMAGE = "onnxcam/image"
 KEEP = "onnxcam/keep"
@@ -61,14 +61,8 @@ def ablation_graph(proto: onnx.ModelProto, input_name: str, layer: str, layout: 
             g.node.extend(splice.nodes)
     g.initializer.extend(splice.initializers)
 
-    inputs = [i for i in g.input if i.name != input_name]
-    del g.input[:]
-    g.input.extend([helper.make_tensor_value_info(IMAGE, in_type, None),
-                    helper.make_tensor_value_info(KEEP, onnx.TensorProto.FLOAT, ["M", None]),
-                    helper.make_tensor_value_info(FILL, onnx.TensorProto.FLOAT, [1])] + inputs)
-    tail = GraphBuilder(model)
-    add_scores(tail, score_name)
-    tail.append_to(g)
-    set_outputs(model, [SCORES])
-    prune(g)
+    end_at_scores(model, score_name, input_name, [
+        helper.make_tensor_value_info(IMAGE, in_type, None),
+        helper.make_tensor_value_info(KEEP, onnx.TensorProto.FLOAT, ["M", None]),
+        helper.make_tensor_value_info(FILL, onnx.TensorProto.FLOAT, [1])])
     return model

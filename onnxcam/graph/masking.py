@@ -13,7 +13,7 @@ import onnx
 from onnx import helper
 
 from .builder import GraphBuilder
-from .expose import SCORES, add_scores, prune, set_outputs
+from .expose import end_at_scores
 
 IMAGE = "onnxcam/image"
 MAPS = "onnxcam/maps"
@@ -39,14 +39,7 @@ def masked_scores_graph(proto: onnx.ModelProto, input_name: str, layout: str,
         mask = b.op("Cast", [mask], hint="mask_cast", to=in_type)
     b.op("Mul", [IMAGE, mask], outputs=[input_name])
     b.prepend_to(g)
-    inputs = [i for i in g.input if i.name != input_name]
-    del g.input[:]
-    g.input.extend([helper.make_tensor_value_info(IMAGE, in_type, None),
-                    helper.make_tensor_value_info(MAPS, onnx.TensorProto.FLOAT, ["M", 1, None, None])]
-                   + inputs)
-    tail = GraphBuilder(model)
-    add_scores(tail, score_name)
-    tail.append_to(g)
-    set_outputs(model, [SCORES])
-    prune(g)
+    end_at_scores(model, score_name, input_name, [
+        helper.make_tensor_value_info(IMAGE, in_type, None),
+        helper.make_tensor_value_info(MAPS, onnx.TensorProto.FLOAT, ["M", 1, None, None])])
     return model

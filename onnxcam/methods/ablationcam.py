@@ -15,29 +15,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import EIGEN_SMOOTH, Method, Request, eigen_smooth, register, weighted_sum
+from .base import EIGEN_SMOOTH, Method, Request, channel_weighted, register
 
 ABLATION_VALUE = 1e7
 
 
 def _ablationcam(req: Request) -> dict[str, np.ndarray]:
-    ex = req.explainer
-    out = {}
-    for layer in req.layers:
-        acts = req.activations[layer.name]
-        weights = np.zeros(acts.shape[:2], np.float64)
-        for i, a in enumerate(acts):
-            low = float(a.min())
-            fill = 0.0 if low == 0 else low - ABLATION_VALUE
-            live = np.flatnonzero(np.abs(a - fill).reshape(len(a), -1).max(axis=1) > 0)
-            keep = np.ones((live.size, len(a)), np.float32)
-            keep[np.arange(live.size), live] = 0.0
-            original = float(req.scores[i, req.targets[i]])
-            ablated = ex.ablated_scores(req.x[i:i + 1], layer.name, keep, fill)[:, req.targets[i]]
-            weights[i, live] = (original - ablated.astype(np.float64)) / original
-        req.weights[layer.name] = weights
-        out[layer.name] = weighted_sum(weights, acts, eigen_smooth(req))
-    return out
+    def weigh(layer, i, a):
+        low = float(a.min())
+        fill = 0.0 if low == 0 else low - ABLATION_VALUE
+        live = np.flatnonzero(np.abs(a - fill).reshape(len(a), -1).max(axis=1) > 0)
+        keep = np.ones((live.size, len(a)), np.float32)
+        keep[np.arange(live.size), live] = 0.0
+        original = float(req.scores[i, req.targets[i]])
+        ablated = req.explainer.ablated_scores(req.x[i:i + 1], layer.name, keep, fill)[:, req.targets[i]]
+        weights = np.zeros(len(a))
+        weights[live] = (original - ablated.astype(np.float64)) / original
+        return weights
+    return channel_weighted(req, weigh)
 
 
 register(Method("ablationcam", "Ablation-CAM", "Desai & Ramaswamy, Ablation-CAM: Visual Explanations "

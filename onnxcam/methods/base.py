@@ -115,3 +115,17 @@ def weighted_sum(weights: np.ndarray, acts: np.ndarray, smooth: bool = False) ->
     if smooth:
         return channel_sum(weights.astype(np.float64)[:, :, None, None] * acts.astype(np.float64), True)
     return np.einsum("nk,nkhw->nhw", weights.astype(np.float64), acts.astype(np.float64)).astype(np.float32)
+
+
+def channel_weighted(req: Request, weigh) -> dict[str, np.ndarray]:
+    """Raw maps of a CAM method that weighs each image's channels with runs of its own (Score-CAM,
+    Ablation-CAM): weigh(layer, i, a) gives image i's weights [C] from its activations a [C, h, w];
+    the map is Σ_k w_k A_k (or its eigen_smooth principal component); weights are kept on req."""
+    smooth = eigen_smooth(req)
+    out = {}
+    for layer in req.layers:
+        acts = req.activations[layer.name]
+        weights = np.stack([weigh(layer, i, a) for i, a in enumerate(acts)]).astype(np.float64)
+        req.weights[layer.name] = weights
+        out[layer.name] = weighted_sum(weights, acts, smooth)
+    return out

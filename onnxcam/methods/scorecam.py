@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import OnnxCamError
 from ..postprocess import softmax
-from .base import EIGEN_SMOOTH, Method, Request, eigen_smooth, register, weighted_sum
+from .base import EIGEN_SMOOTH, Method, Request, channel_weighted, register
 
 
 def plan_channels(acts: np.ndarray, skip_constant: bool, top_k: int | None):
@@ -51,25 +51,19 @@ def _scorecam(req: Request, official: bool) -> dict[str, np.ndarray]:
         raise OnnxCamError(f"top_k (--top-k) is the number of channels Score-CAM keeps: a whole number "
                            f">= 1, got {top_k!r}")
     ex = req.explainer
-    out = {}
-    for layer in req.layers:
-        acts = req.activations[layer.name]
-        weights = np.zeros(acts.shape[:2], np.float64)
-        for i, a in enumerate(acts):
-            channels, unique_rows, inverse = plan_channels(a, skip_constant=official, top_k=top_k)
-            if channels.size == 0:
-                continue
-            maps = a[channels[unique_rows]][:, None]
-            scores = ex.masked_scores(req.x[i:i + 1], maps, align_corners=not official,
-                                      eps=0.0 if official else 1e-8)[inverse]
-            c = req.targets[i]
-            if official:
-                weights[i, channels] = softmax(scores)[:, c]
-            else:
-                weights[i, channels] = softmax(scores[:, c])
-        req.weights[layer.name] = weights
-        out[layer.name] = weighted_sum(weights, acts, eigen_smooth(req))
-    return out
+
+    def weigh(layer, i, a):
+        weights = np.zeros(len(a))
+        channels, unique_rows, inverse = plan_channels(a, skip_constant=official, top_k=top_k)
+        if channels.size == 0:
+            return weights
+        maps = a[channels[unique_rows]][:, None]
+        scores = ex.masked_scores(req.x[i:i + 1], maps, align_corners=not official,
+                                  eps=0.0 if official else 1e-8)[inverse]
+        c = req.targets[i]
+        weights[channels] = softmax(scores)[:, c] if official else softmax(scores[:, c])
+        return weights
+    return channel_weighted(req, weigh)
 
 
 SCORECAM = register(Method(
