@@ -164,7 +164,8 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--path-baseline", choices=list(attribution.BASELINES),
                    help="integrated-gradients: where the path starts (default zero)")
     p.add_argument("--samples", type=_positive_int,
-                   help="smoothgrad, vargrad, gradientshap: noisy samples per image (default 16)")
+                   help="smoothgrad, vargrad, gradientshap: noisy samples per image (default 16); sscam, iscam: "
+                        "runs per channel (default 35, 10)")
     p.add_argument("--noise", type=_finite_float,
                    help="smoothgrad, vargrad, gradientshap: noise stdev as a fraction of the image's value "
                         "range (default 0.15)")
@@ -175,6 +176,7 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aug-smooth", action="store_true",
                    help="any method: average the maps of the image flipped or not, scaled by 0.9/1/1.1 "
                         "(pytorch-grad-cam's aug_smooth; 6 runs)")
+    p.add_argument("--noise-std", type=_finite_float, help="sscam: stdev of the noise added to each mask (default 2.0)")
     p.add_argument("--occlusion-window", type=_positive_int, metavar="PX",
                    help="occlusion: the square window's side in input pixels (default 1/8 of the shorter side)")
     p.add_argument("--occlusion-stride", type=_positive_int, metavar="PX",
@@ -187,7 +189,7 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
 def _method_options(args) -> dict:
     given = {"top_k": args.top_k, "composite": args.composite, "start": args.start, "steps": args.path_steps,
              "rule": args.path_rule, "baseline": args.path_baseline, "samples": args.samples,
-             "noise": args.noise, "seed": args.seed, "window": args.occlusion_window,
+             "noise": args.noise, "noise_std": args.noise_std, "seed": args.seed, "window": args.occlusion_window,
              "stride": args.occlusion_stride, "masks": args.masks, "grid": args.grid, "keep": args.keep}
     given |= {"eigen_smooth": args.eigen_smooth or None, "aug_smooth": args.aug_smooth or None}
     return {k: v for k, v in given.items() if v is not None}

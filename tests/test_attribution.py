@@ -324,3 +324,41 @@ def test_ablationcam_equals_pytorch_grad_cam(exporter, export_dir):
         ref = cam(torch.from_numpy(x), [ClassifierOutputTarget(int(t)) for t in r.target])
         for ours, theirs in zip(r.maps[layer.name], ref):
             assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] >= 0.999
+
+
+# --- SS-CAM and IS-CAM (methods/scorecam_smoothed.py) -------------------------------------------
+
+@pytest.mark.own_process
+def test_sscam_and_iscam_equal_torchcam(export_dir):
+    """ResNet-18 layer4 at 64 px (2x2 maps, 512 channels), TorchCAM's SSCAM fed our noise draws
+    (its sampler replaced) and its ISCAM; forwards only, so float32 rounding of the scores, then a
+    softmax over 512 channels and a weighted sum: Pearson of the raw maps >= 0.999."""
+    import torch
+    from torchcam.methods import ISCAM, SSCAM
+    from export_torchvision import build, export
+    _, path = export("resnet18", export_dir / "smoothed_resnet18" / "model.onnx", size=64, seed=0, verify=False,
+                     randomize_bn=True)
+    net = build("resnet18", seed=0, randomize_bn=True).eval()
+    ex = onnxcam.Explainer(path)
+    x = onnxcam.load_images(photo_paths(1), ex.preprocess)
+    layer = max((l for l in ex.layers if l.name.startswith("/layer4/")), key=lambda l: l.depth).name
+    target = int(ex.forward(x)[0].argmax())
+    samples = 2
+    ours = ex.explain(x, "sscam", layers=layer, samples=samples, seed=4)
+    cam = SSCAM(net, "layer4", num_samples=samples, input_shape=(3, 64, 64))
+    draws = iter([torch.from_numpy(np.stack([np.stack([np.random.default_rng([4, 0, s, k]).standard_normal(
+        (64, 64), np.float32) for k in range(512)])]) * np.float32(2.0)) for s in range(samples)])
+    cam._distrib.sample = lambda size: next(draws)
+    with torch.no_grad():
+        net(torch.from_numpy(x))
+    theirs = cam(class_idx=target, normalized=False)[0].numpy()
+    cam.remove_hooks()
+    assert np.corrcoef(np.maximum(ours.raw[layer][0], 0).ravel(), theirs[0].ravel())[0, 1] >= 0.999
+
+    ours = ex.explain(x, "iscam", layers=layer, samples=3)
+    cam = ISCAM(net, "layer4", num_samples=3, input_shape=(3, 64, 64))
+    with torch.no_grad():
+        net(torch.from_numpy(x))
+    theirs = cam(class_idx=target, normalized=False)[0].numpy()
+    cam.remove_hooks()
+    assert np.corrcoef(np.maximum(ours.raw[layer][0], 0).ravel(), theirs[0].ravel())[0, 1] >= 0.999
