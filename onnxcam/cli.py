@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import bundled, fusion, methods
+from .methods import attribution
 from .compare import GATES, MAP_FLOOR, TOP1_FLOOR, compare
 from .deploy import EXPORTABLE, export_explainer
 from .errors import OnnxCamError, first_line
@@ -58,14 +59,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"onnxcam: error: {self.prog}: {message}; see {self.prog} --help\n")
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
 
 
 def _finite_float(text: str) -> float:
@@ -150,11 +159,41 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--composite", help="LRP: epsilon-plus-flat (default), epsilon-gamma-box, "
                                        "epsilon-alpha2-beta1, epsilon, zplus")
     p.add_argument("--start", choices=["logit", "onehot", "contrastive"], help="LRP start relevance")
+    p.add_argument("--path-steps", type=_positive_int, help="integrated-gradients: points on the path (default 32)")
+    p.add_argument("--path-rule", choices=list(attribution.RULES),
+                   help="integrated-gradients: quadrature (default gausslegendre)")
+    p.add_argument("--path-baseline", choices=list(attribution.BASELINES),
+                   help="integrated-gradients: where the path starts (default zero)")
+    p.add_argument("--samples", type=_positive_int,
+                   help="smoothgrad, vargrad, gradientshap: noisy samples per image (default 16); sscam, iscam: "
+                        "runs per channel (default 35, 10)")
+    p.add_argument("--noise", type=_finite_float,
+                   help="smoothgrad, vargrad, gradientshap: noise stdev as a fraction of the image's value "
+                        "range (default 0.15)")
+    p.add_argument("--seed", type=_non_negative_int, help="random methods: the seed of their draws (default 0)")
+    p.add_argument("--eigen-smooth", action="store_true",
+                   help="CAM methods: the first principal component of the weighted activations instead of "
+                        "their sum (pytorch-grad-cam's eigen_smooth)")
+    p.add_argument("--aug-smooth", action="store_true",
+                   help="any method: average the maps of the image flipped or not, scaled by 0.9/1/1.1 "
+                        "(pytorch-grad-cam's aug_smooth; 6 runs)")
+    p.add_argument("--noise-std", type=_finite_float, help="sscam: stdev of the noise added to each mask (default 2.0)")
+    p.add_argument("--occlusion-window", type=_positive_int, metavar="PX",
+                   help="occlusion: the square window's side in input pixels (default 1/8 of the shorter side)")
+    p.add_argument("--occlusion-stride", type=_positive_int, metavar="PX",
+                   help="occlusion: the window's step (default half the window)")
+    p.add_argument("--masks", type=_positive_int, help="rise: random masks per image (default 1000)")
+    p.add_argument("--grid", type=_positive_int, help="rise: cells per side of a mask (default 7)")
+    p.add_argument("--keep", type=_finite_float, help="rise: probability a cell is kept (default 0.5)")
 
 
 def _method_options(args) -> dict:
     given = {"top_k": args.top_k, "composite": args.composite, "start": args.start,
-             "fuse": getattr(args, "fuse", None)}
+             "fuse": getattr(args, "fuse", None), "steps": args.path_steps,
+             "rule": args.path_rule, "baseline": args.path_baseline, "samples": args.samples,
+             "noise": args.noise, "noise_std": args.noise_std, "seed": args.seed, "window": args.occlusion_window,
+             "stride": args.occlusion_stride, "masks": args.masks, "grid": args.grid, "keep": args.keep}
+    given |= {"eigen_smooth": args.eigen_smooth or None, "aug_smooth": args.aug_smooth or None}
     return {k: v for k, v in given.items() if v is not None}
 
 

@@ -7,12 +7,14 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
-from . import engine, fusion, inputs, intake, methods, postprocess
+from . import engine, fusion, inputs, intake, methods, postprocess, smoothing
 from ._runtime import runtime_warning
 from .errors import OnnxCamError, describe, first_line
 from .graph.backward import SEED, gradient_graph
 from .graph.expose import SCORES, forward_graph
 from .graph.kinks import output_name as near_kinks_output
+from .graph.ablation import FILL, KEEP, ablation_graph
+from .graph.ablation import IMAGE as ABLATION_IMAGE
 from .graph.masking import IMAGE, MAPS, masked_scores_graph
 from .files import confine, read_json_object
 from .preprocess import PreprocessSpec, find_sidecar, read_labels, spec_from_dict
@@ -374,23 +376,38 @@ class Explainer:
         return (0.0 - mean) / std, (255.0 * spec.scale - mean) / std
 
     def masked_scores(self, image: np.ndarray, maps: np.ndarray, align_corners: bool,
-                      eps: float) -> np.ndarray:
-        """Scores [M, K] of one image multiplied by each upsampled, min-max normalized map [M,1,h,w]."""
-        key = ("masked", align_corners, eps)
+                      eps: float | None, what: str = "Score-CAM") -> np.ndarray:
+        """Scores [M, K] of one image multiplied by each upsampled, min-max normalized map [M,1,h,w]
+        (eps=None: maps used as given, no min-max)."""
         m = self.model
-        sess, _ = self.sessions.get(key, lambda: (masked_scores_graph(
-            m.proto, m.input_name, m.layout, m.image_shape[1:], m.score_name, align_corners, eps), None))
+        return self.batched_scores(("masked", align_corners, eps), lambda: masked_scores_graph(
+            m.proto, m.input_name, m.layout, m.image_shape[1:], m.score_name, align_corners, eps),
+            {IMAGE: image}, MAPS, maps, what)
+
+    def ablated_scores(self, image: np.ndarray, layer: str, keep: np.ndarray, fill: float) -> np.ndarray:
+        """Scores [M, K] of one image with the layer's channels ablated per row of keep [M, C]
+        (0: the channel takes the value fill) (graph/ablation.py)."""
+        m = self.model
+        info = m.layer(layer)
+        return self.batched_scores(("ablation", layer), lambda: ablation_graph(
+            m.proto, m.input_name, layer, info.layout, m.score_name),
+            {ABLATION_IMAGE: image, FILL: np.array([fill], np.float32)}, KEEP, keep, "AblationCAM")
+
+    def batched_scores(self, key, build, fixed: dict, rows_name: str, rows: np.ndarray, what: str) -> np.ndarray:
+        """Scores [M, K] of a graph (built once per key by build()) fed `fixed` inputs (kept on
+        the device) and rows [M, ...] of `rows_name` in batches under the memory budget."""
+        sess, _ = self.sessions.get(key, lambda: (build(), None))
         step = self._batch(key)
-        image_on_device = sess.to_device(np.ascontiguousarray(image, np.float32))
-        maps = np.ascontiguousarray(maps, np.float32)
+        fixed = {k: sess.to_device(np.ascontiguousarray(v, np.float32)) for k, v in fixed.items()}
+        rows = np.ascontiguousarray(rows, np.float32)
         out = []
-        bar = Progress(len(maps), "Score-CAM forwards", enabled=self.progress)
-        for i in range(0, len(maps), step):
-            out.append(self._run(sess, {IMAGE: image_on_device, MAPS: maps[i:i + step]},
-                                 {SCORES: "the scores of the Score-CAM masked images"})[SCORES])
-            bar.update(min(step, len(maps) - i))
+        bar = Progress(len(rows), f"{what} forwards", enabled=self.progress)
+        for i in range(0, len(rows), step):
+            out.append(self._run(sess, fixed | {rows_name: rows[i:i + step]},
+                                 {SCORES: f"the scores of the {what} images"})[SCORES])
+            bar.update(min(step, len(rows) - i))
         bar.close()
-        return np.concatenate(out) if out else np.zeros((0, m.num_classes), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, self.model.num_classes), np.float32)
 
     # ----- the public call
     def explain(self, x: inputs.ImageInput, method: str = "hirescam", layers: Layers = "auto",
@@ -407,11 +424,16 @@ class Explainer:
         int, one int per image, or class weights; an onnxcam.targets object explains with
         ex.with_target(it) (a new graph each call: bind it once for repeated calls). fuse: with
         several layers, True / "mean" or "max" adds the map "fused" of them all (onnxcam.fusion).
+        options: the method's own (methods.get(name).options: top_k, eigen_smooth, steps, ...), and
+        for every method aug_smooth=True (onnxcam/smoothing.py: maps averaged over flips and scales).
         """
         if isinstance(target, TargetObject):
             return self.with_target(target).explain(x, method, layers, None, color_order, fuse, **options)
         if not isinstance(method, str):
             raise OnnxCamError(f"method must be a method name (str), got {type(method).__name__}")
+        if smoothing.check_flag(options.pop("aug_smooth", False)):
+            batch = self.check_input(inputs.to_batch(x, self.preprocess, color_order)[0])
+            return smoothing.aug_smooth(self, batch, method, layers, target, fuse=fuse, **options)
         spec = methods.get(method)
         unknown = set(options) - set(spec.options)
         if unknown:

@@ -69,3 +69,18 @@ def forward_graph(proto: onnx.ModelProto, score_name: str,
     set_outputs(model, [SCORES] + list(dict.fromkeys(carried.values())))
     prune(model.graph)
     return model, carried
+
+
+def end_at_scores(model: onnx.ModelProto, score_name: str, replaced_input: str, new_inputs: list) -> None:
+    """Finish a batched-scores graph (Score-CAM's masks, Ablation-CAM's ablations): the image
+    input `replaced_input`, now computed by prepended nodes, gives way to `new_inputs`
+    (ValueInfos), the explained score becomes the only output, unused nodes go."""
+    g = model.graph
+    rest = [i for i in g.input if i.name != replaced_input]
+    del g.input[:]
+    g.input.extend(list(new_inputs) + rest)
+    tail = GraphBuilder(model)
+    add_scores(tail, score_name)
+    tail.append_to(g)
+    set_outputs(model, [SCORES])
+    prune(g)

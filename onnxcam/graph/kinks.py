@@ -30,6 +30,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .builder import GraphBuilder
+from .constants import constant_protos
 
 ULPS = 64
 GATES = ("Relu", "LeakyRelu", "PRelu", "Clip", "HardSigmoid", "HardSwish")
@@ -78,9 +79,7 @@ def append_near_kinks(model: onnx.ModelProto, per_layer: dict[str, list[onnx.Nod
     several layers is counted once and reused.
     """
     b = GraphBuilder(model)
-    consts = {t.name: t for t in model.graph.initializer}
-    consts.update({n.output[0]: n.attribute[0].t for n in model.graph.node
-                   if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    consts = constant_protos(model)
     counted: dict[str, str | None] = {}
     out = {}
     for layer, nodes in per_layer.items():

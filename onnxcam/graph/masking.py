@@ -1,8 +1,9 @@
 """Score-CAM's masked batch, built inside the ONNX graph.
 
 Inputs: one image [1,C,H,W] (or [1,H,W,C]) and M feature maps [M,1,h,w]. The graph upsamples the
-maps to the input size, min-max normalizes each, multiplies the image by each mask and runs the
-model on the [M,...] batch, returning the scores [M,K]. Masks never leave the device.
+maps to the input size, min-max normalizes each (Score-CAM; eps=None: the masks are used as given,
+for perturbation methods whose masks are already in [0, 1]), multiplies the image by each mask and
+runs the model on the [M,...] batch, returning the scores [M,K]. Masks never leave the device.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import onnx
 from onnx import helper
 
 from .builder import GraphBuilder
-from .expose import SCORES, add_scores, prune, set_outputs
+from .expose import end_at_scores
 
 IMAGE = "onnxcam/image"
 MAPS = "onnxcam/maps"
@@ -20,29 +21,25 @@ MAPS = "onnxcam/maps"
 
 def masked_scores_graph(proto: onnx.ModelProto, input_name: str, layout: str,
                         image_hw: tuple[int, int], score_name: str, align_corners: bool,
-                        eps: float) -> onnx.ModelProto:
+                        eps: float | None) -> onnx.ModelProto:
     """The Score-CAM graph. align_corners picks the upsampling grid (False = half-pixel, as
-    F.interpolate(align_corners=False) and cv2.resize); eps is added to (max - min)."""
+    F.interpolate(align_corners=False) and cv2.resize); eps is added to (max - min); None: no
+    min-max (masks at the input size are then used exactly as given)."""
     model = copy.deepcopy(proto)
     g = model.graph
     original = next(i for i in g.input if i.name == input_name)
     in_type = original.type.tensor_type.elem_type
     b = GraphBuilder(model)
-    mask = b.minmax(b.resize_to(MAPS, image_hw, align_corners, hint="up"), eps, hint="mask")
+    mask = b.resize_to(MAPS, image_hw, align_corners, hint="up")
+    if eps is not None:
+        mask = b.minmax(mask, eps, hint="mask")
     if layout == "NHWC":
         mask = b.op("Transpose", [mask], hint="mask_nhwc", perm=[0, 2, 3, 1])
     if in_type != onnx.TensorProto.FLOAT:
         mask = b.op("Cast", [mask], hint="mask_cast", to=in_type)
     b.op("Mul", [IMAGE, mask], outputs=[input_name])
     b.prepend_to(g)
-    inputs = [i for i in g.input if i.name != input_name]
-    del g.input[:]
-    g.input.extend([helper.make_tensor_value_info(IMAGE, in_type, None),
-                    helper.make_tensor_value_info(MAPS, onnx.TensorProto.FLOAT, ["M", 1, None, None])]
-                   + inputs)
-    tail = GraphBuilder(model)
-    add_scores(tail, score_name)
-    tail.append_to(g)
-    set_outputs(model, [SCORES])
-    prune(g)
+    end_at_scores(model, score_name, input_name, [
+        helper.make_tensor_value_info(IMAGE, in_type, None),
+        helper.make_tensor_value_info(MAPS, onnx.TensorProto.FLOAT, ["M", 1, None, None])])
     return model

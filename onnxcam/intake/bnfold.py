@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from ..graph.constants import ConstantValues
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class ConvBias:
 def record_bn_folds(proto: onnx.ModelProto) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{BN output name: (scale s, shift t)} for every BatchNormalization that directly follows a
     Conv it alone consumes (the pairs onnxruntime fuses). Read before canonicalization."""
-    values = _constants(proto)
+    values = ConstantValues(proto)
     producers = {o: n for n in proto.graph.node for o in n.output}
     uses: dict[str, int] = {}
     for node in proto.graph.node:
@@ -62,7 +62,7 @@ def record_bn_folds(proto: onnx.ModelProto) -> dict[str, tuple[np.ndarray, np.nd
 
 def conv_biases(proto: onnx.ModelProto, folds: dict) -> dict[str, ConvBias]:
     """{conv output name: ConvBias} for the canonical graph (see the module docstring)."""
-    values = _constants(proto)
+    values = ConstantValues(proto)
     out = {}
     for node in proto.graph.node:
         if node.op_type != "Conv":
@@ -95,24 +95,3 @@ def _exporter_folded(bias_name: str, weight_name: str) -> bool:
     """A bias the exporter created while folding BN: TorchScript's `onnx::Conv_N` constants, the
     dynamo optimizer's `<weight>_bias`."""
     return bias_name.startswith("onnx::") or bias_name == f"{weight_name}_bias"
-
-
-def _constants(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
-    values = {t.name: t for t in proto.graph.initializer}
-    for node in proto.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            values[node.output[0]] = node.attribute[0].t
-    return _Lazy(values)
-
-
-class _Lazy(dict):
-    """Tensors converted to numpy only when read (most initializers are never asked for)."""
-
-    def get(self, key, default=None):
-        t = super().get(key)
-        if t is None:
-            return default
-        try:
-            return numpy_helper.to_array(t)
-        except Exception:  # external data not loaded, odd types: not a constant we can read
-            return default

@@ -6,7 +6,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..errors import OnnxCamError
-from .base import Method, Request, register, weighted_sum
+from .base import EIGEN_SMOOTH, Method, Request, eigen_smooth, register, weighted_sum
 
 _PASS = {"Flatten", "Reshape", "Squeeze", "Identity", "Dropout"}
 _GAP = {"GlobalAveragePool"}
@@ -111,9 +111,9 @@ def _compute(req: Request) -> dict[str, np.ndarray]:
             raise OnnxCamError(f"CAM head weights have {w.shape[1]} inputs but layer {layer.name!r} has "
                                f"{layer.channels} channels")
         req.weights[layer.name] = w[req.targets]
-        out[layer.name] = weighted_sum(w[req.targets], req.activations[layer.name])
+        out[layer.name] = weighted_sum(w[req.targets], req.activations[layer.name], eigen_smooth(req))
     return out
 
 
 CAM = register(Method("cam", "CAM", "Zhou et al., Learning Deep Features for Discriminative "
-                      "Localization, CVPR 2016", _compute))
+                      "Localization, CVPR 2016", _compute, options=(EIGEN_SMOOTH,)))

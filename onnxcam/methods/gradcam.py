@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Method, Request, register, weighted_sum
-from .eigencam import principal_map
+from .base import EIGEN_SMOOTH, Method, Request, channel_sum, eigen_smooth, principal_map, register, weighted_sum
 
 
 def _per_layer(fn):
     def compute(req: Request) -> dict[str, np.ndarray]:
+        smooth = eigen_smooth(req)
         out = {}
         for layer in req.layers:
             a = req.activations[layer.name].astype(np.float64)
             g = req.gradients[layer.name].astype(np.float64)
-            raw, weights = fn(a, g)
+            raw, weights = fn(a, g, smooth)
             if weights is not None:
                 req.weights[layer.name] = weights.astype(np.float32)
             out[layer.name] = raw.astype(np.float32)
@@ -24,34 +24,34 @@ def _per_layer(fn):
     return compute
 
 
-def gradcam(a, g):
+def gradcam(a, g, smooth=False):
     w = g.mean(axis=(2, 3))
-    return weighted_sum(w, a), w
+    return weighted_sum(w, a, smooth), w
 
 
-def hirescam(a, g):
-    return (g * a).sum(axis=1), None
+def hirescam(a, g, smooth=False):
+    return channel_sum(g * a, smooth), None
 
 
-def gradcam_plusplus(a, g):
+def gradcam_plusplus(a, g, smooth=False):
     g2, g3 = g ** 2, g ** 3
     s = a.sum(axis=(2, 3), keepdims=True)
     alpha = g2 / (2 * g2 + s * g3 + 1e-6)
     alpha = np.where(g != 0, alpha, 0.0)
     w = (np.maximum(g, 0) * alpha).sum(axis=(2, 3))
-    return weighted_sum(w, a), w
+    return weighted_sum(w, a, smooth), w
 
 
-def xgradcam(a, g):
+def xgradcam(a, g, smooth=False):
     w = (g * a).sum(axis=(2, 3)) / (a.sum(axis=(2, 3)) + 1e-7)
-    return weighted_sum(w, a), w
+    return weighted_sum(w, a, smooth), w
 
 
-def layercam(a, g):
-    return (np.maximum(g, 0) * a).sum(axis=1), None
+def layercam(a, g, smooth=False):
+    return channel_sum(np.maximum(g, 0) * a, smooth), None
 
 
-def eigengradcam(a, g):
+def eigengradcam(a, g, smooth=False):
     return np.stack([principal_map(m) for m in g * a]), None
 
 
@@ -65,4 +65,5 @@ _SPECS = [
      eigengradcam),
 ]
 for _name, _title, _ref, _fn in _SPECS:
-    register(Method(_name, _title, _ref, _per_layer(_fn), needs_gradients=True))
+    register(Method(_name, _title, _ref, _per_layer(_fn), needs_gradients=True,
+                    options=() if _name == "eigengradcam" else (EIGEN_SMOOTH,)))

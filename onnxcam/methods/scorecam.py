@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import OnnxCamError
 from ..metrics.common import followed_scores
 from ..postprocess import softmax
-from .base import Method, Request, register, weighted_sum
+from .base import EIGEN_SMOOTH, Method, Request, channel_weighted, register
 
 
 def plan_channels(acts: np.ndarray, skip_constant: bool, top_k: int | None):
@@ -58,32 +58,26 @@ def _scorecam(req: Request, official: bool) -> dict[str, np.ndarray]:
         raise OnnxCamError("scorecam weighs each channel by the softmax over classes of its masked score, "
                            "which is 1 for every channel when the score has one column (a region sum, a "
                            "similarity, a single logit); use scorecam-pgc (softmax over channels)")
-    out = {}
-    for layer in req.layers:
-        acts = req.activations[layer.name]
-        weights = np.zeros(acts.shape[:2], np.float64)
-        for i, a in enumerate(acts):
-            channels, unique_rows, inverse = plan_channels(a, skip_constant=official, top_k=top_k)
-            if channels.size == 0:
-                continue
-            maps = a[channels[unique_rows]][:, None]
-            scores = ex.masked_scores(req.x[i:i + 1], maps, align_corners=not official,
-                                      eps=0.0 if official else 1e-8)[inverse]
-            c = req.targets[i]
-            if official:
-                weights[i, channels] = followed_scores(ex, scores)[:, c]   # softmax / sigmoid / raw S
-            else:
-                weights[i, channels] = softmax(scores[:, c])
-        req.weights[layer.name] = weights
-        out[layer.name] = weighted_sum(weights, acts)
-    return out
+
+    def weigh(layer, i, a):
+        weights = np.zeros(len(a))
+        channels, unique_rows, inverse = plan_channels(a, skip_constant=official, top_k=top_k)
+        if channels.size == 0:
+            return weights
+        maps = a[channels[unique_rows]][:, None]
+        scores = ex.masked_scores(req.x[i:i + 1], maps, align_corners=not official,
+                                  eps=0.0 if official else 1e-8)[inverse]
+        c = req.targets[i]
+        weights[channels] = followed_scores(ex, scores)[:, c] if official else softmax(scores[:, c])  # softmax / sigmoid / raw S
+        return weights
+    return channel_weighted(req, weigh)
 
 
 SCORECAM = register(Method(
     "scorecam", "Score-CAM (official code)",
     "Wang et al., Score-CAM: Score-Weighted Visual Explanations for CNNs, CVPR-W 2020",
-    lambda req: _scorecam(req, official=True), order="resize_relu_minmax", options=("top_k",)))
+    lambda req: _scorecam(req, official=True), order="resize_relu_minmax", options=("top_k", EIGEN_SMOOTH)))
 SCORECAM_PGC = register(Method(
     "scorecam-pgc", "Score-CAM (pytorch-grad-cam variant)",
     "Wang et al., CVPR-W 2020; weights as in pytorch-grad-cam's ScoreCAM",
-    lambda req: _scorecam(req, official=False), options=("top_k",)))
+    lambda req: _scorecam(req, official=False), options=("top_k", EIGEN_SMOOTH)))
