@@ -17,11 +17,12 @@ reference decides. What "the decision" is depends on the target the models are e
   segmentation's accuracy does. Each row also carries the IoU of the explained class's region
   (reference vs candidate) so a class that shrinks shows even when the rest of the image keeps.
 
-A detector (targets/detect.py, S [N, A] with one column per pre-NMS candidate) will add its own
-entry here: its decisions are the detections after NMS, matched between builds by IoU (a
-detection agrees when the candidate has one of the same class with IoU >= a threshold); register
-it in `DECISIONS` under the target's class name with a function of the same signature as
-`_segment_pixels` (one dict per image with "decision_agreement" in [0, 1] and any detail).
+- Detect (targets/detect.py): the detections after NMS (find_detections, ultralytics' default
+  thresholds). A reference detection is kept when the candidate has one of the same class with
+  IoU >= 0.5 (matched greedily, best score first, each candidate detection used once); an image's
+  agreement is matched / max(reference count, candidate count), so it is 1 exactly when both
+  builds detect the same objects, and an extra or a lost detection both lower it (no detection in
+  either: 1). Rows carry both counts, the matches and their mean IoU.
 """
 from __future__ import annotations
 
@@ -31,9 +32,11 @@ import numpy as np
 
 from ..errors import OnnxCamError
 from ..targets.base import TARGET_SCORE
+from ..targets.detections import IOU_MATCH, iou
 
 #: What summary["decision"] says the gate counts, per target class name (default: "top-1").
-KINDS = {"MultiLabel": "label set (sigmoid >= 0.5)", "Segment": "per-pixel class"}
+KINDS = {"MultiLabel": "label set (sigmoid >= 0.5)", "Segment": "per-pixel class",
+         "Detect": "detections (same class, IoU >= 0.5)"}
 
 
 def decision_kind(ex) -> str:
@@ -41,8 +44,9 @@ def decision_kind(ex) -> str:
 
 
 def per_pixel(ex) -> bool:
-    """True where an image's agreement is a fraction of its pixels, not all-or-nothing."""
-    return type(ex.target).__name__ == "Segment"
+    """True where an image's agreement is a fraction (of its pixels, of its detections), not
+    all-or-nothing."""
+    return type(ex.target).__name__ in ("Segment", "Detect")
 
 
 def _top1(ref, cand, x_ref, x_cand, a, b) -> list[dict]:
@@ -89,7 +93,37 @@ def _segment_pixels(ref, cand, x_ref, x_cand, a, b) -> list[dict]:
     return rows
 
 
-DECISIONS: dict[str, Callable] = {"MultiLabel": _label_set, "Segment": _segment_pixels}
+def matched_detections(da, db, threshold: float = IOU_MATCH) -> list[tuple[int, int, float]]:
+    """(reference index, candidate index, IoU) of detections of the same class with IoU >=
+    threshold, greedily in the reference's order (best score first), each candidate used once."""
+    free = np.ones(len(db), bool)
+    pairs = []
+    for i in range(len(da)):
+        same = free & (db.classes == da.classes[i])
+        if not same.any():
+            continue
+        overlap = np.where(same, iou(da.boxes[i], db.boxes), -1.0)
+        j = int(overlap.argmax())
+        if overlap[j] >= threshold:
+            free[j] = False
+            pairs.append((i, j, float(overlap[j])))
+    return pairs
+
+
+def _detections(ref, cand, x_ref, x_cand, a, b) -> list[dict]:
+    from ..targets.detect import find_detections
+    rows = []
+    for da, db in zip(find_detections(ref, x_ref), find_detections(cand, x_cand)):
+        pairs = matched_detections(da, db)
+        most = max(len(da), len(db))
+        rows.append({"decision_agreement": len(pairs) / most if most else 1.0,
+                     "reference_detections": len(da), "candidate_detections": len(db),
+                     "matched": len(pairs),
+                     "matched_iou": float(np.mean([p[2] for p in pairs])) if pairs else None})
+    return rows
+
+
+DECISIONS: dict[str, Callable] = {"MultiLabel": _label_set, "Segment": _segment_pixels, "Detect": _detections}
 
 
 def decision_rows(ref, cand, x_ref, x_cand, a, b) -> list[dict]:
