@@ -151,7 +151,8 @@ def _pos(ctx, x):
 
 
 def _neg(ctx, x):
-    return ctx.op("Neg", [ctx.op("Relu", [ctx.op("Neg", [x])])], hint="x_neg")
+    """min(x, 0): one pass (it was -relu(-x), three)."""
+    return ctx.op("Min", [x, ctx.scalar(0, x)], hint="x_neg")
 
 
 def _ones(ctx, x):
@@ -223,7 +224,12 @@ def linear_relevance(ctx, node, r, rule: Rule, bounds=None, conv_bias=None):
         pos, neg = layer.weight("wp", wp), layer.weight("wn", wn)
         nonneg = _all(wp >= 0) and (layer.halves[1] is None or _all(wn <= 0)) and \
             all(v is None or _all(v >= 0) for v in (b0, b1))
-        s = _divide(ctx, r, layer.z(pos, neg, b0, b1), rule.epsilon, nonneg)
+        if nonneg and rule.epsilon and node.op_type == "Conv" and layer.halves[1] is None and b1 is None:
+            # z + ε with ε inside the conv's bias: no separate pass over the layer's output
+            shifted = (np.zeros(w.shape[0]) if b0 is None else b0) + rule.epsilon
+            s = ctx.op("Div", [r, _forward(ctx, node, layer.halves[0], pos, shifted)], hint="lrp_s")
+        else:
+            s = _divide(ctx, r, layer.z(pos, neg, b0, b1), rule.epsilon, nonneg)
         return layer.relevance(s, pos, neg)
     if name == "alphabeta":
         pos, neg = layer.weight("wp", wp), layer.weight("wn", wn)
