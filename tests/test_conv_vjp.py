@@ -1,5 +1,5 @@
 """The LRP rules' Conv VJP emitted as a Conv (graph/rules/conv_vjp.py) equals the ConvTranspose it
-replaces, for every geometry it accepts (groups, depthwise, dilation, uneven pads, 1-D), and hands
+replaces, for every geometry it accepts (groups, depthwise, dilation, uneven pads, auto_pad, 1-D), and hands
 strided convs back to the ConvTranspose."""
 import numpy as np
 import onnxruntime as ort
@@ -20,6 +20,7 @@ CASES = {  # name: (x shape, w shape, conv attributes)
     "depthwise 5x5 dilation 2": ((1, 3, 11, 11), (3, 1, 5, 5), dict(group=3, pads=[4, 4, 4, 4], dilations=[2, 2])),
     "depthwise multiplier 2": ((1, 3, 6, 6), (6, 1, 3, 3), dict(group=3, pads=[1, 1, 1, 1])),
     "1-D": ((2, 3, 10), (4, 3, 3), dict(pads=[2, 0])),
+    "SAME_UPPER, even kernel": ((1, 2, 6, 6), (3, 2, 2, 4), dict(auto_pad="SAME_UPPER")),
     "stride 2 (ConvTranspose kept)": ((1, 3, 9, 9), (4, 3, 3, 3), dict(pads=[1, 1, 1, 1], strides=[2, 2])),
 }
 
