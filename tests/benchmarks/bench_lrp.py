@@ -83,6 +83,7 @@ def main():
                     "activations and relevances of all layers: ResNet-50 at batch 16 outgrew 14 GB)")
     ap.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak memory runs")
     args = ap.parse_args()
+    load_start = os.getloadavg()[0]
     batches = [int(b) for b in args.batches.split(",")]
     rc_batches = [int(b) for b in args.rc_batches.split(",")]
     rows = []
@@ -117,7 +118,7 @@ def main():
             print("... " + " | ".join(str(c) for c in rows[-1]), file=sys.__stdout__, flush=True)
         del ex
     print_table("LRP and Relevance-CAM: time / one plain onnxruntime forward of the same batch, same run "
-                f"(load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)",
+                f"(load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} now, {os.cpu_count()} cores)",
                 ["model", "batch", "forward ms", "one LRP pass (goal <= 3)", "explain lrp",
                  "Relevance-CAM, all layers (goal <= 4)", "Zennit / onnxcam pass (goal >= 4 at batch 1)",
                  "peak memory LRP / forward (goal <= 2)", "provider"], rows)
