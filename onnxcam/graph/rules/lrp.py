@@ -16,6 +16,7 @@ import numpy as np
 from onnx import helper
 
 from . import RULES as GRADIENT_RULES
+from .conv_vjp import conv_vjp
 from .linear import conv, conv_transpose, gemm, matmul
 
 LINEAR_VJP = {"Conv": conv, "ConvTranspose": conv_transpose, "Gemm": gemm, "MatMul": matmul}
@@ -97,8 +98,11 @@ def nonnegative(ctx) -> set[str]:
     return ctx._nonnegative
 
 
-def _stabilize(ctx, z, eps):
-    """z + ε·sign(z) with sign(0) = +1; with ε = 0, zero denominators give zero relevance."""
+def _stabilize(ctx, z, eps, nonneg=False):
+    """z + ε·sign(z) with sign(0) = +1; with ε = 0, zero denominators give zero relevance.
+    nonneg: z is provably >= 0 (z⁺ sums), so the sign is +1 everywhere: one Add, no Where."""
+    if eps and nonneg:
+        return ctx.op("Add", [z, ctx.scalar(eps, z)], hint="stabilized")
     if eps:
         sign = ctx.op("Where", [ctx.op("GreaterOrEqual", [z, ctx.scalar(0, z)]), ctx.scalar(eps, z),
                                 ctx.scalar(-eps, z)])
@@ -106,8 +110,8 @@ def _stabilize(ctx, z, eps):
     return ctx.op("Where", [ctx.op("Equal", [z, ctx.scalar(0, z)]), ctx.scalar(np.inf, z), z])
 
 
-def _divide(ctx, r, z, eps):
-    return ctx.op("Div", [r, _stabilize(ctx, z, eps)], hint="lrp_s")
+def _divide(ctx, r, z, eps, nonneg=False):
+    return ctx.op("Div", [r, _stabilize(ctx, z, eps, nonneg)], hint="lrp_s")
 
 
 def _linear_parts(ctx, node):
@@ -136,6 +140,8 @@ def _forward(ctx, node, x_mod, w_name, b_mod):
 
 
 def _vjp(ctx, node, s, w_name):
+    if node.op_type == "Conv":
+        return conv_vjp(ctx, node, s, w_name)
     return LINEAR_VJP[node.op_type](ctx, node, [s], [True] + [False] * (len(node.input) - 1),
                                     weight=w_name)[0]
 
@@ -145,7 +151,8 @@ def _pos(ctx, x):
 
 
 def _neg(ctx, x):
-    return ctx.op("Neg", [ctx.op("Relu", [ctx.op("Neg", [x])])], hint="x_neg")
+    """min(x, 0): one pass (it was -relu(-x), three)."""
+    return ctx.op("Min", [x, ctx.scalar(0, x)], hint="x_neg")
 
 
 def _ones(ctx, x):
@@ -215,11 +222,19 @@ def linear_relevance(ctx, node, r, rule: Rule, bounds=None, conv_bias=None):
         own = b if conv_bias is None else conv_bias.own
         b0, b1 = {"zennit": (bp, None), "none": (None, None), "both": (b, b), "own": (own, own)}[rule.bias]
         pos, neg = layer.weight("wp", wp), layer.weight("wn", wn)
-        s = _divide(ctx, r, layer.z(pos, neg, b0, b1), rule.epsilon)
+        nonneg = _all(wp >= 0) and (layer.halves[1] is None or _all(wn <= 0)) and \
+            all(v is None or _all(v >= 0) for v in (b0, b1))
+        if nonneg and rule.epsilon and node.op_type == "Conv" and layer.halves[1] is None and b1 is None:
+            # z + ε with ε inside the conv's bias: no separate pass over the layer's output
+            shifted = (np.zeros(w.shape[0]) if b0 is None else b0) + rule.epsilon
+            s = ctx.op("Div", [r, _forward(ctx, node, layer.halves[0], pos, shifted)], hint="lrp_s")
+        else:
+            s = _divide(ctx, r, layer.z(pos, neg, b0, b1), rule.epsilon, nonneg)
         return layer.relevance(s, pos, neg)
     if name == "alphabeta":
         pos, neg = layer.weight("wp", wp), layer.weight("wn", wn)
-        sa = _divide(ctx, r, layer.z(pos, neg, bp), rule.epsilon)
+        sa = _divide(ctx, r, layer.z(pos, neg, bp), rule.epsilon,
+                     _all(wp >= 0) and (layer.halves[1] is None or _all(wn <= 0)))
         sb = _divide(ctx, r, layer.z(neg, pos, bn), rule.epsilon)
         ra, rb = layer.relevance(sa, pos, neg), layer.relevance(sb, neg, pos)
         return ctx.op("Sub", [mul(ra, ctx.scalar(rule.alpha, x)), mul(rb, ctx.scalar(rule.beta, x))])
@@ -246,12 +261,37 @@ def linear_relevance(ctx, node, r, rule: Rule, bounds=None, conv_bias=None):
                                              mul(low, _vjp(ctx, node, s, pos))]),
                               mul(high, _vjp(ctx, node, s, neg))])
     if name in ("flat", "wsquare"):
-        ones = _ones(ctx, x)
         w_mod = layer.weight(name, np.ones_like(w) if name == "flat" else w ** 2)
         b_mod = None if (name == "flat" or b is None) else b ** 2
-        s = _divide(ctx, r, _forward(ctx, node, ones, w_mod, b_mod), rule.epsilon)
+        z = _input_free_z(ctx, node, x, w_mod, b_mod)
+        if z is None:
+            z = _forward(ctx, node, _ones(ctx, x), w_mod, b_mod)
+        s = _divide(ctx, r, z, rule.epsilon, nonneg=True)
         return _vjp(ctx, node, s, w_mod)
     ctx.fail(node, f"unknown LRP rule {name!r}")
+
+
+def _all(mask) -> bool:
+    return bool(np.all(mask))
+
+
+def _input_free_z(ctx, node, x, w_name, b_mod):
+    """The flat/w² rules' z = f(1; W', b'): it does not depend on the input, so it is computed once
+    at build time for one image ([1, ...], broadcast over the batch by the Div); None when x's
+    shape beyond the batch is not static, or x is not float32 (onnxruntime, which evaluates z, has
+    float32 kernels for every linear op, not float64 ones)."""
+    dims = ctx.shape(x)
+    if not dims or not all(isinstance(d, int) and d > 0 for d in dims[1:]) or ctx.dtype(x) != np.float32:
+        return None
+    ones = np.ones((1,) + tuple(dims[1:]), ctx.dtype(x))
+    inputs = [ones, ctx.const(w_name)]
+    if b_mod is not None and node.op_type in ("Conv", "ConvTranspose", "Gemm"):
+        inputs.append(np.asarray(b_mod, ctx.dtype(x)))
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    z = ctx.evaluate(node.op_type, inputs, **attrs)
+    if b_mod is not None and node.op_type == "MatMul":
+        z = z + np.asarray(b_mod, z.dtype)
+    return ctx.tensor(z, x, "lrp_z_const")
 
 
 def _bias_shape(ctx, node):
