@@ -20,6 +20,7 @@ from conftest import photo_paths
 from nets import small_cnn
 from onnxcam.errors import OnnxCamError
 from onnxcam.methods.attribution import DEFAULTS, path_nodes
+from torchpairs import last_layer, torchvision_pair
 
 
 @pytest.mark.parametrize("rule", ["gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
@@ -118,12 +119,7 @@ def _torch_pair(arch, export_dir, size):
                           dynamic_axes={"x": {0: "N"}}, dynamo=False)
         ex = onnxcam.Explainer(path)
         return net, ex, onnxcam.load_images(photo_paths(2), ex.preprocess)
-    from export_torchvision import build, export
-    _, path = export(arch, export_dir / f"attr_{arch}" / "model.onnx", exporter="torchscript", size=size,
-                     seed=0, verify=False, randomize_bn=True)
-    net = build(arch, seed=0, randomize_bn=True).eval()
-    ex = onnxcam.Explainer(path)
-    return net, ex, onnxcam.load_images(photo_paths(2), ex.preprocess)
+    return torchvision_pair(arch, export_dir, size)
 
 
 def _check(ours, ref, exact):
@@ -262,12 +258,7 @@ def test_fullgrad_equals_pytorch_grad_cam(exporter, export_dir):
     import torch
     from pytorch_grad_cam import FullGrad
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    from export_torchvision import build, export
-    _, path = export("resnet18", export_dir / f"fullgrad_{exporter}" / "model.onnx", exporter=exporter, size=64,
-                     seed=0, verify=False, randomize_bn=True)
-    net = build("resnet18", seed=0, randomize_bn=True).eval()
-    ex = onnxcam.Explainer(path)
-    x = onnxcam.load_images(photo_paths(2), ex.preprocess)
+    net, ex, x = torchvision_pair("resnet18", export_dir, exporter=exporter)
     r = ex.explain(x, "fullgrad")
     ref = FullGrad(net, [])(torch.from_numpy(x), [ClassifierOutputTarget(int(t)) for t in r.target])
     assert "20 bias layers" in r.notes[-1]
@@ -304,13 +295,8 @@ def test_ablationcam_equals_pytorch_grad_cam(exporter, export_dir):
     import torch
     from pytorch_grad_cam import AblationCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    from export_torchvision import build, export
     from test_autograd_parity import match_layer
-    _, path = export("resnet18", export_dir / f"ablation_{exporter}" / "model.onnx", exporter=exporter, size=64,
-                     seed=0, verify=False, randomize_bn=True)
-    net = build("resnet18", seed=0, randomize_bn=True).eval()
-    ex = onnxcam.Explainer(path)
-    x = onnxcam.load_images(photo_paths(1), ex.preprocess)
+    net, ex, x = torchvision_pair("resnet18", export_dir, images=1, exporter=exporter)
     _, acts = ex.forward(x, ex.layers)
     for module in (net.layer3, net.layer4) if exporter == "torchscript" else (net.layer4,):
         with torch.no_grad():
@@ -335,13 +321,8 @@ def test_sscam_and_iscam_equal_torchcam(export_dir):
     softmax over 512 channels and a weighted sum: Pearson of the raw maps >= 0.999."""
     import torch
     from torchcam.methods import ISCAM, SSCAM
-    from export_torchvision import build, export
-    _, path = export("resnet18", export_dir / "smoothed_resnet18" / "model.onnx", size=64, seed=0, verify=False,
-                     randomize_bn=True)
-    net = build("resnet18", seed=0, randomize_bn=True).eval()
-    ex = onnxcam.Explainer(path)
-    x = onnxcam.load_images(photo_paths(1), ex.preprocess)
-    layer = max((l for l in ex.layers if l.name.startswith("/layer4/")), key=lambda l: l.depth).name
+    net, ex, x = torchvision_pair("resnet18", export_dir, images=1)
+    layer = last_layer(ex, "/layer4/")
     target = int(ex.forward(x)[0].argmax())
     samples = 2
     ours = ex.explain(x, "sscam", layers=layer, samples=samples, seed=4)

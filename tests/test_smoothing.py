@@ -63,13 +63,9 @@ def test_smoothing_equals_pytorch_grad_cam(export_dir):
     import torch
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    from export_torchvision import build, export
-    _, path = export("resnet18", export_dir / "smooth_resnet18" / "model.onnx", size=64, seed=0, verify=False,
-                     randomize_bn=True)
-    net = build("resnet18", seed=0, randomize_bn=True).eval()
-    ex = onnxcam.Explainer(path)
-    x = onnxcam.load_images(photo_paths(2), ex.preprocess)
-    layer = max((l for l in ex.layers if l.name.startswith("/layer4/")), key=lambda l: l.depth).name
+    from torchpairs import last_layer, torchvision_pair
+    net, ex, x = torchvision_pair("resnet18", export_dir)
+    layer = last_layer(ex, "/layer4/")
     targets = ex.forward(x)[0].argmax(axis=1)
     cam = GradCAM(net, [net.layer4])
     wanted = [ClassifierOutputTarget(int(t)) for t in targets]
