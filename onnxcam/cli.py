@@ -183,6 +183,7 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--occlusion-stride", type=_positive_int, metavar="PX",
                    help="occlusion: the window's step (default half the window)")
     p.add_argument("--masks", type=_positive_int, help="rise: random masks per image (default 1000)")
+    p.add_argument("--groups", type=_positive_int, help="groupcam: channel groups, one mask each (default 32)")
     p.add_argument("--grid", type=_positive_int, help="rise: cells per side of a mask (default 7)")
     p.add_argument("--keep", type=_finite_float, help="rise: probability a cell is kept (default 0.5)")
 
@@ -192,7 +193,8 @@ def _method_options(args) -> dict:
              "fuse": getattr(args, "fuse", None), "steps": args.path_steps,
              "rule": args.path_rule, "baseline": args.path_baseline, "samples": args.samples,
              "noise": args.noise, "noise_std": args.noise_std, "seed": args.seed, "window": args.occlusion_window,
-             "stride": args.occlusion_stride, "masks": args.masks, "grid": args.grid, "keep": args.keep}
+             "stride": args.occlusion_stride, "masks": args.masks, "grid": args.grid, "keep": args.keep,
+             "groups": args.groups}
     given |= {"eigen_smooth": args.eigen_smooth or None, "aug_smooth": args.aug_smooth or None}
     return {k: v for k, v in given.items() if v is not None}
 

@@ -15,6 +15,7 @@ from .graph.expose import SCORES, forward_graph
 from .graph.kinks import output_name as near_kinks_output
 from .graph.ablation import FILL, KEEP, ablation_graph
 from .graph.ablation import IMAGE as ABLATION_IMAGE
+from .graph.masking import BASE as MASK_BASE
 from .graph.masking import IMAGE, MAPS, masked_scores_graph
 from .files import confine, read_json_object
 from .preprocess import PreprocessSpec, find_sidecar, read_labels, spec_from_dict
@@ -376,13 +377,16 @@ class Explainer:
         return (0.0 - mean) / std, (255.0 * spec.scale - mean) / std
 
     def masked_scores(self, image: np.ndarray, maps: np.ndarray, align_corners: bool,
-                      eps: float | None, what: str = "Score-CAM") -> np.ndarray:
+                      eps: float | None, what: str = "Score-CAM", base: np.ndarray | None = None) -> np.ndarray:
         """Scores [M, K] of one image multiplied by each upsampled, min-max normalized map [M,1,h,w]
-        (eps=None: maps used as given, no min-max)."""
+        (eps=None: maps used as given, no min-max); with a baseline image `base`, of
+        base + (image − base) ⊙ mask (graph/masking.py)."""
         m = self.model
-        return self.batched_scores(("masked", align_corners, eps), lambda: masked_scores_graph(
-            m.proto, m.input_name, m.layout, m.image_shape[1:], m.score_name, align_corners, eps),
-            {IMAGE: image}, MAPS, maps, what)
+        blend = base is not None
+        fixed = {IMAGE: image - base, MASK_BASE: base} if blend else {IMAGE: image}
+        return self.batched_scores(("masked", align_corners, eps, blend), lambda: masked_scores_graph(
+            m.proto, m.input_name, m.layout, m.image_shape[1:], m.score_name, align_corners, eps, blend),
+            fixed, MAPS, maps, what)
 
     def ablated_scores(self, image: np.ndarray, layer: str, keep: np.ndarray, fill: float) -> np.ndarray:
         """Scores [M, K] of one image with the layer's channels ablated per row of keep [M, C]

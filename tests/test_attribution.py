@@ -343,3 +343,59 @@ def test_sscam_and_iscam_equal_torchcam(export_dir):
     theirs = cam(class_idx=target, normalized=False)[0].numpy()
     cam.remove_hooks()
     assert np.corrcoef(np.maximum(ours.raw[layer][0], 0).ravel(), theirs[0].ravel())[0, 1] >= 0.999
+
+
+# --- Group-CAM (methods/groupcam.py) ------------------------------------------------------------
+
+def test_group_masks_follow_torch_chunk_and_the_70th_percentile():
+    from onnxcam.methods.groupcam import group_masks
+    rng = np.random.default_rng(0)
+    weighted = rng.normal(size=(10, 4, 4))
+    masks = group_masks(weighted, 4, (8, 8))       # torch.chunk(10, 4): sizes 3, 3, 3, 1
+    assert len(masks) == 4 and masks.min() >= 0 and np.allclose(masks.max(axis=(1, 2)), 1)
+    m = np.maximum(weighted[:3].sum(axis=0), 0)
+    assert (m > np.percentile(m, 70)).sum() <= 5     # at most 30% of 16 cells survive the percentile
+
+
+def test_groupcam_on_the_bundled_model(lite0):
+    r = lite0.explain(photo_paths(2), "groupcam", groups=8)
+    m = r.maps[r.layers[0]]
+    assert m.shape == (2, 224, 224) and np.all(np.isfinite(m)) and m.std() > 0
+
+
+@pytest.mark.own_process
+def test_groupcam_equals_the_authors_algorithm(export_dir):
+    """The authors' GroupCAM.forward replicated in torch on ResNet-18 layer4 (random weights, 64
+    px; the same cv2 blur for both, kornia not being a test dependency). ReLU kinks may flip in the
+    gradient: Pearson >= 0.999."""
+    import torch
+    import torch.nn.functional as F
+    from onnxcam.methods.groupcam import blurred
+    net, ex, x = torchvision_pair("resnet18", export_dir, images=1)
+    layer = last_layer(ex, "/layer4/")
+    ours = ex.explain(x, "groupcam", layers=layer, groups=16).maps[layer][0]
+
+    acts = {}
+    net.layer4.register_forward_hook(lambda m, i, o: acts.__setitem__("a", o))
+    xt = torch.from_numpy(x)
+    logit = net(xt)
+    c = int(logit.argmax())
+    a = acts["a"]
+    a.retain_grad()
+    logit[0, c].backward()
+    weighted = (a.grad.mean(dim=(2, 3), keepdim=True) * a).detach()
+    base = torch.from_numpy(blurred(x[0], "NCHW")[None])
+    with torch.no_grad():
+        start = F.softmax(net(base), -1)[0, c]
+        total = torch.zeros(1, 1, 64, 64)
+        for chunk in weighted.chunk(16, 1):
+            m = F.relu(chunk.sum(1, keepdim=True))
+            m = torch.where(m > float(np.percentile(m.numpy(), 70)), m, torch.zeros_like(m))
+            m = F.interpolate(m, size=(64, 64), mode="bilinear", align_corners=False)
+            if m.max() == m.min():
+                continue
+            m = (m - m.min()) / (m.max() - m.min())
+            total += (F.softmax(net(xt * m + base * (1 - m)), -1)[0, c] - start) * m
+    ref = F.relu(total)[0, 0].numpy()
+    ref = (ref - ref.min()) / (ref.max() - ref.min())
+    assert np.corrcoef(ours.ravel(), ref.ravel())[0, 1] >= 0.999

@@ -17,14 +17,17 @@ from .expose import end_at_scores
 
 IMAGE = "onnxcam/image"
 MAPS = "onnxcam/maps"
+BASE = "onnxcam/base"
 
 
 def masked_scores_graph(proto: onnx.ModelProto, input_name: str, layout: str,
                         image_hw: tuple[int, int], score_name: str, align_corners: bool,
-                        eps: float | None) -> onnx.ModelProto:
+                        eps: float | None, blend: bool = False) -> onnx.ModelProto:
     """The Score-CAM graph. align_corners picks the upsampling grid (False = half-pixel, as
     F.interpolate(align_corners=False) and cv2.resize); eps is added to (max - min); None: no
-    min-max (masks at the input size are then used exactly as given)."""
+    min-max (masks at the input size are then used exactly as given). blend: the model sees
+    BASE + IMAGE ⊙ mask (feed IMAGE = x − b, BASE = b: x where the mask is 1, the baseline b where
+    it is 0, as Group-CAM blends with a blurred image)."""
     model = copy.deepcopy(proto)
     g = model.graph
     original = next(i for i in g.input if i.name == input_name)
@@ -37,9 +40,13 @@ def masked_scores_graph(proto: onnx.ModelProto, input_name: str, layout: str,
         mask = b.op("Transpose", [mask], hint="mask_nhwc", perm=[0, 2, 3, 1])
     if in_type != onnx.TensorProto.FLOAT:
         mask = b.op("Cast", [mask], hint="mask_cast", to=in_type)
-    b.op("Mul", [IMAGE, mask], outputs=[input_name])
+    if blend:
+        b.op("Add", [BASE, b.op("Mul", [IMAGE, mask], hint="masked")], outputs=[input_name])
+    else:
+        b.op("Mul", [IMAGE, mask], outputs=[input_name])
     b.prepend_to(g)
     end_at_scores(model, score_name, input_name, [
         helper.make_tensor_value_info(IMAGE, in_type, None),
-        helper.make_tensor_value_info(MAPS, onnx.TensorProto.FLOAT, ["M", 1, None, None])])
+        helper.make_tensor_value_info(MAPS, onnx.TensorProto.FLOAT, ["M", 1, None, None])]
+        + ([helper.make_tensor_value_info(BASE, in_type, None)] if blend else []))
     return model
