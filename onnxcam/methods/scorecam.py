@@ -54,10 +54,12 @@ def _scorecam(req: Request, official: bool) -> dict[str, np.ndarray]:
         raise OnnxCamError(f"top_k (--top-k) is the number of channels Score-CAM keeps: a whole number "
                            f">= 1, got {top_k!r}")
     ex = req.explainer
-    if official and ex.model.num_classes == 1:
+    if official and ex.model.num_classes == 1 and np.allclose(followed_scores(ex, np.array([[-3.0], [3.0]])), 1):
+        # a class score whose probability is a softmax over its one column: 1 for every channel
+        # (region sums and similarities are weighed by their raw S, a sigmoid head by its sigmoid)
         raise OnnxCamError("scorecam weighs each channel by the softmax over classes of its masked score, "
-                           "which is 1 for every channel when the score has one column (a region sum, a "
-                           "similarity, a single logit); use scorecam-pgc (softmax over channels)")
+                           "which is 1 for every channel when the model has one class column; use "
+                           "scorecam-pgc (softmax over channels)")
 
     def weigh(layer, i, a):
         weights = np.zeros(len(a))
