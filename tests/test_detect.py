@@ -123,6 +123,8 @@ def test_gradients_equal_autograd(detector):
     for k, layer in enumerate(ex.target.neck):
         np.testing.assert_allclose(acts[layer][0], g[f"act{k}"], atol=1e-4 * np.abs(g[f"act{k}"]).max())
         ref = g[f"grad{k}"]
+        err = np.abs(grads[layer][0] - ref).max() / max(np.abs(ref).max(), 1e-30)
+        print(f"{name} {layer}: dS/dA max relative error to autograd {err:.2e}")   # README's figures (-s)
         assert np.abs(grads[layer][0] - ref).max() <= 1e-4 * np.abs(ref).max(), layer
     # candidates 0..1599 come from P3, ..1999 from P4, ..2099 from P5; in the PAN neck P3 feeds P4
     # feeds P5, so the neck outputs up to the candidate's own scale have a gradient, finer ones none
@@ -149,6 +151,7 @@ def test_gradcam_hirescam_equal_pytorch_grad_cam(detector):
         res = ex.explain(x, method, layers=ex.target.neck, target=[cand])
         for k, layer in enumerate(ex.target.neck):
             r = pearson(res.raw[layer][0], g[f"{method}{k}"])
+            print(f"{name} {method} {layer}: Pearson {r:.6f} to pytorch-grad-cam")   # README's figures (-s)
             assert r >= 0.999, (method, layer, r)
 
 
