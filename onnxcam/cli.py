@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bundled, fusion, methods
+from . import bundled, fusion, methods, smoothing
 from .methods import attribution
 from .compare import GATES, MAP_FLOOR, TOP1_FLOOR, compare
 from .deploy import EXPORTABLE, export_explainer
@@ -151,10 +151,11 @@ def installed_version() -> str:
         return __version__
 
 
-def _add_method_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", "--class", dest="target",
-                   help="top1 (default), a class index or name (\"Egyptian cat\", as in the model's labels, "
-                        "case-insensitive), or one per image: 3,7,1")
+def _add_method_flags(p: argparse.ArgumentParser, target: bool = True) -> None:
+    if target:
+        p.add_argument("--target", "--class", dest="target",
+                       help="top1 (default), a class index or name (\"Egyptian cat\", as in the model's labels, "
+                            "case-insensitive), or one per image: 3,7,1")
     p.add_argument("--top-k", type=_positive_int, help="Score-CAM: keep the k channels of largest spatial variance")
     p.add_argument("--composite", help="LRP: epsilon-plus-flat (default), epsilon-gamma-box, "
                                        "epsilon-alpha2-beta1, epsilon, zplus")
@@ -177,6 +178,10 @@ def _add_method_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aug-smooth", action="store_true",
                    help="any method: average the maps of the image flipped or not, scaled by 0.9/1/1.1 "
                         "(pytorch-grad-cam's aug_smooth; 6 runs)")
+    p.add_argument("--smooth", choices=["grad", "var"],
+                   help="any method but smoothgrad/vargrad/gradientshap/sscam/iscam: the mean (grad, "
+                        "SmoothGrad) or variance (var, VarGrad) of its maps over --samples noisy copies "
+                        "(--noise, --seed), as Captum's NoiseTunnel")
     p.add_argument("--noise-std", type=_finite_float, help="sscam: stdev of the noise added to each mask (default 2.0)")
     p.add_argument("--occlusion-window", type=_positive_int, metavar="PX",
                    help="occlusion: the square window's side in input pixels (default 1/8 of the shorter side)")
@@ -194,7 +199,7 @@ def _method_options(args) -> dict:
              "rule": args.path_rule, "baseline": args.path_baseline, "samples": args.samples,
              "noise": args.noise, "noise_std": args.noise_std, "seed": args.seed, "window": args.occlusion_window,
              "stride": args.occlusion_stride, "masks": args.masks, "grid": args.grid, "keep": args.keep,
-             "groups": args.groups}
+             "groups": args.groups, "smooth": args.smooth}
     given |= {"eigen_smooth": args.eigen_smooth or None, "aug_smooth": args.aug_smooth or None}
     return {k: v for k, v in given.items() if v is not None}
 
@@ -343,6 +348,8 @@ def _options_for(method: str, options: dict, names: list[str]) -> dict:
         return options
     taken = {o for n in names for o in methods.get(n).options}
     own = set(methods.get(method).options)
+    if "smooth" in options:   # noise smoothing reads samples, noise and seed for every method
+        own |= set(smoothing.NOISE_OPTIONS)
     return {k: v for k, v in options.items() if k in own or k not in taken}
 
 
@@ -503,8 +510,9 @@ def cmd_evaluate(args) -> int:
     boxes = read_boxes(args.boxes) if args.boxes else None
     methods_list = [m.strip() for m in args.methods.split(",") if m.strip()]
     results = {}
+    options = _method_options(args)
     evaluation = evaluate(ex, args.images, methods_list, args.layers, boxes, args.steps, args.baseline,
-                          results=results, road_percentages=() if args.no_road else (10, 30, 50, 70, 90),
+                          options={m: _options_for(m, options, methods_list) for m in methods_list}, results=results, road_percentages=() if args.no_road else (10, 30, 50, 70, 90),
                           sanity_steps=args.sanity, target=_parse_target(args.target, ex.labels))
     _, views = load_images(args.images, ex.preprocess, return_views=True)
     write_json(targets[0], evaluation)
@@ -639,6 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--target", "--class", dest="target",
                    help="top1 (default: or the task's class), a class index or name, or one per image: 3,7,1")
     _add_labels_flag(v)
+    _add_method_flags(v, target=False)
     add_task_flags(v)
     _reads_images(v, cmd_evaluate)
 

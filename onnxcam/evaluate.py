@@ -138,7 +138,8 @@ def evaluate(ex: Explainer, images: Sequence[str | Path], methods: Sequence[str]
                     row["pointing_hit_rate"], row["pointing_energy"] = pg["hit_rate"], pg["mean_energy"]
                     row["per_image"]["pointing_hit"] = {str(paths[i].name): h for i, h in zip(keep, pg["hits"])}
             per_layer[layer] = row
-        out["methods"][method] = {"targets": res.target.tolist(), "layers": per_layer}
+        out["methods"][method] = {"targets": res.target.tolist(), "layers": per_layer,
+                                  "options": dict((options or {}).get(method, {}))}
         if sanity_steps:
             bar.begin(f"{method}: sanity check, top {', '.join(map(str, sanity_steps))} layers randomized")
             check = cascading_randomization(ex, x, method, layers=list(res.maps), steps=sanity_steps,

@@ -429,15 +429,16 @@ class Explainer:
         ex.with_target(it) (a new graph each call: bind it once for repeated calls). fuse: with
         several layers, True / "mean" or "max" adds the map "fused" of them all (onnxcam.fusion).
         options: the method's own (methods.get(name).options: top_k, eigen_smooth, steps, ...), and
-        for every method aug_smooth=True (onnxcam/smoothing.py: maps averaged over flips and scales).
+        for every method aug_smooth=True (maps averaged over flips and scales) and smooth="grad"|"var"
+        with samples, noise, seed (mean or variance over noisy copies; onnxcam/smoothing.py).
         """
         if isinstance(target, TargetObject):
             return self.with_target(target).explain(x, method, layers, None, color_order, fuse, **options)
         if not isinstance(method, str):
             raise OnnxCamError(f"method must be a method name (str), got {type(method).__name__}")
-        if smoothing.check_flag(options.pop("aug_smooth", False)):
-            batch = self.check_input(inputs.to_batch(x, self.preprocess, color_order)[0])
-            return smoothing.aug_smooth(self, batch, method, layers, target, fuse=fuse, **options)
+        smoothed = smoothing.input_smoothing(self, x, method, layers, target, color_order, fuse, options)
+        if smoothed is not None:
+            return smoothed
         spec = methods.get(method)
         unknown = set(options) - set(spec.options)
         if unknown:

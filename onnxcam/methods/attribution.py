@@ -129,7 +129,8 @@ def baseline(req: Request, kind: str, seed: int = 0) -> np.ndarray:
     return blurred if layout == "NHWC" else blurred.transpose(0, 3, 1, 2)
 
 
-def _noise_sigma(x: np.ndarray, level: float) -> np.ndarray:
+def noise_sigma(x: np.ndarray, level: float) -> np.ndarray:
+    """Noise stdev per image [N, 1, ...]: `level` times the range (max − min) of its values."""
     axes = tuple(range(1, x.ndim))
     return level * (x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True))
 
@@ -142,7 +143,7 @@ def _noisy_gradients(req: Request, reduce) -> int:
     seed = opt.option(req, "seed", DEFAULTS["seed"], opt.seed)
     seeds = _seeds(req)
     x = req.x.astype(np.float64)
-    sigma = _noise_sigma(x, level)
+    sigma = noise_sigma(x, level)
 
     def noisy(i, s):
         return x[i] + sigma[i] * sample_rng(seed, i, s).standard_normal(x.shape[1:])
@@ -226,7 +227,7 @@ def _gradient_shap(req: Request) -> dict[str, np.ndarray]:
     bases = [baseline(req, kind) for kind in GRADIENTSHAP_BASELINES]
     seeds = _seeds(req)
     x = req.x.astype(np.float64)
-    sigma = _noise_sigma(x, level)
+    sigma = noise_sigma(x, level)
     layout = req.explainer.model.layout
     draws = {}
 
