@@ -164,7 +164,8 @@ def _add_method_flags(p: argparse.ArgumentParser, target: bool = True) -> None:
     p.add_argument("--path-rule", choices=list(attribution.RULES),
                    help="integrated-gradients: quadrature (default gausslegendre)")
     p.add_argument("--path-baseline", choices=list(attribution.BASELINES),
-                   help="integrated-gradients: where the path starts (default zero)")
+                   help="integrated-gradients: where the path starts (default zero); deeplift: its "
+                        "reference, zero or black")
     p.add_argument("--samples", type=_positive_int,
                    help="smoothgrad, vargrad, gradientshap: noisy samples per image (default 16); sscam, iscam: "
                         "runs per channel (default 35, 10)")

@@ -57,11 +57,11 @@ def path_nodes(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
     return (np.arange(steps) + offset) / steps, np.full(steps, 1.0 / steps)
 
 
-def _channels_first(arr: np.ndarray, layout: str) -> np.ndarray:
+def channels_first(arr: np.ndarray, layout: str) -> np.ndarray:
     return arr.transpose(0, 3, 1, 2) if layout == "NHWC" else arr
 
 
-def _seeds(req: Request) -> np.ndarray:
+def class_seeds(req: Request) -> np.ndarray:
     """Class weights [N, K] of the explained score per image, fixed on the unmodified images."""
     ex = req.explainer
     idx, seed = ex.model.seed_for(req.targets, len(req.x))
@@ -141,7 +141,7 @@ def _noisy_gradients(req: Request, reduce) -> int:
     samples = opt.option(req, "samples", DEFAULTS["samples"], opt.count)
     level = opt.option(req, "noise", DEFAULTS["noise"], opt.noise_level)
     seed = opt.option(req, "seed", DEFAULTS["seed"], opt.seed)
-    seeds = _seeds(req)
+    seeds = class_seeds(req)
     x = req.x.astype(np.float64)
     sigma = noise_sigma(x, level)
 
@@ -151,20 +151,20 @@ def _noisy_gradients(req: Request, reduce) -> int:
     return samples
 
 
-def _finish(req: Request, attr: np.ndarray, magnitude: bool) -> dict[str, np.ndarray]:
+def pixel_result(req: Request, attr: np.ndarray, magnitude: bool) -> dict[str, np.ndarray]:
     req.pixels[INPUT] = attr.astype(np.float32)
     return {INPUT: (np.abs(attr) if magnitude else attr).sum(axis=1).astype(np.float32)}
 
 
 def _saliency(req: Request) -> dict[str, np.ndarray]:
-    seeds = _seeds(req)
-    return _finish(req, np.abs(_gradients(req, req.x, seeds)), magnitude=True)
+    seeds = class_seeds(req)
+    return pixel_result(req, np.abs(_gradients(req, req.x, seeds)), magnitude=True)
 
 
 def _input_x_gradient(req: Request) -> dict[str, np.ndarray]:
-    seeds = _seeds(req)
+    seeds = class_seeds(req)
     layout = req.explainer.model.layout
-    return _finish(req, _channels_first(req.x.astype(np.float64), layout) * _gradients(req, req.x, seeds), False)
+    return pixel_result(req, channels_first(req.x.astype(np.float64), layout) * _gradients(req, req.x, seeds), False)
 
 
 def _moments(req: Request) -> tuple[np.ndarray, np.ndarray]:
@@ -184,11 +184,11 @@ def _moments(req: Request) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _smoothgrad(req: Request) -> dict[str, np.ndarray]:
-    return _finish(req, _moments(req)[0], magnitude=True)
+    return pixel_result(req, _moments(req)[0], magnitude=True)
 
 
 def _vargrad(req: Request) -> dict[str, np.ndarray]:
-    return _finish(req, _moments(req)[1], magnitude=True)
+    return pixel_result(req, _moments(req)[1], magnitude=True)
 
 
 def _integrated_gradients(req: Request) -> dict[str, np.ndarray]:
@@ -196,26 +196,33 @@ def _integrated_gradients(req: Request) -> dict[str, np.ndarray]:
     alphas, weights = path_nodes(steps, opt.option(req, "rule", DEFAULTS["rule"], opt.choice(RULES)))
     seed = opt.option(req, "seed", DEFAULTS["seed"], opt.seed)
     base = baseline(req, opt.option(req, "baseline", DEFAULTS["baseline"], opt.choice(BASELINES)), seed)
-    seeds = _seeds(req)
+    seeds = class_seeds(req)
     x = req.x.astype(np.float64)
     layout = req.explainer.model.layout
-    summed = np.zeros(_channels_first(x, layout).shape)
+    summed = np.zeros(channels_first(x, layout).shape)
 
     def add(i, s, g):
         summed[i] += weights[s] * g
     _per_sample(req, seeds, steps, lambda i, s: base[i] + alphas[s] * (x[i] - base[i]), add)
-    attr = _channels_first(x - base, layout) * summed
+    attr = channels_first(x - base, layout) * summed
     end, _ = req.explainer.forward(base.astype(np.float32))
-    delta = ((req.scores.astype(np.float64) - end) * seeds).sum(axis=1)
-    total = attr.reshape(len(x), -1).sum(axis=1)
+    completeness(req, attr, req.scores, end, seeds, "integrated gradients", "more --steps narrows it")
+    return pixel_result(req, attr, magnitude=False)
+
+
+def completeness(req: Request, attr: np.ndarray, scores: np.ndarray, at_baseline: np.ndarray,
+                 seeds: np.ndarray, method: str, hint: str) -> None:
+    """Completeness of an attribution [N, C, H, W] relative to its baseline (Sundararajan et al.'s
+    axiom, DeepLIFT's summation-to-delta): Σ attr / (S(x) − S(baseline)) per image in
+    req.conservation["input"] (NaN where S did not change) and a note with the worst gap."""
+    delta = ((scores.astype(np.float64) - at_baseline) * seeds).sum(axis=1)
+    total = attr.reshape(len(attr), -1).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         req.conservation[INPUT] = np.where(delta != 0, total / delta, np.nan)
     worst = np.nanmax(np.abs(req.conservation[INPUT] - 1), initial=0.0)
-    req.notes.append(f"integrated gradients completeness: Σ attribution / (S(x) − S(baseline)) is "
+    req.notes.append(f"{method} completeness: Σ attribution / (S(x) − S(baseline)) is "
                      f"{', '.join(f'{v:.4f}' for v in req.conservation[INPUT][:4])}"
-                     f"{' ...' if len(x) > 4 else ''} (1 is exact; worst gap {worst:.2%}; more --steps "
-                     f"narrows it)")
-    return _finish(req, attr, magnitude=False)
+                     f"{' ...' if len(attr) > 4 else ''} (1 is exact; worst gap {worst:.2%}; {hint})")
 
 
 def _gradient_shap(req: Request) -> dict[str, np.ndarray]:
@@ -225,7 +232,7 @@ def _gradient_shap(req: Request) -> dict[str, np.ndarray]:
     level = opt.option(req, "noise", DEFAULTS["noise"], opt.noise_level)
     seed = opt.option(req, "seed", DEFAULTS["seed"], opt.seed)
     bases = [baseline(req, kind) for kind in GRADIENTSHAP_BASELINES]
-    seeds = _seeds(req)
+    seeds = class_seeds(req)
     x = req.x.astype(np.float64)
     sigma = noise_sigma(x, level)
     layout = req.explainer.model.layout
@@ -237,12 +244,12 @@ def _gradient_shap(req: Request) -> dict[str, np.ndarray]:
         b = bases[rng.integers(len(bases))][i]
         draws[i, s] = noisy - b
         return b + rng.random() * (noisy - b)
-    attr = np.zeros(_channels_first(x, layout).shape)
+    attr = np.zeros(channels_first(x, layout).shape)
 
     def add(i, s, g):
-        attr[i] += _channels_first(draws.pop((i, s))[None], layout)[0] * g / samples
+        attr[i] += channels_first(draws.pop((i, s))[None], layout)[0] * g / samples
     _per_sample(req, seeds, samples, point, add)
-    return _finish(req, attr, magnitude=False)
+    return pixel_result(req, attr, magnitude=False)
 
 
 _NOISE = ("samples", "noise", "seed")
