@@ -192,6 +192,8 @@ def _add_method_flags(p: argparse.ArgumentParser, target: bool = True) -> None:
     p.add_argument("--groups", type=_positive_int, help="groupcam: channel groups, one mask each (default 32)")
     p.add_argument("--grid", type=_positive_int, help="rise: cells per side of a mask (default 7)")
     p.add_argument("--keep", type=_finite_float, help="rise: probability a cell is kept (default 0.5)")
+    p.add_argument("--iterations", type=_positive_int,
+                   help="aise: masks the DIRECT optimizer places per Gaussian width (3 widths; default 50)")
 
 
 def _method_options(args) -> dict:
@@ -200,7 +202,8 @@ def _method_options(args) -> dict:
              "rule": args.path_rule, "baseline": args.path_baseline, "samples": args.samples,
              "noise": args.noise, "noise_std": args.noise_std, "seed": args.seed, "window": args.occlusion_window,
              "stride": args.occlusion_stride, "masks": args.masks, "grid": args.grid, "keep": args.keep,
-             "groups": args.groups, "smooth": args.smooth}
+             "groups": args.groups, "smooth": args.smooth,
+             "iterations": args.iterations}
     given |= {"eigen_smooth": args.eigen_smooth or None, "aug_smooth": args.aug_smooth or None}
     return {k: v for k, v in given.items() if v is not None}
 
