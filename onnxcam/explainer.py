@@ -48,6 +48,8 @@ class Result:
     # relevance methods (lrp, srmap): per layer ("input" and a few cuts of the graph, score first),
     # the fraction Σ R / start relevance per image [N] (onnxcam/conservation.py); NaN: start was 0
     conservation: dict[str, np.ndarray] = field(default_factory=dict)
+    # what wrapped the method (smoothing.py), for captions: "SmoothGrad, 16 noisy copies", ...
+    variant: str = ""
 
     @property
     def layers(self) -> list[str]:

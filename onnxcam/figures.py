@@ -127,7 +127,7 @@ class ImageFigures:
         return f"{name} (class {k}) p={prob:.2f}, score {score:.2f}"
 
     def caption(self, res, layer: str, with_target: bool = True, note: str = "") -> list[str]:
-        title = methods.get(res.method).title + (f", {note}" if note else "")
+        title = methods.get(res.method).title + (f" ({res.variant})" if res.variant else "") + (f", {note}" if note else "")
         depth = self._depth.get(layer)
         if layer == self.ex.model.input_name:
             where = "on the input pixels"

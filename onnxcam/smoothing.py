@@ -66,7 +66,7 @@ def aug_smooth(explainer, x: np.ndarray, method: str, layers, target, **options)
                 total[name] += m[..., ::-1] if flip else m
     count = len(FLIPS) * len(FACTORS)
     maps = {name: (t / count).astype(np.float32) for name, t in total.items()}
-    return replace(plain, maps=maps, notes=plain.notes + [
+    return replace(plain, maps=maps, variant="aug_smooth", notes=plain.notes + [
         f"aug_smooth: mean of {count} maps (horizontal flip or none × input scaled by 0.9, 1, 1.1)"])
 
 
@@ -164,6 +164,7 @@ def noise_smooth(explainer, x: np.ndarray, method: str, layers, target, fuse, op
     maps = {name: postprocess.normalize(r, size, spec.order) for name, r in combined["raw"].items()}
     result = replace(first, maps=maps, raw=combined["raw"], pixels=combined["pixels"], logits=scores,
                      target=targets, weights={}, near_kinks={}, conservation={},
+                     variant=f"{'SmoothGrad' if kind == 'grad' else 'VarGrad'}, {samples} noisy copies",
                      notes=list(explainer.model.notes) + [
                          f"smooth={kind}: {'mean' if kind == 'grad' else 'variance'} of the raw maps of "
                          f"{samples} noisy copies per image (σ = {level:g} × the image's value range, "

@@ -30,6 +30,7 @@ def test_smooth_is_the_mean_or_variance_of_the_copies_run_one_by_one(lite0, meth
     assert smooth.maps[layer].shape == (len(x),) + tuple(lite0.model.image_shape[1:])
     assert 0 <= smooth.maps[layer].min() and smooth.maps[layer].max() <= 1
     assert f"smooth={kind}" in smooth.notes[-1]
+    assert smooth.variant == f"{'SmoothGrad' if kind == 'grad' else 'VarGrad'}, 3 noisy copies"   # captions
     # copies differ from the image: the smoothed map is not the plain one
     assert not np.allclose(smooth.raw[layer], lite0.explain(x, method).raw[layer])
 
