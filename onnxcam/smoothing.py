@@ -111,13 +111,25 @@ def noise_options(method: str, options: dict) -> tuple[str, int, float, int]:
     return kind, samples, level, seed
 
 
-def noisy_copies(x: np.ndarray, images: range, samples: int, level: float, seed: int) -> np.ndarray:
-    """[len(images) · samples, ...] float32: image i's copy s is x_i + σ_i · ε, ε from
-    sample_rng(seed, i, s), image-major (copies of one image are consecutive)."""
+def noisy_copies(x: np.ndarray, images: range, samples, level: float, seed: int) -> np.ndarray:
+    """[len(images) · len(samples), ...] float32: image i's copy s is x_i + σ_i · ε, ε from
+    sample_rng(seed, i, s), image-major (copies of one image are consecutive). samples: a count
+    or a range of sample indices."""
     x64 = x.astype(np.float64)
     sigma = noise_sigma(x64, level)
+    samples = range(samples) if isinstance(samples, int) else samples
     return np.stack([x64[i] + sigma[i] * sample_rng(seed, i, s).standard_normal(x.shape[1:])
-                     for i in images for s in range(samples)]).astype(np.float32)
+                     for i in images for s in samples]).astype(np.float32)
+
+
+def _calls(images: int, samples: int) -> list[tuple[range, range]]:
+    """(images, samples) of each explain call, at most COPIES_PER_CALL copies each: whole images
+    grouped while their copies fit, else one image's copies split."""
+    if samples <= COPIES_PER_CALL:
+        step = COPIES_PER_CALL // samples
+        return [(range(i, min(images, i + step)), range(samples)) for i in range(0, images, step)]
+    return [(range(i, i + 1), range(s, min(samples, s + COPIES_PER_CALL)))
+            for i in range(images) for s in range(0, samples, COPIES_PER_CALL)]
 
 
 def _fixed_targets(explainer, x: np.ndarray, target):
@@ -142,24 +154,25 @@ def noise_smooth(explainer, x: np.ndarray, method: str, layers, target, fuse, op
     spec = methods.get(method)
     how = fusion.fusion_rule(fuse, spec, explainer.model.resolve_layers(layers))
     scores, targets, per_image = _fixed_targets(explainer, x, target)
-    per_call = max(1, COPIES_PER_CALL // samples)
-    moments: dict = {}
+    sums: dict = {}    # (field, name) -> (Σ a, Σ a²) over each image's copies, float64
     first = None
-    for start in range(0, len(x), per_call):
-        images = range(start, min(len(x), start + per_call))
-        copies = noisy_copies(x, images, samples, level, seed)
-        copy_target = None if per_image is None else np.repeat(per_image[start:images.stop], samples, axis=0)
+    for images, draws in _calls(len(x), samples):
+        copies = noisy_copies(x, images, draws, level, seed)
+        copy_target = None if per_image is None else np.repeat(per_image[images.start:images.stop], len(draws), axis=0)
         result = explainer.explain(copies, method, layers, copy_target, **options)
         first = first or result
         for field in ("raw", "pixels"):
             for name, arr in getattr(result, field).items():
-                a = arr.astype(np.float64).reshape((len(images), samples) + arr.shape[1:])
-                moments.setdefault((field, name), []).append((a.mean(axis=1), (a * a).mean(axis=1)))
+                a = arr.astype(np.float64).reshape((len(images), len(draws)) + arr.shape[1:])
+                if (field, name) not in sums:
+                    sums[field, name] = (np.zeros((len(x),) + arr.shape[1:]), np.zeros((len(x),) + arr.shape[1:]))
+                total, squares = sums[field, name]
+                total[images.start:images.stop] += a.sum(axis=1)
+                squares[images.start:images.stop] += (a * a).sum(axis=1)
     combined = {"raw": {}, "pixels": {}}
-    for (field, name), parts in moments.items():
-        mean = np.concatenate([m for m, _ in parts])
-        value = mean if kind == "grad" else np.concatenate([sq for _, sq in parts]) - mean ** 2
-        combined[field][name] = value.astype(np.float32)
+    for (field, name), (total, squares) in sums.items():
+        mean = total / samples
+        combined[field][name] = (mean if kind == "grad" else squares / samples - mean ** 2).astype(np.float32)
     size = explainer.model.image_shape[1:]
     maps = {name: postprocess.normalize(r, size, spec.order) for name, r in combined["raw"].items()}
     result = replace(first, maps=maps, raw=combined["raw"], pixels=combined["pixels"], logits=scores,

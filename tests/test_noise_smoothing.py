@@ -115,3 +115,17 @@ def test_smooth_equals_captum_noise_tunnel(export_dir):
                 assert r >= 0.999
     finally:
         Tunnel._add_noise_to_input = original
+
+
+def test_copies_split_across_calls_give_the_same_maps(lite0, monkeypatch):
+    from onnxcam import smoothing
+    assert smoothing._calls(5, 16) == [(range(0, 4), range(16)), (range(4, 5), range(16))]
+    assert smoothing._calls(1, 100) == [(range(0, 1), range(0, 64)), (range(0, 1), range(64, 100))]
+    x = onnxcam.load_images(photo_paths(2), lite0.preprocess)
+    whole = lite0.explain(x, "gradcam", smooth="var", samples=3)
+    monkeypatch.setattr(smoothing, "COPIES_PER_CALL", 2)    # each image's copies in two calls
+    assert smoothing._calls(2, 3) == [(range(0, 1), range(0, 2)), (range(0, 1), range(2, 3)),
+                                      (range(1, 2), range(0, 2)), (range(1, 2), range(2, 3))]
+    split = lite0.explain(x, "gradcam", smooth="var", samples=3)
+    layer = whole.layers[0]
+    np.testing.assert_allclose(split.raw[layer], whole.raw[layer], rtol=1e-4, atol=1e-6 * np.abs(whole.raw[layer]).max())
