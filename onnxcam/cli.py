@@ -167,10 +167,10 @@ def _add_method_flags(p: argparse.ArgumentParser, target: bool = True) -> None:
                    help="integrated-gradients: where the path starts (default zero); deeplift: its "
                         "reference, zero or black")
     p.add_argument("--samples", type=_positive_int,
-                   help="smoothgrad, vargrad, gradientshap: noisy samples per image (default 16); sscam, iscam: "
-                        "runs per channel (default 35, 10)")
+                   help="smoothgrad, vargrad, gradientshap, --smooth: noisy samples per image (default 16); sscam, "
+                        "iscam: runs per channel (default 35, 10)")
     p.add_argument("--noise", type=_finite_float,
-                   help="smoothgrad, vargrad, gradientshap: noise stdev as a fraction of the image's value "
+                   help="smoothgrad, vargrad, gradientshap, --smooth: noise stdev as a fraction of the image's value "
                         "range (default 0.15)")
     p.add_argument("--seed", type=_non_negative_int, help="random methods: the seed of their draws (default 0)")
     p.add_argument("--eigen-smooth", action="store_true",

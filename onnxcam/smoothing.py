@@ -66,7 +66,7 @@ def aug_smooth(explainer, x: np.ndarray, method: str, layers, target, **options)
                 total[name] += m[..., ::-1] if flip else m
     count = len(FLIPS) * len(FACTORS)
     maps = {name: (t / count).astype(np.float32) for name, t in total.items()}
-    return replace(plain, maps=maps, variant="aug_smooth", notes=plain.notes + [
+    return replace(plain, maps=maps, variant=", ".join(filter(None, ["aug_smooth", plain.variant])), notes=plain.notes + [
         f"aug_smooth: mean of {count} maps (horizontal flip or none × input scaled by 0.9, 1, 1.1)"])
 
 

@@ -27,6 +27,18 @@ def test_deeplift_is_complete_on_the_bundled_model(lite0, baseline):
     assert res.pixels["input"].shape == (len(x),) + x.shape[1:]
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_deeplift_is_complete_through_relu_and_maxpool_in_either_layout(layout):
+    from nets import nhwc_wrapper, small_cnn
+    model = small_cnn() if layout == "NCHW" else nhwc_wrapper(small_cnn())
+    ex = onnxcam.Explainer(model)
+    shape = (3, 32, 32) if layout == "NCHW" else (32, 32, 3)
+    x = np.random.default_rng(0).normal(size=(2,) + shape).astype(np.float32)
+    res = ex.explain(x, "deeplift", target=[1, 4])
+    np.testing.assert_allclose(res.conservation["input"], 1.0, atol=1e-5)
+    assert res.pixels["input"].shape == (2, 3, 32, 32) and list(res.target) == [1, 4]
+
+
 def test_deeplift_refuses_a_per_image_baseline(lite0):
     with pytest.raises(OnnxCamError, match="baseline") as e:
         lite0.explain(photo_paths(1), "deeplift", baseline="blur")
