@@ -379,16 +379,18 @@ class Explainer:
         return (0.0 - mean) / std, (255.0 * spec.scale - mean) / std
 
     def masked_scores(self, image: np.ndarray, maps: np.ndarray, align_corners: bool,
-                      eps: float | None, what: str = "Score-CAM", base: np.ndarray | None = None) -> np.ndarray:
+                      eps: float | None, what: str = "Score-CAM", base: np.ndarray | None = None,
+                      progress: bool = True) -> np.ndarray:
         """Scores [M, K] of one image multiplied by each upsampled, min-max normalized map [M,1,h,w]
         (eps=None: maps used as given, no min-max); with a baseline image `base`, of
-        base + (image − base) ⊙ mask (graph/masking.py)."""
+        base + (image − base) ⊙ mask (graph/masking.py). progress=False: no bar of its own (a
+        caller making many small calls keeps one bar over them all)."""
         m = self.model
         blend = base is not None
         fixed = {IMAGE: image - base, MASK_BASE: base} if blend else {IMAGE: image}
         return self.batched_scores(("masked", align_corners, eps, blend), lambda: masked_scores_graph(
             m.proto, m.input_name, m.layout, m.image_shape[1:], m.score_name, align_corners, eps, blend),
-            fixed, MAPS, maps, what)
+            fixed, MAPS, maps, what, progress)
 
     def ablated_scores(self, image: np.ndarray, layer: str, keep: np.ndarray, fill: float) -> np.ndarray:
         """Scores [M, K] of one image with the layer's channels ablated per row of keep [M, C]
@@ -399,7 +401,8 @@ class Explainer:
             m.proto, m.input_name, layer, info.layout, m.score_name),
             {ABLATION_IMAGE: image, FILL: np.array([fill], np.float32)}, KEEP, keep, "AblationCAM")
 
-    def batched_scores(self, key, build, fixed: dict, rows_name: str, rows: np.ndarray, what: str) -> np.ndarray:
+    def batched_scores(self, key, build, fixed: dict, rows_name: str, rows: np.ndarray, what: str,
+                       progress: bool = True) -> np.ndarray:
         """Scores [M, K] of a graph (built once per key by build()) fed `fixed` inputs (kept on
         the device) and rows [M, ...] of `rows_name` in batches under the memory budget."""
         sess, _ = self.sessions.get(key, lambda: (build(), None))
@@ -407,7 +410,7 @@ class Explainer:
         fixed = {k: sess.to_device(np.ascontiguousarray(v, np.float32)) for k, v in fixed.items()}
         rows = np.ascontiguousarray(rows, np.float32)
         out = []
-        bar = Progress(len(rows), f"{what} forwards", enabled=self.progress)
+        bar = Progress(len(rows), f"{what} forwards", enabled=self.progress and progress)
         for i in range(0, len(rows), step):
             out.append(self._run(sess, fixed | {rows_name: rows[i:i + step]},
                                  {SCORES: f"the scores of the {what} images"})[SCORES])

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import OnnxCamError
 from ..postprocess import softmax
+from ..progress import Progress
 from . import options as opt
 from .base import Method, Request, register, scores_and_targets
 
@@ -128,7 +129,8 @@ def gaussian_mask(center, width: float, hw: tuple[int, int]) -> np.ndarray:
 
 def aise_search(score, width: float, iterations: int, hw: tuple[int, int]) -> tuple[list, list]:
     """(centres, gains) of DIRECT maximizing score(mask) over Gaussian masks of one width, in the
-    order evaluated (DIRECT may overrun its budget slightly: only the first `iterations` count)."""
+    order evaluated (DIRECT may overrun its budget slightly: only the first `iterations` count,
+    and it may stop short of it)."""
     try:
         from scipy.optimize import direct
     except ImportError:
@@ -165,13 +167,17 @@ def _aise(req: Request) -> dict[str, np.ndarray]:
     ex, hw = req.explainer, _image_hw(req)
     probabilities = ex.model.class_scores
     out = np.zeros((len(req.x),) + hw)
+    bar = Progress(len(req.x) * len(AISE_WIDTHS) * iterations, "AISE steps", enabled=ex.progress)
     for i in range(len(req.x)):
         def gain(mask):
             masks = np.stack([mask, 1.0 - mask])[:, None].astype(np.float32)
-            s = ex.masked_scores(req.x[i:i + 1], masks, align_corners=False, eps=None, what="AISE")
+            s = ex.masked_scores(req.x[i:i + 1], masks, align_corners=False, eps=None, what="AISE",
+                                 progress=False)
             f = softmax(s)[:, targets[i]] if probabilities else s[:, targets[i]]
+            bar.update()
             return float(f[0]) - float(f[1])
         out[i] = aise_map([(w, aise_search(gain, w, iterations, hw)) for w in AISE_WIDTHS], hw)
+    bar.close()
     return {INPUT: out.astype(np.float32)}
 
 
