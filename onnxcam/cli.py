@@ -31,7 +31,7 @@ from .postprocess import COLORMAPS
 from .files import read_json_object
 from .preprocess import load_images
 from .targets.from_args import add_task_flags, explainer_for_task, task_marks
-from .dataset.from_args import add_dataset_flags, explain_dataset, image_paths, streams
+from .dataset.from_args import add_dataset_flags, evaluate_dataset, explain_dataset, image_paths, streams
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -492,20 +492,25 @@ def _add_style_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate, read_boxes
+    from .evaluate import checked_methods, evaluate, read_boxes
     from .report import render
 
     ex = explainer_for_task(args, lambda t: _explainer(args.model, args, _spec_overrides(args) or None, t))
-    args.images = image_paths(args.images)   # folders, globs and list files expanded
+    boxes = read_boxes(args.boxes) if args.boxes else None
+    road_percentages = () if args.no_road else (10, 30, 50, 70, 90)
+    target = _parse_target(args.target, ex.labels)
+    if streams(args):   # a folder, glob or list file: streamed into a Parquet index, the report from it
+        return evaluate_dataset(args, ex, checked_methods(args.methods, args.steps, args.baseline), target,
+                                {}, boxes, road_percentages)
+    args.images = image_paths(args.images)
     out = Path(args.out)
     targets = [out / "evaluation.json", out / "report.html"]
     check_targets(targets, args.overwrite)
-    boxes = read_boxes(args.boxes) if args.boxes else None
     methods_list = [m.strip() for m in args.methods.split(",") if m.strip()]
     results = {}
     evaluation = evaluate(ex, args.images, methods_list, args.layers, boxes, args.steps, args.baseline,
-                          results=results, road_percentages=() if args.no_road else (10, 30, 50, 70, 90),
-                          sanity_steps=args.sanity, target=_parse_target(args.target, ex.labels))
+                          results=results, road_percentages=road_percentages,
+                          sanity_steps=args.sanity, target=target)
     _, views = load_images(args.images, ex.preprocess, return_views=True)
     write_json(targets[0], evaluation)
     write_text(targets[1], render(evaluation, results, views, ex.labels))
@@ -640,6 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="top1 (default: or the task's class), a class index or name, or one per image: 3,7,1")
     _add_labels_flag(v)
     add_task_flags(v)
+    add_dataset_flags(v, explain=False)
     _reads_images(v, cmd_evaluate)
 
     c = sub.add_parser("compare", help="do a deployed build's decisions and explanations agree with the "

@@ -16,19 +16,24 @@ from .discover import expand_inputs, is_dataset
 from .stream import parse_save, stream_explain
 
 
-def add_dataset_flags(p: argparse.ArgumentParser) -> None:
+def add_dataset_flags(p: argparse.ArgumentParser, explain: bool = True) -> None:
+    """The dataset flags; explain=False (evaluate, compare): the index only, on this machine
+    (no --save, --engine, --address, --worker-gpus)."""
     g = p.add_argument_group("datasets (a folder, glob or list file streams into OUT/index/*.parquet)")
-    g.add_argument("--save", metavar="WHAT", help="per-image files besides the index: overlays,npz (default), "
-                                                  "overlays, npz or none; giving it streams plain files too")
+    if explain:
+        g.add_argument("--save", metavar="WHAT", help="per-image files besides the index: overlays,npz (default), "
+                                                      "overlays, npz or none; giving it streams plain files too")
     g.add_argument("--resume", action="store_true", help="skip the images OUT/index already holds")
     g.add_argument("--workers", type=_count, default=2,
-                   help="threads decoding images ahead of the runs; with --engine ray, Explainer actors")
-    g.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="run on this machine, or on Ray Data (pip install \"onnxcam[ray]\"; index only)")
-    g.add_argument("--address", help="--engine ray: the cluster to join (auto, ray://HOST:10001); "
-                                     "default: a local one with --workers CPUs")
-    g.add_argument("--worker-gpus", type=float, default=0, metavar="G",
-                   help="--engine ray: GPUs per actor (default 0: one CPU each)")
+                   help="threads decoding images ahead of the runs" + ("; with --engine ray, Explainer actors"
+                                                                       if explain else ""))
+    if explain:
+        g.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="run on this machine, or on Ray Data (pip install \"onnxcam[ray]\"; index only)")
+        g.add_argument("--address", help="--engine ray: the cluster to join (auto, ray://HOST:10001); "
+                                         "default: a local one with --workers CPUs")
+        g.add_argument("--worker-gpus", type=float, default=0, metavar="G",
+                       help="--engine ray: GPUs per actor (default 0: one CPU each)")
     g.add_argument("--part-size", type=_count, default=256, metavar="IMAGES",
                    help="images per index part (a killed run loses at most one part)")
     g.add_argument("--status-every", type=_count, default=1000, metavar="IMAGES",
@@ -48,7 +53,8 @@ def _count(text: str) -> int:
 def streams(args) -> bool:
     """A run streams when it names a dataset (folder, glob, list file) or asks for --save, --resume
     or --engine ray."""
-    return is_dataset(args.images) or args.save is not None or args.resume or args.engine != "local"
+    return is_dataset(args.images) or getattr(args, "save", None) is not None or args.resume \
+        or getattr(args, "engine", "local") != "local"
 
 
 def image_paths(names) -> list[Path]:
@@ -59,8 +65,7 @@ def image_paths(names) -> list[Path]:
 def explain_dataset(args, ex, target, options: dict, write_files) -> int:
     ray = args.engine == "ray"
     save = parse_save(args.save or ("none" if ray else "overlays,npz"))
-    if args.overwrite and args.resume:
-        raise OnnxCamError("--resume continues a run and --overwrite starts it again; give one of them")
+    _refuse_resume_with_overwrite(args)
     if ray and save:
         raise OnnxCamError("--engine ray writes the index only (raw maps in it); pass --save none, or run "
                            "without --engine ray for overlays and npz files")
@@ -90,4 +95,45 @@ def explain_dataset(args, ex, target, options: dict, write_files) -> int:
         for note in summary["notes"]:
             print(f"# {note}")
         print(f"wrote {summary['index']} ({summary['parts']} parts) and {summary['files']} files")
+    return 0
+
+
+def _refuse_resume_with_overwrite(args) -> None:
+    if args.overwrite and args.resume:
+        raise OnnxCamError("--resume continues a run and --overwrite starts it again; give one of them")
+
+
+def evaluate_dataset(args, ex, methods: list[str], target, options: dict, boxes, road_percentages) -> int:
+    """`onnxcam evaluate MODEL DIR --out OUT`: the streamed run into OUT/index, then OUT/evaluation.json
+    (means with intervals, worst and best images) and OUT/report.html made from the whole index."""
+    from ..report import picked_keys, render_dataset
+    from ..output import write_json, write_text
+    from .evaluate_run import dataset_evaluation, stream_evaluate
+    from .picked import picked_maps
+
+    _refuse_resume_with_overwrite(args)
+    if args.sanity:
+        raise OnnxCamError("--sanity re-runs the model with random weights on the images at once; run it on a "
+                           "few image files, not on a folder, glob or list")
+    out = Path(args.out)
+    run = stream_evaluate(ex, expand_inputs(args.images), methods, args.layers, target, options, out, args.steps,
+                          args.baseline, road_percentages, boxes, args.resume, args.overwrite, args.workers,
+                          args.part_size, args.status_every)
+    evaluation = dataset_evaluation(ex, out, run)
+    maps, _, views = picked_maps(ex, out / "index", picked_keys(evaluation))
+    write_json(out / "evaluation.json", evaluation)
+    write_text(out / "report.html", render_dataset(evaluation, views, maps))
+    if args.json:
+        print(json.dumps({k: v for k, v in evaluation.items() if k != "histograms"}, indent=2))
+        return 0
+    done = f" ({run['skipped_done']} already in the index)" if run["skipped_done"] else ""
+    print(f"evaluated {run['explained']} of {run['images']} images{done}; means over {evaluation['images'] - evaluation['errors']} "
+          f"images with the {evaluation['interval']['level']:.0%} bootstrap interval:")
+    for g in evaluation["groups"]:
+        figures = "  ".join(f"{name} {f['mean']:.3g} [{f['low']:.3g}, {f['high']:.3g}]"
+                            for name, f in g["metrics"].items() if name != "pointing_hit")
+        print(f"{g['method']:<14} {g['layer'][:40]:<40} {figures}")
+    if run["errors"]:
+        print(f"# {run['errors']} images could not be read (the index's error column says why)")
+    print(f"wrote {out / 'evaluation.json'}, {out / 'report.html'} and {run['index']} ({run['parts']} parts)")
     return 0
