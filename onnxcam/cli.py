@@ -31,7 +31,8 @@ from .postprocess import COLORMAPS
 from .files import read_json_object
 from .preprocess import load_images
 from .targets.from_args import add_task_flags, explainer_for_task, task_marks
-from .dataset.from_args import add_dataset_flags, evaluate_dataset, explain_dataset, image_paths, streams
+from .dataset.from_args import (add_dataset_flags, compare_dataset, evaluate_dataset, explain_dataset, image_paths,
+                                streams)
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -546,14 +547,18 @@ def cmd_compare(args) -> int:
 
     out = Path(args.out)
     targets = [out / "comparison.json", out / "report.html"]
-    check_targets(targets, args.overwrite)
+    dataset = streams(args)   # a folder, glob or list file: streamed into a Parquet index, the report from it
+    if not dataset:
+        check_targets(targets, args.overwrite)
     target = _parse_target(args.target)
-    args.images = image_paths(args.images)   # folders, globs and list files expanded
     engine = dict(score=args.score, memory_budget_mb=args.memory_budget_mb, max_batch=args.max_batch, progress=True)
     # the reference with the task's target (embed: its reference embedding); the candidate explains the same
     reference = explainer_for_task(args, lambda t: Explainer(args.reference, providers=args.providers,
                                                              preprocess=_spec_overrides(args) or None,
                                                              target=t, **engine))
+    if dataset:
+        return compare_dataset(args, reference, target, _method_options(args), _parse_matches(args.match), engine)
+    args.images = image_paths(args.images)
     results = {}
     result = compare(reference, args.candidate, args.images, method=args.method, layers=args.layers,
                      match=_parse_matches(args.match), target=target, top_percent=args.top_percent,
@@ -670,6 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="map figure the map floor checks: mean map Pearson (default), Spearman or top-k%% IoU")
     _add_method_flags(c)
     add_task_flags(c)
+    add_dataset_flags(c, explain=False)
     _reads_images(c, cmd_compare)
 
     x = sub.add_parser("export-explainer", help="write a standalone ONNX model returning logits and the "

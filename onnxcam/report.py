@@ -220,6 +220,14 @@ def _difference(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
     return np.clip(0.5 + 0.5 * (cand - ref), 0, 1)
 
 
+def _pair_cells(view: np.ndarray, a: np.ndarray, b: np.ndarray, signed: bool, aspect: float | None = None,
+                size: int = 128) -> str:
+    """Three cells: the reference's overlay, the candidate's, and their difference."""
+    return "".join(f'<td><img src="{_png(img, size, aspect)}"></td>' for img in (
+        overlay(view, a, diverging=signed), overlay(view, b, diverging=signed),
+        overlay(view, _difference(a, b), alpha=0.7, diverging=True)))
+
+
 def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], labels=None,
                       aspects: list[float] | None = None) -> str:
     """HTML for a compare() dict: verdict, per-layer summary, layer matching, and per image (worst
@@ -258,9 +266,7 @@ def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], 
             head = (f'<td rowspan="{len(pairs)}"><img src="{_png(view, aspect=aspect)}"><br>{html.escape(row["image"].split("/")[-1])}'
                     f'<br>agreement {row["agreement"]:.3f}</td>') if k == 0 else ""
             image_rows.append(
-                f"<tr>{head}<td><img src=\"{_png(overlay(view, a, diverging=signed), aspect=aspect)}\"></td>"
-                f"<td><img src=\"{_png(overlay(view, b, diverging=signed), aspect=aspect)}\"></td>"
-                f"<td><img src=\"{_png(overlay(view, _difference(a, b), alpha=0.7, diverging=True), aspect=aspect)}\"></td>"
+                f"<tr>{head}{_pair_cells(view, a, b, signed, aspect)}"
                 f"<td style='text-align:left'>layer {html.escape(r)}<br>Pearson {f['pearson']:.3f} · Spearman "
                 f"{f['spearman']:.3f} · top-{result['top_percent']:g}% IoU {f['iou']:.3f} · largest pixel "
                 f"difference {fmt(f['max_abs_difference'])}<br>{'' if {'region_iou', 'reference_labels'} & set(row) else 'top-1 '}{top1}<br>"
@@ -404,3 +410,50 @@ def render_dataset(evaluation: dict, views: dict, maps: dict) -> str:
             "<h2>Worst and best images</h2><p class=note>Per figure, the images it rates worst and best, with "
             f"the map the run computed.</p>{_ranked(groups, DATASET_FIGURES, views, maps)}")
     return _page("onnxcam evaluation", body)
+
+
+#: per-image figures of a dataset comparison, per layer
+COMPARISON_FIGURES = {"pearson": ("map Pearson", ".3f"), "spearman": ("map Spearman", ".3f"),
+                      "iou": ("top-k% IoU", ".3f"), "max_abs_difference": ("largest pixel difference", ".3f"),
+                      "activation_pearson": ("activation Pearson", ".4f"),
+                      "decision_agreement": ("decision agreement", ".3f"),
+                      "score_delta": ("change of the explained score", "+.3f")}
+
+
+def render_dataset_comparison(result: dict, views: dict, reference_maps: dict, candidate_maps: dict) -> str:
+    """HTML for a dataset comparison (dataset/compare_run.dataset_comparison): the verdict, the
+    sortable table of figures per layer with intervals, histograms of the per-image agreement, and
+    per layer the images where the candidate's evidence moved most (reference, candidate, difference)."""
+    figures = result["figures"]
+    names = dict(COMPARISON_FIGURES)
+    names["iou"] = (f"top-{result['top_percent']:g}% IoU", ".3f")
+    candidates = {m["reference"]: m["candidate"] or "–" for m in result["matching"]}
+    table = _figure_table(figures["groups"], names, "<th>candidate layer</th>",
+                          lambda g: f"<td>{html.escape(_short(candidates.get(g['layer'], '–'), 40))}</td>")
+    signed = get(result["method"]).signed
+    gate = result["gate"]
+    moved = []
+    for g in figures["groups"]:
+        rows = []
+        for p in g["worst"].get(gate, []):
+            key = (p["path"], g["method"], g["layer"])
+            view, a, b = views.get(p["path"]), reference_maps.get(key), candidate_maps.get(key)
+            cells = _pair_cells(view, a, b, signed, size=150) if view is not None and a is not None and b is not None \
+                else "<td colspan=3>(image not readable now)</td>"
+            rows.append(f"<tr><td>{_name(p['path'])}<br>{names[gate][0]} {p['value']:.3f}</td>{cells}</tr>")
+        moved.append(f"<h3>{html.escape(_short(g['layer'], 60))}</h3><table><tr><th>image</th><th>reference</th>"
+                     f"<th>candidate</th><th>difference</th></tr>{''.join(rows)}</table>")
+    verdict = (f'<p style="font-size:16px;color:{"#080" if result["passed"] else "#b00"}"><b>'
+               f'{html.escape(result["verdict"])}</b></p>') if "verdict" in result else ""
+    s = result["summary"]
+    errors = f" · {figures['errors']} could not be read" if figures["errors"] else ""
+    body = (f"<h1>onnxcam comparison over a dataset</h1>{verdict}<p>reference {html.escape(str(result['reference']))}"
+            f"<br>candidate {html.escape(str(result['candidate']))}<br>method {html.escape(result['method'])} · "
+            f"{result['images_total']} images{errors} · {html.escape(s['decision'])} agreement "
+            f"{s['top1_agreement']:.{2 if s['per_pixel'] else 1}%} · index {html.escape(result['index'])}</p>"
+            f"{table}<p class=note>{_interval_note(figures)}</p>"
+            f"<h2>Agreement per image</h2>{_histograms(figures, {k: names[k] for k in ('pearson', 'spearman', 'iou')})}"
+            f"<h2>Where the candidate's evidence moved most</h2><p class=note>Per layer, the images of least "
+            f"{html.escape(names[gate][0])}. Difference: red where the candidate's heatmap is higher, blue where "
+            f"it is lower, white where they agree.</p>{''.join(moved)}")
+    return _page("onnxcam comparison", body)

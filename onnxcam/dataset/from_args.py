@@ -137,3 +137,48 @@ def evaluate_dataset(args, ex, methods: list[str], target, options: dict, boxes,
         print(f"# {run['errors']} images could not be read (the index's error column says why)")
     print(f"wrote {out / 'evaluation.json'}, {out / 'report.html'} and {run['index']} ({run['parts']} parts)")
     return 0
+
+
+def compare_dataset(args, reference, target, options: dict, match: dict, engine: dict) -> int:
+    """`onnxcam compare REF CAND DIR --out OUT`: the streamed run into OUT/index, then the gate on
+    every image, OUT/comparison.json and OUT/report.html made from the whole index. Exit 1 when a
+    floor fails, as a run on image files."""
+    import sys
+
+    from ..compare import nonfinite_allowed, open_builds
+    from ..output import write_json, write_text
+    from ..report import picked_keys, render_dataset_comparison
+    from .compare_run import dataset_comparison, stream_compare
+    from .picked import picked_maps
+
+    _refuse_resume_with_overwrite(args)
+    if isinstance(target, list):
+        raise OnnxCamError("--target for a folder, glob or list run takes top1 or one class for every image, "
+                           "not one per image")
+    out = Path(args.out)
+    ref, cand = open_builds(reference, args.candidate, args.providers, None, None, args.gate, args.top_percent,
+                            args.fail_under, args.top1_floor, engine)
+    with nonfinite_allowed(cand):
+        run = stream_compare(ref, cand, expand_inputs(args.images), args.method, args.layers, match or None, target,
+                             args.top_percent, args.gate, options, out, args.resume, args.overwrite, args.workers,
+                             args.part_size, args.status_every)
+    result = dataset_comparison(ref, cand, out, run, args.method, args.fail_under, args.top1_floor)
+    cand_maps, ref_maps, views = picked_maps(ref, out / "index", picked_keys(result["figures"]))
+    write_json(out / "comparison.json", result)
+    write_text(out / "report.html", render_dataset_comparison(result, views, ref_maps, cand_maps))
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "figures"}, indent=2))
+    else:
+        done = f" ({run['skipped_done']} already in the index)" if run["skipped_done"] else ""
+        s = result["summary"]
+        print(f"compared {run['explained']} of {run['images']} images{done} with {args.method}: "
+              f"{s['decision']} agreement {s['top1_agreement']:.{2 if s['per_pixel'] else 1}%}")
+        for g in result["figures"]["groups"]:
+            line = "  ".join(f"{k} {f['mean']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
+                             for k, f in g["metrics"].items() if k in ("pearson", "spearman", "iou"))
+            print(f"  {g['layer']}: {line}")
+        print(f"wrote {out / 'comparison.json'}, {out / 'report.html'} and {run['index']} ({run['parts']} parts)")
+    if "verdict" in result:
+        print(f"onnxcam: {result['verdict']}", file=sys.stdout if result["passed"] and not args.json else sys.stderr)
+        return 0 if result["passed"] else 1
+    return 0

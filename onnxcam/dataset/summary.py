@@ -48,12 +48,13 @@ def bootstrap_interval(values, level: float = LEVEL, resamples: int = RESAMPLES,
 
 def _figure(values: np.ndarray, level: float, resamples: int, seed: int) -> dict:
     lo, hi = bootstrap_interval(values, level, resamples, seed)
-    return {"mean": float(values.mean()), "low": lo, "high": hi, "n": int(values.size)}
+    return {"mean": float(values.mean()), "low": lo, "high": hi, "n": int(values.size),
+            "min": float(values.min()), "max": float(values.max())}
 
 
 def summarize(folder: Path, better: dict[str, str | None], picked: int = PICKED, level: float = LEVEL,
               resamples: int = RESAMPLES, seed: int = SEED, bins: int = BINS) -> dict:
-    """Per method x layer (in the index's order): "metrics" {name: mean, low, high, n} for every
+    """Per method x layer (in the index's order): "metrics" {name: mean, low, high, n, min, max} for every
     figure the rows hold, "mean_curves" {name: [...]}, and for the figures `better` ranks
     ("lower" or "higher" is better; None: not ranked) "worst" and "best" {name: [{path, value}]}
     (ties in path order). "histograms" {name: {"edges": [...], "counts": {"method @ layer": [...]}}}
