@@ -228,6 +228,12 @@ def _pair_cells(view: np.ndarray, a: np.ndarray, b: np.ndarray, signed: bool, as
         overlay(view, _difference(a, b), alpha=0.7, diverging=True)))
 
 
+def _verdict(result: dict) -> str:
+    """compare's one-line verdict, green on a pass and red on a fail ("" when nothing was gated)."""
+    return (f'<p style="font-size:16px;color:{"#080" if result["passed"] else "#b00"}"><b>'
+            f'{html.escape(result["verdict"])}</b></p>') if "verdict" in result else ""
+
+
 def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], labels=None,
                       aspects: list[float] | None = None) -> str:
     """HTML for a compare() dict: verdict, per-layer summary, layer matching, and per image (worst
@@ -274,8 +280,7 @@ def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], 
                 f"{fmt(row['score_delta'], '+.3f')}, probability {fmt(row['probability_delta'], '+.4f')}</td></tr>")
     matches = "".join(f"<tr><td>{html.escape(m['reference'])}</td><td>{html.escape(m['candidate'] or '–')}</td>"
                       f"<td>{m['how']}</td></tr>" for m in result["all_matches"])
-    verdict = (f'<p style="font-size:16px;color:{"#080" if result["passed"] else "#b00"}"><b>'
-               f'{html.escape(result["verdict"])}</b></p>') if "verdict" in result else ""
+    verdict = _verdict(result)
     s = result["summary"]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>onnxcam comparison</title>
 <style>body{{font-family:sans-serif;margin:20px}}table{{border-collapse:collapse}}
@@ -443,8 +448,7 @@ def render_dataset_comparison(result: dict, views: dict, reference_maps: dict, c
             rows.append(f"<tr><td>{_name(p['path'])}<br>{names[gate][0]} {p['value']:.3f}</td>{cells}</tr>")
         moved.append(f"<h3>{html.escape(_short(g['layer'], 60))}</h3><table><tr><th>image</th><th>reference</th>"
                      f"<th>candidate</th><th>difference</th></tr>{''.join(rows)}</table>")
-    verdict = (f'<p style="font-size:16px;color:{"#080" if result["passed"] else "#b00"}"><b>'
-               f'{html.escape(result["verdict"])}</b></p>') if "verdict" in result else ""
+    verdict = _verdict(result)
     s = result["summary"]
     errors = f" · {figures['errors']} could not be read" if figures["errors"] else ""
     body = (f"<h1>onnxcam comparison over a dataset</h1>{verdict}<p>reference {html.escape(str(result['reference']))}"
