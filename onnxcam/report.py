@@ -358,7 +358,7 @@ def _name(path: str) -> str:
     return html.escape(_short(path.replace("\\", "/").split("/")[-1], 30))
 
 
-def _ranked(groups: list[dict], names: dict, views: dict, maps: dict) -> str:
+def _ranked(groups: list[dict], names: dict, views: dict, maps: dict, classes: dict) -> str:
     """Per method x layer, one row per ranked figure: its worst images, then its best, with overlays."""
     parts = []
     for g in groups:
@@ -366,7 +366,8 @@ def _ranked(groups: list[dict], names: dict, views: dict, maps: dict) -> str:
         for n, worst in g["worst"].items():
             spec = names.get(n, (n, ".3f"))[1]
             cells = [[_thumb(views.get(p["path"]), maps.get((p["path"], g["method"], g["layer"])), g["method"],
-                             f"{_name(p['path'])}<br>{format(p['value'], spec)}") for p in picked]
+                             f"{_name(p['path'])}<br>{format(p['value'], spec)}<br><small>"
+                             f"{_class_caption(classes, p['path'], g)}</small>") for p in picked]
                      for picked in (worst, g["best"][n])]
             rows.append(f"<tr><th>{html.escape(names.get(n, (n,))[0])}</th>{''.join(cells[0])}"
                         f"<td style='border:none;width:12px'></td>{''.join(cells[1])}</tr>")
@@ -375,6 +376,10 @@ def _ranked(groups: list[dict], names: dict, views: dict, maps: dict) -> str:
                      f"<th>figure</th><th colspan={width}>worst images</th><td style='border:none'></td>"
                      f"<th colspan={width}>best images</th></tr>{''.join(rows)}</table>")
     return "".join(parts)
+
+
+def _class_caption(classes: dict, path: str, group: dict) -> str:
+    return html.escape(_short(str(classes.get((path, group["method"], group["layer"]), "")), 28))
 
 
 def picked_keys(summary: dict) -> set[tuple[str, str, str]]:
@@ -395,10 +400,11 @@ def _page(title: str, body: str) -> str:
             "</body></html>")
 
 
-def render_dataset(evaluation: dict, views: dict, maps: dict) -> str:
+def render_dataset(evaluation: dict, views: dict, maps: dict, classes: dict | None = None) -> str:
     """HTML for a dataset evaluation (dataset/evaluate_run.dataset_evaluation): the sortable table
     of means with intervals, mean curves, histograms of the per-image figures, and the worst and
-    best images per figure with their overlays (views {path: view}, maps {(path, method, layer): map})."""
+    best images per figure with their overlays (views {path: view}, maps {(path, method, layer): map},
+    classes {(path, method, layer): the explained class, for the captions})."""
     groups = evaluation["groups"]
     curves = {"methods": {}}   # the mean curves in the shape the file-run plots take
     for g in groups:
@@ -413,7 +419,7 @@ def render_dataset(evaluation: dict, views: dict, maps: dict) -> str:
             f"{_figure_table(groups, DATASET_FIGURES)}<p class=note>{_interval_note(evaluation)}</p>"
             f"<h2>Mean curves</h2>{plots}<h2>Per-image figures</h2>{_histograms(evaluation, DATASET_FIGURES)}"
             "<h2>Worst and best images</h2><p class=note>Per figure, the images it rates worst and best, with "
-            f"the map the run computed.</p>{_ranked(groups, DATASET_FIGURES, views, maps)}")
+            f"the map the run computed.</p>{_ranked(groups, DATASET_FIGURES, views, maps, classes or {})}")
     return _page("onnxcam evaluation", body)
 
 
@@ -425,7 +431,8 @@ COMPARISON_FIGURES = {"pearson": ("map Pearson", ".3f"), "spearman": ("map Spear
                       "score_delta": ("change of the explained score", "+.3f")}
 
 
-def render_dataset_comparison(result: dict, views: dict, reference_maps: dict, candidate_maps: dict) -> str:
+def render_dataset_comparison(result: dict, views: dict, reference_maps: dict, candidate_maps: dict,
+                              classes: dict | None = None) -> str:
     """HTML for a dataset comparison (dataset/compare_run.dataset_comparison): the verdict, the
     sortable table of figures per layer with intervals, histograms of the per-image agreement, and
     per layer the images where the candidate's evidence moved most (reference, candidate, difference)."""
@@ -445,7 +452,8 @@ def render_dataset_comparison(result: dict, views: dict, reference_maps: dict, c
             view, a, b = views.get(p["path"]), reference_maps.get(key), candidate_maps.get(key)
             cells = _pair_cells(view, a, b, signed, size=150) if view is not None and a is not None and b is not None \
                 else "<td colspan=3>(image not readable now)</td>"
-            rows.append(f"<tr><td>{_name(p['path'])}<br>{names[gate][0]} {p['value']:.3f}</td>{cells}</tr>")
+            rows.append(f"<tr><td>{_name(p['path'])}<br>{names[gate][0]} {p['value']:.3f}<br><small>"
+                        f"{_class_caption(classes or {}, p['path'], g)}</small></td>{cells}</tr>")
         moved.append(f"<h3>{html.escape(_short(g['layer'], 60))}</h3><table><tr><th>image</th><th>reference</th>"
                      f"<th>candidate</th><th>difference</th></tr>{''.join(rows)}</table>")
     verdict = _verdict(result)

@@ -42,7 +42,10 @@ def folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def evaluated(folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("ev") / "out"
-    rc, said, err = run("evaluate", LITE0, folder, *FAST, "--out", out)
+    boxes = out.parent / "boxes.json"   # two of the six images have a box: the pointing game on those
+    boxes.write_text(json.dumps({"boxes": {"img_00000.jpg": [[0.1, 0.1, 0.9, 0.9]],
+                                           "img_00003.jpg": [[0.0, 0.0, 0.3, 0.3]]}}))
+    rc, said, err = run("evaluate", LITE0, folder, *FAST, "--boxes", boxes, "--out", out)
     assert rc == 0, err
     return {"out": out, "stdout": said, "evaluation": json.loads((out / "evaluation.json").read_text()),
             "rows": read_index(out / "index").to_pylist(), "html": (out / "report.html").read_text()}
@@ -74,7 +77,9 @@ def test_evaluate_folder_rows_hold_each_images_figures_and_curves(evaluated, fol
     assert sorted(r["path"] for r in rows) == sorted(str(p) for p in folder.rglob("*.jpg"))
     for r in rows:
         m = dict(r["metrics"])
-        assert set(m) == {"average_drop", "increase_in_confidence", "deletion_auc", "insertion_auc"}
+        boxed = Path(r["path"]).name in ("img_00000.jpg", "img_00003.jpg")
+        assert set(m) == {"average_drop", "increase_in_confidence", "deletion_auc", "insertion_auc"} | \
+            ({"pointing_hit", "pointing_energy"} if boxed else set())
         assert 0 <= m["average_drop"] <= 100 and m["increase_in_confidence"] in (0.0, 100.0)
         curves = dict(r["curves"])
         assert len(curves["deletion"]) == len(curves["insertion"]) == 5
@@ -86,19 +91,20 @@ def test_means_and_intervals_are_those_of_the_index_and_of_a_run_on_the_files(ev
     assert evaluated["evaluation"]["interval"] == {"kind": "bootstrap percentile", "level": 0.95,
                                                    "resamples": 1000, "seed": 0}
     for name, figure in group["metrics"].items():
-        values = [dict(r["metrics"])[name] for r in evaluated["rows"]]
-        assert figure["mean"] == pytest.approx(np.mean(values)) and figure["n"] == 6
+        values = [dict(r["metrics"])[name] for r in evaluated["rows"] if name in dict(r["metrics"])]
+        assert figure["mean"] == pytest.approx(np.mean(values)) and figure["n"] == (2 if "pointing" in name else 6)
         assert (figure["low"], figure["high"]) == pytest.approx(bootstrap_interval(values))
         assert figure["low"] <= figure["mean"] <= figure["high"]
     # the same images named one by one (evaluate's whole-batch path) give the same means
     files = sorted(folder.rglob("*.jpg"))
     rc, _, err = run("evaluate", LITE0, *files, "--methods", "gradcam", "--steps", "4", "--no-road",
-                     "--out", tmp_path / "files")
+                     "--boxes", evaluated["out"].parent / "boxes.json", "--out", tmp_path / "files")
     assert rc == 0, err
     whole = json.loads((tmp_path / "files" / "evaluation.json").read_text())["methods"]["gradcam"]["layers"]
     (layer,) = whole.values()
-    for name in ("average_drop", "deletion_auc", "insertion_auc", "increase_in_confidence"):
+    for name in ("average_drop", "deletion_auc", "insertion_auc", "increase_in_confidence", "pointing_energy"):
         assert group["metrics"][name]["mean"] == pytest.approx(layer[name], rel=1e-4, abs=1e-4)
+    assert group["metrics"]["pointing_hit"]["mean"] == pytest.approx(layer["pointing_hit_rate"])
 
 
 def test_worst_and_best_images_are_ranked_by_their_figures(evaluated):
@@ -121,7 +127,7 @@ def test_the_report_has_the_table_intervals_histograms_and_picked_overlays(evalu
     picked = sum(len(v) for which in ("worst", "best") for v in group[which].values())
     assert html.count('src="data:image/png;base64,') == picked   # every picked image drawn, none missing
     histograms = [s for s in re.findall(r"<svg.*?</svg>", html, re.S) if "per image</title>" in s]
-    assert len(histograms) == 4
+    assert len(histograms) == 6   # drop, increase, deletion, insertion, pointing hit and energy
     for svg in histograms:
         assert 'class="axis-label x"' in svg and 'class="axis-label y"' in svg and 'class="legend"' in svg
     text = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)>.*?</\1>", "", html, flags=re.S))
@@ -131,10 +137,11 @@ def test_the_report_has_the_table_intervals_histograms_and_picked_overlays(evalu
 
 def test_a_resumed_evaluation_gives_the_uninterrupted_report(evaluated, folder, tmp_path):
     out = tmp_path / "cut"
-    assert run("evaluate", LITE0, folder, *FAST, "--out", out)[0] == 0
+    boxes = evaluated["out"].parent / "boxes.json"
+    assert run("evaluate", LITE0, folder, *FAST, "--boxes", boxes, "--out", out)[0] == 0
     parts = sorted((out / "index").glob("part-*.parquet"))
     parts[-1].unlink()                                         # a kill lost the last part
-    rc, said, err = run("evaluate", LITE0, folder, *FAST, "--out", out, "--resume")
+    rc, said, err = run("evaluate", LITE0, folder, *FAST, "--boxes", boxes, "--out", out, "--resume")
     assert rc == 0, err
     assert "evaluated 2 of 6 images (4 already in the index)" in said
     again = json.loads((out / "evaluation.json").read_text())
@@ -145,7 +152,8 @@ def test_a_resumed_evaluation_gives_the_uninterrupted_report(evaluated, folder, 
         for which in ("worst", "best"):
             assert {k: [p["path"] for p in v] for k, v in a[which].items()} == \
                 {k: [p["path"] for p in v] for k, v in b[which].items()}
-    rc, _, err = run("evaluate", LITE0, folder, *FAST[:3], "8", *FAST[4:], "--out", out, "--resume")
+    rc, _, err = run("evaluate", LITE0, folder, *FAST[:3], "8", *FAST[4:], "--boxes", boxes, "--out", out,
+                     "--resume")
     assert rc == 2 and "holds a run with other evaluate" in err   # other --steps: not mixed into one index
 
 
@@ -197,3 +205,34 @@ def test_compare_folder_indexes_agreement_per_image_and_shows_where_evidence_mov
     rc, said, err = run("compare", LITE0, noisy, folder, "--max-batch", "2", "--map-floor", "0.999",
                         "--top1-floor", "0", "--out", out, "--resume")   # the floors gate the index again
     assert rc == 1 and "FAIL: mean map Pearson" in err and "(6 already in the index)" in said
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium is not installed")
+def test_the_table_sorts_by_the_clicked_column_in_chromium(tmp_path):
+    import subprocess
+    import tempfile
+
+    from onnxcam.report import render_dataset
+    groups = [{"method": m, "layer": "L", "n": 5, "worst": {}, "best": {}, "mean_curves": {},
+               "metrics": {"deletion_auc": {"mean": v, "low": v - 0.01, "high": v + 0.01, "n": 5}}}
+              for m, v in (("a", 0.3), ("b", 0.05), ("c", 0.2))]
+    evaluation = {"model": "m.onnx", "images": 5, "errors": 0, "steps": 4, "baseline": "zero", "index": "i",
+                  "metric_score": "softmax probability", "road_percentages": [], "groups": groups,
+                  "histograms": {}, "interval": {"kind": "bootstrap percentile", "level": 0.95, "resamples": 9,
+                                                 "seed": 0}}
+    page = render_dataset(evaluation, {}, {}).replace("</body>", """<script>
+var th = document.querySelectorAll('table.sortable th')[3], order = function () {
+  return Array.prototype.map.call(document.querySelectorAll('table.sortable tbody tr'),
+                                  function (r) { return r.cells[0].textContent; }).join(''); };
+th.click(); var up = order(); th.click(); document.title = 'sorted:' + up + ',' + order();
+</script></body>""")
+    (tmp_path / "t.html").write_text(page)
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+                              "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                              f"--user-data-dir={profile}", "--dump-dom", (tmp_path / "t.html").as_uri()],
+                             capture_output=True, text=True, timeout=120).stdout
+    assert "<title>sorted:bca,acb</title>" in dom    # ascending by the mean, then descending

@@ -120,9 +120,9 @@ def evaluate_dataset(args, ex, methods: list[str], target, options: dict, boxes,
                           args.baseline, road_percentages, boxes, args.resume, args.overwrite, args.workers,
                           args.part_size, args.status_every)
     evaluation = dataset_evaluation(ex, out, run)
-    maps, _, views = picked_maps(ex, out / "index", picked_keys(evaluation))
+    maps, _, views, classes = picked_maps(ex, out / "index", picked_keys(evaluation))
     write_json(out / "evaluation.json", evaluation)
-    write_text(out / "report.html", render_dataset(evaluation, views, maps))
+    write_text(out / "report.html", render_dataset(evaluation, views, maps, classes))
     if args.json:
         print(json.dumps({k: v for k, v in evaluation.items() if k != "histograms"}, indent=2))
         return 0
@@ -163,9 +163,9 @@ def compare_dataset(args, reference, target, options: dict, match: dict, engine:
                              args.top_percent, args.gate, options, out, args.resume, args.overwrite, args.workers,
                              args.part_size, args.status_every)
     result = dataset_comparison(ref, cand, out, run, args.method, args.fail_under, args.top1_floor)
-    cand_maps, ref_maps, views = picked_maps(ref, out / "index", picked_keys(result["figures"]))
+    cand_maps, ref_maps, views, classes = picked_maps(ref, out / "index", picked_keys(result["figures"]))
     write_json(out / "comparison.json", result)
-    write_text(out / "report.html", render_dataset_comparison(result, views, ref_maps, cand_maps))
+    write_text(out / "report.html", render_dataset_comparison(result, views, ref_maps, cand_maps, classes))
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "figures"}, indent=2))
     else:
