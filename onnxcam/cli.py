@@ -31,8 +31,8 @@ from .postprocess import COLORMAPS
 from .files import read_json_object
 from .preprocess import load_images
 from .targets.from_args import add_task_flags, explainer_for_task, task_marks
-from .dataset.from_args import (add_dataset_flags, compare_dataset, evaluate_dataset, explain_dataset, image_paths,
-                                streams)
+from .dataset.from_args import (add_dataset_flags, compare_dataset, dataset_target, evaluate_dataset,
+                                explain_dataset, image_paths, streams)
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -364,14 +364,13 @@ def cmd_explain(args) -> int:
     options = _method_options(args)
     style = Style(args.at, args.colormap, args.alpha, args.shared_scale)
     if streams(args):   # a folder, glob or list file, or a dataset flag: stream into a Parquet index
-        if args.task == "detect":
-            raise OnnxCamError("--task detect explains chosen detections of single images; a dataset run "
-                               "(folder, glob, list, --save/--resume/--engine) does not choose them yet: "
-                               "name image files")
-        def write(results, items, views, photos, overwrite, save) -> dict:
+        target = dataset_target(args, target)   # --task detect: detection K of each image, chosen per batch
+
+        def write(results, items, views, photos, overwrite, save, marks=None) -> dict:
             found = {}
             write_results(ex, results, [it.path for it in items], views, photos, Path(args.out), overwrite, style,
-                          montage=len(results) > 1, stems=[it.stem for it in items], save=save, by_image=found)
+                          montage=len(results) > 1, marks=marks, stems=[it.stem for it in items], save=save,
+                          by_image=found)
             return found
         return explain_dataset(args, ex, target, {m: _options_for(m, options, args.method) for m in args.method},
                                write)
@@ -501,8 +500,8 @@ def cmd_evaluate(args) -> int:
     road_percentages = () if args.no_road else (10, 30, 50, 70, 90)
     target = _parse_target(args.target, ex.labels)
     if streams(args):   # a folder, glob or list file: streamed into a Parquet index, the report from it
-        return evaluate_dataset(args, ex, checked_methods(args.methods, args.steps, args.baseline), target,
-                                {}, boxes, road_percentages)
+        return evaluate_dataset(args, ex, checked_methods(args.methods, args.steps, args.baseline),
+                                dataset_target(args, target), {}, boxes, road_percentages)
     args.images = image_paths(args.images)
     out = Path(args.out)
     targets = [out / "evaluation.json", out / "report.html"]

@@ -236,3 +236,33 @@ th.click(); var up = order(); th.click(); document.title = 'sorted:' + up + ',' 
                               f"--user-data-dir={profile}", "--dump-dom", (tmp_path / "t.html").as_uri()],
                              capture_output=True, text=True, timeout=120).stdout
     assert "<title>sorted:bca,acb</title>" in dom    # ascending by the mean, then descending
+
+
+# ----- detectors over a folder (--task detect: detection K of each image, chosen batch by batch)
+
+YOLO = Path(__file__).parent / "fixtures" / "yolo" / "yolov8_torchscript.onnx"
+
+
+def test_detect_over_a_folder_explains_detection_k_of_each_image(folder, tmp_path):
+    out = tmp_path / "det"
+    rc, said, err = run("explain", YOLO, folder, "--task", "detect", "--method", "gradcam", "--save", "overlays",
+                        "--max-batch", "4", "--out", out)
+    assert rc == 0, err
+    rows = read_index(out / "index").to_pylist()
+    assert len(rows) == 6 and all(r["error"] is None and r["notes"][0].startswith("detection 0: ") for r in rows)
+    one = sorted(folder.rglob("*.jpg"))[1]
+    rc, said, _ = run("explain", YOLO, one, "--task", "detect", "--method", "gradcam", "--json", "--out",
+                      tmp_path / "one")
+    (det,) = json.loads(said)["detections"]
+    (row,) = [r for r in rows if r["path"] == str(one)]
+    assert row["target"] == det["candidate"] and row["target_name"] == det["name"]   # the same choice as on files
+    # an image without a K-th detection is an error row; the run goes on
+    rc, said, err = run("evaluate", YOLO, folder, "--task", "detect", "--detection", "3", "--conf", "0.9", *FAST,
+                        "--out", tmp_path / "ev")   # at 0.9 the fixture finds 0 to 16 detections per image
+    assert rc == 0, err
+    rows = read_index(tmp_path / "ev" / "index").to_pylist()
+    missing = [r for r in rows if r["error"] is not None]
+    assert 0 < len(missing) < 6 and all("there is no detection 3" in r["error"] for r in missing)
+    assert all(dict(r["metrics"])["deletion_auc"] >= 0 for r in rows if r["error"] is None)
+    rc, _, err = run("explain", YOLO, folder, "--task", "detect", "--detection", "0,1", "--out", tmp_path / "x")
+    assert rc == 2 and "one detection per image" in err

@@ -17,7 +17,8 @@ from ..evaluate import evaluate_method
 from ..metrics.common import metric_score
 from ..preprocess import view_box
 from .discover import Item
-from .stream import batch_rows, request_of, run_stream
+from .choose import DetectionChoice
+from .stream import batch_rows, chosen_fields, chosen_targets, request_of, run_stream
 from .summary import summarize
 
 #: per-image figure in the index -> evaluate_method's per-image list, and which way is better (None:
@@ -35,18 +36,20 @@ def stream_evaluate(ex, items: Sequence[Item], methods: Sequence[str], layers, t
                     part_images: int = 256, status_every: int | None = 1000, progress: bool = True,
                     batch_size: int | None = None) -> dict:
     """Evaluate `items` with each method into OUT/index; returns the run's summary (run.json).
-    boxes: read_boxes' dict (by file name) or None; options: {method: its keyword options}."""
+    boxes: read_boxes' dict (by file name) or None; options: {method: its keyword options};
+    target: None, one class, or a DetectionChoice (--task detect)."""
     request = request_of(ex, methods, layers, target, options) | {
         "evaluate": {"steps": steps, "baseline": baseline, "road_percentages": [float(p) for p in road_percentages],
                      "boxes": sorted(boxes) if boxes is not None else None}}
 
     def rows_of(batch, summary):
+        batch, chosen, marks = chosen_targets(ex, batch, target)
         good = [batch.items[i] for i in batch.good]
         view_boxes = None
         if boxes is not None and good:
             view_boxes = [[view_box(b, d.photo.shape[:2], ex.preprocess) for b in boxes.get(d.path.name, [])]
                           for d in good]
-        done = [evaluate_method(ex, batch.x, m, layers, target, options.get(m, {}), steps, baseline,
+        done = [evaluate_method(ex, batch.x, m, layers, chosen, options.get(m, {}), steps, baseline,
                                 road_percentages, view_boxes) for m in methods] if good else []
         for d in good:   # the photo was kept for its size only
             d.photo = None
@@ -56,12 +59,13 @@ def stream_evaluate(ex, items: Sequence[Item], methods: Sequence[str], layers, t
             values = {name: per_image[key][j] for name, (key, _) in FIGURES.items() if key in per_image}
             curves = done[r][1][layer]["curves"]
             return {"metrics": {k: float(v) for k, v in values.items() if v is not None},
-                    "curves": {k: [float(c) for c in curves[k][j]] for k in CURVES if k in curves}}
+                    "curves": {k: [float(c) for c in curves[k][j]] for k in CURVES if k in curves},
+                    **chosen_fields(marks, batch, j)}
         return batch_rows(ex, batch, [res for res, _ in done], summary, figures)
 
     return run_stream(ex, items, request, out, resume, overwrite, rows_of, "evaluate",
                       {"methods": list(methods)}, workers, part_images, status_every, progress, batch_size,
-                      keep_photos=boxes is not None)
+                      keep_photos=boxes is not None or isinstance(target, DetectionChoice))
 
 
 def dataset_evaluation(ex, out: Path, run: dict) -> dict:

@@ -98,6 +98,27 @@ def explain_dataset(args, ex, target, options: dict, write_files) -> int:
     return 0
 
 
+def dataset_target(args, target):
+    """The target of a dataset run: as given, or with --task detect the DetectionChoice of
+    --detection K (one K; --box names a place in one photo, not in every image)."""
+    if getattr(args, "task", None) != "detect":
+        return target
+    from ..targets.detections import CONF, IOU_NMS
+    from ..targets.from_args import _detections
+    from .choose import DetectionChoice
+
+    if target is not None:
+        raise OnnxCamError("--target names classes; with --task detect choose the detection with --detection K")
+    if args.box is not None:
+        raise OnnxCamError("--box names a place in one photo; a folder, glob or list run explains "
+                           "--detection K of every image (default 0, the best)")
+    ks = [0] if args.detection is None else _detections(args.detection)
+    if len(ks) != 1:
+        raise OnnxCamError(f"a folder, glob or list run explains one detection per image; give one "
+                           f"--detection K, got {args.detection!r}")
+    return DetectionChoice(ks[0], CONF if args.conf is None else args.conf, IOU_NMS if args.iou is None else args.iou)
+
+
 def _refuse_resume_with_overwrite(args) -> None:
     if args.overwrite and args.resume:
         raise OnnxCamError("--resume continues a run and --overwrite starts it again; give one of them")
@@ -152,6 +173,9 @@ def compare_dataset(args, reference, target, options: dict, match: dict, engine:
     from .picked import picked_maps
 
     _refuse_resume_with_overwrite(args)
+    if args.task == "detect":
+        raise OnnxCamError("compare --task detect matches the detections of image files; a folder, glob or "
+                           "list run does not yet: name image files")
     if isinstance(target, list):
         raise OnnxCamError("--target for a folder, glob or list run takes top1 or one class for every image, "
                            "not one per image")

@@ -25,6 +25,7 @@ from ..errors import OnnxCamError
 from ..files import read_json_object
 from ..output import check_folder, write_json
 from ..progress import Progress
+from .choose import DetectionChoice, detection_fields
 from .discover import Item
 from .index import FOLDER, IndexWriter
 from .prefetch import Batch, batches
@@ -61,11 +62,12 @@ def check_output_folder(out: Path, resume: bool, overwrite: bool) -> None:
 
 def request_of(ex, methods, layers, target, options: dict) -> dict:
     """What a run asks for; a resumed run must ask for the same, or its index would mix answers."""
-    if target is not None and not isinstance(target, (int, np.integer)):
+    if target is not None and not isinstance(target, (int, np.integer, DetectionChoice)):
         raise OnnxCamError("--target for a folder, glob or list run takes top1 or one class for every "
                            "image, not one per image")
+    chosen = target.as_request() if isinstance(target, DetectionChoice) else None if target is None else int(target)
     return {"model": ex.source, "methods": list(methods), "layers": layers if isinstance(layers, str) else list(layers),
-            "target": None if target is None else int(target), "options": {m: options.get(m, {}) for m in methods}}
+            "target": chosen, "options": {m: options.get(m, {}) for m in methods}}
 
 
 def start(items: Sequence[Item], request: dict, out: Path, resume: bool, overwrite: bool, part_images: int
@@ -92,11 +94,12 @@ def stream_explain(ex, items: Sequence[Item], methods: Sequence[str], layers, ta
                    status_every: int | None = 1000, progress: bool = True, batch_size: int | None = None) -> dict:
     """Explain `items` with each method and write the index (and files); returns a summary dict.
 
-    options: {method: its keyword options}. write_files(results, items, shown, photos, overwrite, save)
-    writes the per-image files of one batch and returns {(image, result index): [paths]}
-    (cli.write_results with the chosen --save). target: None (each image's top-1) or one class."""
+    options: {method: its keyword options}. write_files(results, items, shown, photos, overwrite, save,
+    marks) writes the per-image files of one batch and returns {(image, result index): [paths]}
+    (cli.write_results with the chosen --save; marks: None or one annotate.Marks per image). target:
+    None (each image's top-1), one class, or a DetectionChoice (--task detect: detection K of each image)."""
     stems = {str(it.path): it.stem for it in items}
-    keep_photos = bool(save) and write_files is not None
+    keep_photos = bool(save) and write_files is not None or isinstance(target, DetectionChoice)
     return run_stream(ex, items, request_of(ex, methods, layers, target, options), out, resume, overwrite,
                       lambda batch, summary: explain_batch(ex, batch, methods, layers, target, options, stems, save,
                                                            write_files, overwrite or resume, summary),
@@ -172,15 +175,31 @@ def keeping_finished(index: IndexWriter, bar: Progress, total: int):
 def explain_batch(ex, batch: Batch, methods, layers, target, options, stems, save, write_files, overwrite,
                   summary) -> list[list[dict]]:
     """The index rows of one batch, one list per image in order (files written first)."""
+    batch, target, marks = chosen_targets(ex, batch, target)
     good = [batch.items[i] for i in batch.good]
     results = [ex.explain(batch.x, method=m, layers=layers, target=target, **options.get(m, {}))
                for m in methods] if good else []
     files = {}
     if good and save and write_files is not None:
         named = [Item(d.path, stems[str(d.path)]) for d in good]
-        files = write_files(results, named, [d.shown for d in good], [d.photo for d in good], overwrite, save)
+        files = write_files(results, named, [d.shown for d in good], [d.photo for d in good], overwrite, save,
+                            [marks[i] for i in batch.good] if marks else None)
         summary["files"] += sum(len(v) for v in files.values())
-    return batch_rows(ex, batch, results, summary, lambda j, r, layer: {"files": [str(f) for f in files.get((j, r), [])]})
+    return batch_rows(ex, batch, results, summary, lambda j, r, layer: {
+        "files": [str(f) for f in files.get((j, r), [])], **chosen_fields(marks, batch, j)})
+
+
+def chosen_targets(ex, batch: Batch, target):
+    """(batch, target, marks): with a DetectionChoice, each image's chosen candidate (images
+    without that detection become error slots) and {position: Marks}; otherwise as given, {}."""
+    if isinstance(target, DetectionChoice):
+        return target.choose(ex, batch)
+    return batch, target, {}
+
+
+def chosen_fields(marks: dict, batch: Batch, j: int) -> dict:
+    """The row fields of the j-th image read when a detection was chosen for it (else none)."""
+    return detection_fields(marks[batch.good[j]]) if marks else {}
 
 
 def batch_rows(ex, batch: Batch, results, summary, extra=None) -> list[list[dict]]:
