@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import OnnxCamError
 from ..compare import activation_sums, check_builds, compare_batch, gate_result, pearson_of_sums
 from ..metrics.decisions import decision_kind, per_pixel
 from .discover import Item
@@ -102,6 +103,9 @@ def dataset_comparison(ref, cand, out: Path, run: dict, method: str, fail_under,
     folder = Path(out) / "index"
     figures = summarize(folder, FIGURES, picked=SHOWN)
     images = _per_image(folder)
+    if not images:
+        raise OnnxCamError(f"none of the {run['images']} images could be compared; the error column of "
+                           f"{run['index']} says why")
     request = run["request"]["compare"]
     ref_layers, _, matches = check_builds(ref, cand, run["request"]["layers"], request["match"] or None)
     shown = [g["layer"] for g in figures["groups"]]
