@@ -1,5 +1,7 @@
 """The command line of dataset runs: `explain`'s --save, --resume, --workers, --part-size,
---status-every, --engine, --address and --worker-gpus flags, the rule for when a run streams, and its printed summary.
+--status-every, --engine, --address and --worker-gpus flags (evaluate and compare take the ones
+that do not write files or leave the machine), the rule for when a run streams, and the printed
+summaries of explain, evaluate and compare over a dataset.
 
 Why here and not in cli.py: the CLI module is shared by every command; what a dataset run takes
 and prints is this package's business, and cli.py only calls it.
@@ -176,9 +178,6 @@ def compare_dataset(args, reference, target, options: dict, match: dict, engine:
     if args.task == "detect":
         raise OnnxCamError("compare --task detect matches the detections of image files; a folder, glob or "
                            "list run does not yet: name image files")
-    if isinstance(target, list):
-        raise OnnxCamError("--target for a folder, glob or list run takes top1 or one class for every image, "
-                           "not one per image")
     out = Path(args.out)
     ref, cand = open_builds(reference, args.candidate, args.providers, None, None, args.gate, args.top_percent,
                             args.fail_under, args.top1_floor, engine)
