@@ -157,6 +157,38 @@ def test_a_resumed_evaluation_gives_the_uninterrupted_report(evaluated, folder, 
     assert rc == 2 and "holds a run with other evaluate" in err   # other --steps: not mixed into one index
 
 
+def test_ctrl_c_keeps_whole_images_and_resume_finishes_the_report(folder, tmp_path):
+    """SIGINT once the first part is on disk: exit 130 with the line saying --resume, only whole
+    images in the index; --resume then evaluates the rest and writes the report of all six."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+    out = tmp_path / "cut"
+    argv = [sys.executable, "-m", "onnxcam", "evaluate", str(LITE0), str(folder), "--methods", "gradcam,hirescam",
+            "--steps", "4", "--no-road", "--max-batch", "1", "--part-size", "1", "--workers", "1", "--out", str(out)]
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list((out / "index").glob("part-*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    rows = read_index(out / "index").to_pylist()
+    images = {r["path"] for r in rows}
+    assert proc.returncode == 130 and "--resume" in err and 0 < len(images) < 6
+    assert len(rows) == 2 * len(images)                     # both methods of every image kept, no half image
+    assert not (out / "report.html").exists()               # the report comes with the finished run
+    resumed = subprocess.run(argv + ["--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"({len(images)} already in the index)" in resumed.stdout
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert [g["n"] for g in evaluation["groups"]] == [6, 6] and (out / "report.html").is_file()
+
+
 def test_sanity_on_a_folder_is_one_line(folder, tmp_path):
     rc, _, err = run("evaluate", LITE0, folder, *FAST, "--sanity", "1", "--out", tmp_path / "s")
     assert rc == 2 and err.count("\n") == 1 and "--sanity" in err
