@@ -140,4 +140,5 @@ def read_index(folder: Path):
     parts = part_files(folder)
     if not parts:
         return schema().empty_table()
-    return pa.concat_tables([pq.read_table(p) for p in parts])
+    # parts written before the curves / reference_map columns existed read with those as nulls
+    return pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")
