@@ -31,7 +31,8 @@ from .postprocess import COLORMAPS
 from .files import read_json_object
 from .preprocess import load_images
 from .targets.from_args import add_task_flags, explainer_for_task, task_marks
-from .dataset.from_args import add_dataset_flags, explain_dataset, image_paths, streams
+from .dataset.from_args import (add_dataset_flags, compare_dataset, dataset_target, evaluate_dataset,
+                                explain_dataset, image_paths, streams)
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -374,14 +375,13 @@ def cmd_explain(args) -> int:
     options = _method_options(args)
     style = Style(args.at, args.colormap, args.alpha, args.shared_scale)
     if streams(args):   # a folder, glob or list file, or a dataset flag: stream into a Parquet index
-        if args.task == "detect":
-            raise OnnxCamError("--task detect explains chosen detections of single images; a dataset run "
-                               "(folder, glob, list, --save/--resume/--engine) does not choose them yet: "
-                               "name image files")
-        def write(results, items, views, photos, overwrite, save) -> dict:
+        target = dataset_target(args, target)   # --task detect: detection K of each image, chosen per batch
+
+        def write(results, items, views, photos, overwrite, save, marks=None) -> dict:
             found = {}
             write_results(ex, results, [it.path for it in items], views, photos, Path(args.out), overwrite, style,
-                          montage=len(results) > 1, stems=[it.stem for it in items], save=save, by_image=found)
+                          montage=len(results) > 1, marks=marks, stems=[it.stem for it in items], save=save,
+                          by_image=found)
             return found
         return explain_dataset(args, ex, target, {m: _options_for(m, options, args.method) for m in args.method},
                                write)
@@ -503,21 +503,29 @@ def _add_style_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate, read_boxes
+    from .evaluate import checked_methods, evaluate, read_boxes
     from .report import render
 
     ex = explainer_for_task(args, lambda t: _explainer(args.model, args, _spec_overrides(args) or None, t))
-    args.images = image_paths(args.images)   # folders, globs and list files expanded
+    boxes = read_boxes(args.boxes) if args.boxes else None
+    road_percentages = () if args.no_road else (10, 30, 50, 70, 90)
+    target = _parse_target(args.target, ex.labels)
+    if streams(args):   # a folder, glob or list file: streamed into a Parquet index, the report from it
+        names = checked_methods(args.methods, args.steps, args.baseline)
+        options = _method_options(args)
+        return evaluate_dataset(args, ex, names, dataset_target(args, target),
+                                {m: _options_for(m, options, names) for m in names}, boxes, road_percentages)
+    args.images = image_paths(args.images)
     out = Path(args.out)
     targets = [out / "evaluation.json", out / "report.html"]
     check_targets(targets, args.overwrite)
-    boxes = read_boxes(args.boxes) if args.boxes else None
     methods_list = [m.strip() for m in args.methods.split(",") if m.strip()]
     results = {}
     options = _method_options(args)
     evaluation = evaluate(ex, args.images, methods_list, args.layers, boxes, args.steps, args.baseline,
-                          options={m: _options_for(m, options, methods_list) for m in methods_list}, results=results, road_percentages=() if args.no_road else (10, 30, 50, 70, 90),
-                          sanity_steps=args.sanity, target=_parse_target(args.target, ex.labels))
+                          options={m: _options_for(m, options, methods_list) for m in methods_list},
+                          results=results, road_percentages=road_percentages,
+                          sanity_steps=args.sanity, target=target)
     _, views = load_images(args.images, ex.preprocess, return_views=True)
     write_json(targets[0], evaluation)
     write_text(targets[1], render(evaluation, results, views, ex.labels))
@@ -553,14 +561,18 @@ def cmd_compare(args) -> int:
 
     out = Path(args.out)
     targets = [out / "comparison.json", out / "report.html"]
-    check_targets(targets, args.overwrite)
+    dataset = streams(args)   # a folder, glob or list file: streamed into a Parquet index, the report from it
+    if not dataset:
+        check_targets(targets, args.overwrite)
     target = _parse_target(args.target)
-    args.images = image_paths(args.images)   # folders, globs and list files expanded
     engine = dict(score=args.score, memory_budget_mb=args.memory_budget_mb, max_batch=args.max_batch, progress=True)
     # the reference with the task's target (embed: its reference embedding); the candidate explains the same
     reference = explainer_for_task(args, lambda t: Explainer(args.reference, providers=args.providers,
                                                              preprocess=_spec_overrides(args) or None,
                                                              target=t, **engine))
+    if dataset:
+        return compare_dataset(args, reference, target, _method_options(args), _parse_matches(args.match), engine)
+    args.images = image_paths(args.images)
     results = {}
     result = compare(reference, args.candidate, args.images, method=args.method, layers=args.layers,
                      match=_parse_matches(args.match), target=target, top_percent=args.top_percent,
@@ -653,6 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_labels_flag(v)
     _add_method_flags(v, target=False)
     add_task_flags(v)
+    add_dataset_flags(v, explain=False)
     _reads_images(v, cmd_evaluate)
 
     c = sub.add_parser("compare", help="do a deployed build's decisions and explanations agree with the "
@@ -677,6 +690,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="map figure the map floor checks: mean map Pearson (default), Spearman or top-k%% IoU")
     _add_method_flags(c)
     add_task_flags(c)
+    add_dataset_flags(c, explain=False)
     _reads_images(c, cmd_compare)
 
     x = sub.add_parser("export-explainer", help="write a standalone ONNX model returning logits and the "

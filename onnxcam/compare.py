@@ -24,6 +24,7 @@ fail the gate instead of stopping the comparison.
 from __future__ import annotations
 
 import numbers
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,11 +52,12 @@ def _explainer(model, providers, preprocess, target=None, **kw) -> Explainer:
     return Explainer(model, providers=providers, preprocess=preprocess, target=target, **kw)
 
 
-def _activation_agreement(ref: Explainer, cand: Explainer, x_ref, x_cand, pairs, chunk: int = 4) -> dict:
-    """Pearson of the matched activations over all images: a wrong match or a broken layer shows
-    here before it shows in the maps. Streamed over chunks of images (sums of a, b, a², b², ab),
-    so memory stays that of a few images whatever the number of layers."""
-    sums = {r: np.zeros(5) for r, _ in pairs}
+def activation_sums(ref: Explainer, cand: Explainer, x_ref, x_cand, pairs, chunk: int = 4) -> dict:
+    """Per matched layer and image the sums of a, b, a², b², ab over the matched activations and
+    their count ({reference layer: ([N, 5] float64, values per image)}), streamed over chunks of
+    images so memory stays that of a few images whatever the number of layers. A wrong match or a
+    broken layer shows in their Pearson before it shows in the maps."""
+    sums = {r: [] for r, _ in pairs}
     count = dict.fromkeys(sums, 0)
     for i in range(0, len(x_ref), chunk):
         _, a = ref.forward(x_ref[i:i + chunk], [r for r, _ in pairs])
@@ -64,17 +66,27 @@ def _activation_agreement(ref: Explainer, cand: Explainer, x_ref, x_cand, pairs,
             if a[r].shape != b[c].shape:
                 raise OnnxCamError(f"matched layers have different shapes: reference {r} {a[r].shape[1:]}, "
                                    f"candidate {c} {b[c].shape[1:]}; fix the match with --match")
-            u, v = a[r].astype(np.float64).ravel(), b[c].astype(np.float64).ravel()
+            n = len(a[r])
+            u, v = a[r].astype(np.float64).reshape(n, -1), b[c].astype(np.float64).reshape(n, -1)
             with np.errstate(invalid="ignore", over="ignore"):   # a non-finite candidate scores 0 below
-                sums[r] += [u.sum(), v.sum(), u @ u, v @ v, u @ v]
-            count[r] += u.size
-    out = {}
-    for r, (su, sv, suu, svv, suv) in sums.items():
-        n = count[r]
-        cov, vu, vv = suv - su * sv / n, suu - su * su / n, svv - sv * sv / n
-        ok = np.isfinite([cov, vu, vv]).all() and vu > 0 and vv > 0
-        out[r] = float(np.clip(cov / np.sqrt(vu * vv), -1, 1)) if ok else (1.0 if vu == vv == 0 else 0.0)
-    return out
+                sums[r].append(np.stack([u.sum(1), v.sum(1), (u * u).sum(1), (v * v).sum(1), (u * v).sum(1)], 1))
+            count[r] = u.shape[1]
+    return {r: (np.concatenate(s), count[r]) for r, s in sums.items()}
+
+
+def pearson_of_sums(sums: np.ndarray, n: int) -> float:
+    """Pearson from the sums of a, b, a², b², ab over n values (1 where both are constant and equal
+    in spread, 0 where a figure is not finite or one side is constant)."""
+    su, sv, suu, svv, suv = sums
+    cov, vu, vv = suv - su * sv / n, suu - su * su / n, svv - sv * sv / n
+    ok = np.isfinite([cov, vu, vv]).all() and vu > 0 and vv > 0
+    return float(np.clip(cov / np.sqrt(vu * vv), -1, 1)) if ok else (1.0 if vu == vv == 0 else 0.0)
+
+
+def _activation_agreement(ref: Explainer, cand: Explainer, x_ref, x_cand, pairs, chunk: int = 4) -> dict:
+    """Pearson of the matched activations pooled over all images, per reference layer."""
+    return {r: pearson_of_sums(s.sum(axis=0), n * len(s))
+            for r, (s, n) in activation_sums(ref, cand, x_ref, x_cand, pairs, chunk).items()}
 
 
 def _in_range(value, lo: float, hi: float) -> bool:
@@ -123,6 +135,17 @@ def compare(reference: str | Path | Any, candidate: str | Path | Any, images: Se
     as paths; None: the reference's own (an Explainer's target, else the classifier's logits). The
     top-1 floor then counts the task's decisions (module docstring).
     """
+    ref, cand = open_builds(reference, candidate, providers, preprocess, task, gate, top_percent, fail_under,
+                            top1_floor, explainer_args)
+    with nonfinite_allowed(cand):
+        out = _compare(ref, cand, images, method, layers, match, target, top_percent, gate, options, results)
+    return gate_result(out, fail_under, top1_floor)
+
+
+def open_builds(reference, candidate, providers, preprocess, task, gate: str, top_percent, fail_under, top1_floor,
+                explainer_args: dict) -> tuple[Explainer, Explainer]:
+    """The arguments checked and both builds as Explainers (compare's docstring): the candidate reads
+    the images the reference's way (only the layout is its own) and explains its target."""
     if gate == "top1":
         raise OnnxCamError("top-1 agreement has its own floor, checked with the map's: pass "
                            "top1_floor=T (--top1-floor T) and a map gate (pearson, spearman, iou)")
@@ -137,18 +160,24 @@ def compare(reference: str | Path | Any, candidate: str | Path | Any, images: Se
         raise OnnxCamError(f"top1_floor (--top1-floor) must be a fraction of the images in [0, 1] "
                            f"(0.99: every image below 100 images), got {top1_floor!r}")
     ref = _explainer(reference, providers, preprocess, target=task, **explainer_args)
-    # the candidate reads the images the reference's way (only the layout is its own) and explains its target
     same_way = {f.name: getattr(ref.preprocess, f.name) for f in fields(PreprocessSpec) if f.name != "layout"}
     cand = _explainer(candidate, providers, same_way, allow_nonfinite=True, target=ref.target, **explainer_args)
-    given_allows, cand.allow_nonfinite = cand.allow_nonfinite, True
+    return ref, cand
+
+
+@contextmanager
+def nonfinite_allowed(cand: Explainer):
+    """The candidate may compute NaN/inf while it is compared (module docstring); as given after."""
+    given, cand.allow_nonfinite = cand.allow_nonfinite, True
     try:
-        out = _compare(ref, cand, images, method, layers, match, target, top_percent, gate, options, results)
+        yield cand
     finally:
-        cand.allow_nonfinite = given_allows
-    return _gate(out, fail_under, top1_floor)
+        cand.allow_nonfinite = given
 
 
-def _compare(ref, cand, images, method, layers, match, target, top_percent, gate, options, results) -> dict:
+def check_builds(ref: Explainer, cand: Explainer, layers, match) -> tuple[list[str], list, dict]:
+    """That the builds are two builds of one model explaining one target; the reference layers,
+    (reference, candidate) layer pairs and the structural matches."""
     _same_preprocessing(ref, cand)
     if cand.model.num_classes != ref.model.num_classes:
         raise OnnxCamError(f"the reference has {ref.model.num_classes} classes and the candidate "
@@ -159,21 +188,39 @@ def _compare(ref, cand, images, method, layers, match, target, top_percent, gate
     if ref.model.final_activation != cand.model.final_activation:
         raise OnnxCamError(f"the reference explains {_explained(ref)} but the candidate {_explained(cand)}; "
                            "pass --score output (score='output') to compare both outputs as exported")
+    matches = match_layers(ref.model, cand.model, match)
+    ref_layers = [l.name for l in ref.model.resolve_layers(layers)]
+    return ref_layers, [(r, counterpart(matches, r)) for r in ref_layers], matches
+
+
+def compare_batch(ref: Explainer, cand: Explainer, x_ref, x_cand, paths, method: str, ref_layers, pairs, target,
+                  top_percent: float, gate: str, options: dict):
+    """Both builds explain one batch: (a, b, pairs, per-image rows in batch order). Each row has
+    the map figures per layer, the decision's agreement, the score changes and "agreement", the
+    mean over layers of the gated figure. Pixel methods (lrp, srmap) map the input, not the
+    layers: their pairs are then (input, input)."""
+    a = ref.explain(x_ref, method=method, layers=ref_layers, target=target, **options)
+    b = cand.explain(x_cand, method=method, layers=[c for _, c in pairs], target=a.target, **options)
+    if list(a.maps) != ref_layers:
+        pairs = [(k, k) for k in a.maps]
+    rows = [_image_row(ref, cand, a, b, i, path, pairs, top_percent) | decided
+            for (i, path), decided in zip(enumerate(paths), decision_rows(ref, cand, x_ref, x_cand, a, b))]
+    for row in rows:
+        row["agreement"] = float(np.mean([row["layers"][r][gate] for r, _ in pairs]))
+    return a, b, pairs, rows
+
+
+def _compare(ref, cand, images, method, layers, match, target, top_percent, gate, options, results) -> dict:
+    ref_layers, pairs, matches = check_builds(ref, cand, layers, match)
     paths = [Path(p) for p in images]
     x_ref, views, photos = load_images(paths, ref.preprocess, return_views=True, return_photos=True)
     x_cand = x_ref if cand.preprocess == ref.preprocess else load_images(paths, cand.preprocess)
-    matches = match_layers(ref.model, cand.model, match)
-    ref_layers = [l.name for l in ref.model.resolve_layers(layers)]
-    pairs = [(r, counterpart(matches, r)) for r in ref_layers]
-    options = options or {}
-
-    a = ref.explain(x_ref, method=method, layers=ref_layers, target=target, **options)
-    b = cand.explain(x_cand, method=method, layers=[c for _, c in pairs], target=a.target, **options)
-    matching = [matches[r].as_dict() for r in ref_layers]
+    a, b, pairs, per_image = compare_batch(ref, cand, x_ref, x_cand, paths, method, ref_layers, pairs, target,
+                                           top_percent, gate, options or {})
     if list(a.maps) == ref_layers:
+        matching = [matches[r].as_dict() for r in ref_layers]
         acts = _activation_agreement(ref, cand, x_ref, x_cand, pairs)
     else:  # pixel methods (lrp, srmap) map the input, not the layers
-        pairs = [(k, k) for k in a.maps]
         matching = [{"reference": k, "candidate": k, "how": "input"} for k in a.maps]
         acts = {k: None for k in a.maps}
     if results is not None:
@@ -183,12 +230,7 @@ def _compare(ref, cand, images, method, layers, match, target, top_percent, gate
         results.update(reference=a, candidate=b, views=views, labels=ref.labels, aspects=aspects)
 
     notes = sorted(set(a.notes + b.notes)) + _finiteness_notes(a, b, pairs, paths)
-    per_image = [_image_row(ref, cand, a, b, i, path, pairs, top_percent) | decided
-                 for (i, path), decided in zip(enumerate(paths), decision_rows(ref, cand, x_ref, x_cand, a, b))]
     summary = _summary(per_image, pairs, acts) | {"decision": decision_kind(ref), "per_pixel": per_pixel(ref)}
-
-    for row in per_image:   # the gated map figure of each image
-        row["agreement"] = float(np.mean([row["layers"][r][gate] for r, _ in pairs]))
     per_image.sort(key=lambda row: row["agreement"])  # worst first
     value = float(np.mean([row["agreement"] for row in per_image]))
     out = {"reference": ref.source, "candidate": cand.source, "method": method,
@@ -201,7 +243,7 @@ def _compare(ref, cand, images, method, layers, match, target, top_percent, gate
     return out
 
 
-def _gate(out: dict, fail_under: float | None, top1_floor: float | None) -> dict:
+def gate_result(out: dict, fail_under: float | None, top1_floor: float | None) -> dict:
     """Both floors on the result: "gates" holds each figure, its floor (None: not gated) and its
     outcome; "passed" is their conjunction and "verdict" the line for a CI log."""
     if fail_under is None and top1_floor is None:

@@ -59,6 +59,23 @@ def _is_box(b) -> bool:
     return all(0 <= v <= 1 for v in b) and b[2] > b[0] and b[3] > b[1]
 
 
+def checked_methods(methods: Sequence[str] | str, steps, baseline: str) -> list[str]:
+    """The methods as a list ("gradcam,scorecam" as the CLI takes them, or a list), each known, and
+    the deletion steps and baseline in range: checked before the first (possibly long) run."""
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    methods = list(methods)
+    if not methods:
+        raise OnnxCamError("no method to evaluate; name at least one, e.g. --methods gradcam,scorecam")
+    for method in methods:
+        get_method(method)
+    if baseline not in BASELINES or isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) \
+            or steps < 1:
+        raise OnnxCamError(f"baseline must be one of {', '.join(BASELINES)} and steps a whole number >= 1, "
+                           f"got {baseline!r} and {steps!r}")
+    return methods
+
+
 def evaluate(ex: Explainer, images: Sequence[str | Path], methods: Sequence[str] | str = ("gradcam", "scorecam"),
              layers: str | Sequence[str] = "auto", boxes: dict[str, list] | None = None, steps: int = 50,
              baseline: str = "zero", options: dict[str, dict] | None = None, results: dict | None = None,
@@ -73,17 +90,7 @@ def evaluate(ex: Explainer, images: Sequence[str | Path], methods: Sequence[str]
     an onnxcam.targets object (Segment, Embed, ...), which explains with ex.with_target(it)."""
     if isinstance(target, TargetObject):
         ex, target = ex.with_target(target), None
-    if isinstance(methods, str):   # "gradcam,scorecam", as the CLI takes them
-        methods = [m.strip() for m in methods.split(",") if m.strip()]
-    methods = list(methods)
-    if not methods:
-        raise OnnxCamError("no method to evaluate; name at least one, e.g. --methods gradcam,scorecam")
-    for method in methods:  # fail before the first (possibly long) method runs
-        get_method(method)
-    if baseline not in BASELINES or isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) \
-            or steps < 1:
-        raise OnnxCamError(f"baseline must be one of {', '.join(BASELINES)} and steps a whole number >= 1, "
-                           f"got {baseline!r} and {steps!r}")
+    methods = checked_methods(methods, steps, baseline)
     if sanity_steps:
         check_randomization_steps(sanity_steps, len(parametric_layers(ex.model.proto)))
     paths = [Path(p) for p in images]
@@ -104,40 +111,14 @@ def evaluate(ex: Explainer, images: Sequence[str | Path], methods: Sequence[str]
     bar = Progress(len(methods) * (1 + n_layers * per_layer_steps + (1 if sanity_steps else 0)), "evaluate",
                    enabled=getattr(ex, "progress", False))
     for method in methods:
-        bar.begin(f"{method}: explaining {len(paths)} images")
-        res = ex.explain(x, method=method, layers=layers, target=target, **(options or {}).get(method, {}))
-        bar.update()
+        res, per_layer = evaluate_method(ex, x, method, layers, target, (options or {}).get(method, {}), steps,
+                                         baseline, road_percentages, view_boxes, bar)
         if results is not None:
             results[method] = res
-        per_layer = {}
-        for layer, maps in res.maps.items():
-            bar.begin(f"{method} @ {layer}: Average Drop / Increase")
-            ad = average_drop_increase(ex, x, maps, res.target)
-            bar.update()
-            bar.begin(f"{method} @ {layer}: deletion / insertion ({steps} steps)")
-            di = deletion_insertion(ex, x, maps, res.target, steps=steps, baseline=baseline)
-            bar.update()
-            row = {"average_drop": ad["average_drop"], "increase_in_confidence": ad["increase_in_confidence"],
-                   "deletion_auc": float(np.mean(di["deletion"])), "insertion_auc": float(np.mean(di["insertion"])),
-                   "per_image": {"drop": ad["per_image_drop"], "deletion": di["deletion"],
-                                 "insertion": di["insertion"]},
-                   "curves": di["curves"]}
-            if road_percentages:
-                bar.begin(f"{method} @ {layer}: ROAD MoRF")
-                morf = road(ex, x, maps, res.target, road_percentages, "morf")
-                bar.update()
-                bar.begin(f"{method} @ {layer}: ROAD LeRF")
-                lerf = road(ex, x, maps, res.target, road_percentages, "lerf")
-                bar.update()
-                row["road_morf"], row["road_lerf"] = morf["mean"], lerf["mean"]
-                row["curves"]["road_morf"], row["curves"]["road_lerf"] = morf["curves"], lerf["curves"]
-            if view_boxes is not None:
-                keep = [i for i, b in enumerate(view_boxes) if b]
-                if keep:
-                    pg = pointing_game(maps[keep], boxes=[view_boxes[i] for i in keep])
-                    row["pointing_hit_rate"], row["pointing_energy"] = pg["hit_rate"], pg["mean_energy"]
-                    row["per_image"]["pointing_hit"] = {str(paths[i].name): h for i, h in zip(keep, pg["hits"])}
-            per_layer[layer] = row
+        for row in per_layer.values():   # the pointing game per image, by file name (the report's key)
+            hits = row["per_image"].pop("pointing_hit", None)
+            if hits is not None:
+                row["per_image"]["pointing_hit"] = {paths[i].name: h for i, h in enumerate(hits) if h is not None}
         out["methods"][method] = {"targets": res.target.tolist(), "layers": per_layer,
                                   "options": dict((options or {}).get(method, {}))}
         if sanity_steps:
@@ -148,3 +129,52 @@ def evaluate(ex: Explainer, images: Sequence[str | Path], methods: Sequence[str]
             bar.update()
     bar.close()
     return out
+
+
+def evaluate_method(ex: Explainer, x: np.ndarray, method: str, layers, target, options: dict, steps: int,
+                    baseline: str, road_percentages: Sequence[float], view_boxes: list | None,
+                    bar: Progress | None = None):
+    """One method on a preprocessed batch: its Result and, per layer, the means and the per-image
+    figures (lists aligned with the batch: "drop", "increase", "deletion", "insertion", and with
+    ROAD "road_morf" / "road_lerf", each image's mean over the percentages; with boxes
+    "pointing_hit" / "pointing_energy", None for an image without a box). evaluate() runs it on all
+    its images at once; a dataset run (dataset/evaluate_run.py) batch by batch."""
+    bar = bar or Progress(0, "evaluate", enabled=False)
+    bar.begin(f"{method}: explaining {len(x)} images")
+    res = ex.explain(x, method=method, layers=layers, target=target, **options)
+    bar.update()
+    per_layer = {}
+    for layer, maps in res.maps.items():
+        bar.begin(f"{method} @ {layer}: Average Drop / Increase")
+        ad = average_drop_increase(ex, x, maps, res.target)
+        bar.update()
+        bar.begin(f"{method} @ {layer}: deletion / insertion ({steps} steps)")
+        di = deletion_insertion(ex, x, maps, res.target, steps=steps, baseline=baseline)
+        bar.update()
+        row = {"average_drop": ad["average_drop"], "increase_in_confidence": ad["increase_in_confidence"],
+               "deletion_auc": float(np.mean(di["deletion"])), "insertion_auc": float(np.mean(di["insertion"])),
+               "per_image": {"drop": ad["per_image_drop"], "increase": ad["per_image_increase"],
+                             "deletion": di["deletion"], "insertion": di["insertion"]},
+               "curves": di["curves"]}
+        if road_percentages:
+            bar.begin(f"{method} @ {layer}: ROAD MoRF")
+            morf = road(ex, x, maps, res.target, road_percentages, "morf")
+            bar.update()
+            bar.begin(f"{method} @ {layer}: ROAD LeRF")
+            lerf = road(ex, x, maps, res.target, road_percentages, "lerf")
+            bar.update()
+            row["road_morf"], row["road_lerf"] = morf["mean"], lerf["mean"]
+            row["curves"]["road_morf"], row["curves"]["road_lerf"] = morf["curves"], lerf["curves"]
+            row["per_image"]["road_morf"] = [float(np.mean(c)) for c in morf["curves"]]
+            row["per_image"]["road_lerf"] = [float(np.mean(c)) for c in lerf["curves"]]
+        if view_boxes is not None:
+            keep = [i for i, b in enumerate(view_boxes) if b]
+            if keep:
+                pg = pointing_game(maps[keep], boxes=[view_boxes[i] for i in keep])
+                row["pointing_hit_rate"], row["pointing_energy"] = pg["hit_rate"], pg["mean_energy"]
+                hits, energy = [None] * len(x), [None] * len(x)
+                for i, h, e in zip(keep, pg["hits"], pg["energy"]):
+                    hits[i], energy[i] = bool(h), float(e)
+                row["per_image"]["pointing_hit"], row["per_image"]["pointing_energy"] = hits, energy
+        per_layer[layer] = row
+    return res, per_layer

@@ -1,7 +1,9 @@
-"""Self-contained HTML reports (no files beside them, no scripts): `render` for evaluate, with the
+"""Self-contained HTML reports (no files beside them): `render` for evaluate, with the
 metrics table, deletion / insertion / ROAD / sanity plots as inline SVG (svgplot), and overlays per
 image x method x layer as inline PNGs at the photo's aspect ratio with the pointing-game boxes;
-`render_comparison` for compare."""
+`render_comparison` for compare. Dataset runs (a folder, glob or list file) get `render_dataset` and
+`render_dataset_comparison`: figures with confidence intervals over the images in a table sorted
+by a few lines of inline script, histograms, and the images picked from the index."""
 from __future__ import annotations
 
 import base64
@@ -14,7 +16,7 @@ import numpy as np
 from .methods import get
 from .metrics.sanity import SIMILAR_SPEARMAN
 from .postprocess import overlay
-from .svgplot import Series, Style, line_plot, style
+from .svgplot import Series, Style, histogram, line_plot, style
 
 THUMB_WIDTH = 176
 CSS = """body{font-family:sans-serif;margin:20px;color:#222}table{border-collapse:collapse}
@@ -218,6 +220,20 @@ def _difference(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
     return np.clip(0.5 + 0.5 * (cand - ref), 0, 1)
 
 
+def _pair_cells(view: np.ndarray, a: np.ndarray, b: np.ndarray, signed: bool, aspect: float | None = None,
+                size: int = 128) -> str:
+    """Three cells: the reference's overlay, the candidate's, and their difference."""
+    return "".join(f'<td><img src="{_png(img, size, aspect)}"></td>' for img in (
+        overlay(view, a, diverging=signed), overlay(view, b, diverging=signed),
+        overlay(view, _difference(a, b), alpha=0.7, diverging=True)))
+
+
+def _verdict(result: dict) -> str:
+    """compare's one-line verdict, green on a pass and red on a fail ("" when nothing was gated)."""
+    return (f'<p style="font-size:16px;color:{"#080" if result["passed"] else "#b00"}"><b>'
+            f'{html.escape(result["verdict"])}</b></p>') if "verdict" in result else ""
+
+
 def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], labels=None,
                       aspects: list[float] | None = None) -> str:
     """HTML for a compare() dict: verdict, per-layer summary, layer matching, and per image (worst
@@ -256,9 +272,7 @@ def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], 
             head = (f'<td rowspan="{len(pairs)}"><img src="{_png(view, aspect=aspect)}"><br>{html.escape(row["image"].split("/")[-1])}'
                     f'<br>agreement {row["agreement"]:.3f}</td>') if k == 0 else ""
             image_rows.append(
-                f"<tr>{head}<td><img src=\"{_png(overlay(view, a, diverging=signed), aspect=aspect)}\"></td>"
-                f"<td><img src=\"{_png(overlay(view, b, diverging=signed), aspect=aspect)}\"></td>"
-                f"<td><img src=\"{_png(overlay(view, _difference(a, b), alpha=0.7, diverging=True), aspect=aspect)}\"></td>"
+                f"<tr>{head}{_pair_cells(view, a, b, signed, aspect)}"
                 f"<td style='text-align:left'>layer {html.escape(r)}<br>Pearson {f['pearson']:.3f} · Spearman "
                 f"{f['spearman']:.3f} · top-{result['top_percent']:g}% IoU {f['iou']:.3f} · largest pixel "
                 f"difference {fmt(f['max_abs_difference'])}<br>{'' if {'region_iou', 'reference_labels'} & set(row) else 'top-1 '}{top1}<br>"
@@ -266,8 +280,7 @@ def render_comparison(result: dict, ref_res, cand_res, views: list[np.ndarray], 
                 f"{fmt(row['score_delta'], '+.3f')}, probability {fmt(row['probability_delta'], '+.4f')}</td></tr>")
     matches = "".join(f"<tr><td>{html.escape(m['reference'])}</td><td>{html.escape(m['candidate'] or '–')}</td>"
                       f"<td>{m['how']}</td></tr>" for m in result["all_matches"])
-    verdict = (f'<p style="font-size:16px;color:{"#080" if result["passed"] else "#b00"}"><b>'
-               f'{html.escape(result["verdict"])}</b></p>') if "verdict" in result else ""
+    verdict = _verdict(result)
     s = result["summary"]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>onnxcam comparison</title>
 <style>body{{font-family:sans-serif;margin:20px}}table{{border-collapse:collapse}}
@@ -287,3 +300,172 @@ mean |change of the explained score| {fmt(s["mean_abs_target_score_delta"])}</p>
 {"".join(image_rows)}</table>
 <details><summary>Layer matching for every reference layer</summary><table>
 <tr><th>reference</th><th>candidate</th><th>how</th></tr>{matches}</table></details></body></html>"""
+
+
+# ----- dataset runs (a folder, glob or list file): figures with intervals from the index
+
+SORTABLE_JS = """document.querySelectorAll('table.sortable').forEach(function(t){
+t.querySelectorAll('th').forEach(function(th,i){th.title='click to sort';th.style.cursor='pointer';
+th.addEventListener('click',function(){var b=t.tBodies[0],rows=Array.prototype.slice.call(b.rows),
+up=th.dataset.dir!=='up';th.dataset.dir=up?'up':'down';rows.sort(function(x,y){
+var a=x.cells[i].dataset.v,c=y.cells[i].dataset.v;a=a===undefined?x.cells[i].textContent:a;
+c=c===undefined?y.cells[i].textContent:c;var n=parseFloat(a)-parseFloat(c);
+return (isNaN(n)?a.localeCompare(c):n)*(up?1:-1);});rows.forEach(function(r){b.appendChild(r);});});});});"""
+
+#: per-image figures of a dataset evaluation: column title, number format, scale for display
+DATASET_FIGURES = {"average_drop": ("Average Drop % (lower)", ".1f"), "increase_in_confidence": ("Increase in "
+                   "Confidence %", ".1f"), "deletion_auc": ("Deletion AUC (lower)", ".3f"),
+                   "insertion_auc": ("Insertion AUC (higher)", ".3f"), "road_morf": ("ROAD MoRF (lower)", ".3f"),
+                   "road_lerf": ("ROAD LeRF (higher)", ".3f"), "pointing_hit": ("pointing hit rate", ".2f"),
+                   "pointing_energy": ("pointing energy (higher)", ".3f")}
+
+
+def _interval_cell(figure: dict | None, spec: str) -> str:
+    """mean [low, high] with the mean as the sort key; "–" where the figure is missing."""
+    if not figure or not math.isfinite(figure["mean"]):
+        return '<td data-v="">–</td>'
+    return (f'<td data-v="{figure["mean"]:.6g}">{format(figure["mean"], spec)}<br><small>'
+            f'[{_cell(figure["low"], spec)}, {_cell(figure["high"], spec)}]</small></td>')
+
+
+def _figure_table(groups: list[dict], names: dict[str, tuple[str, str]], extra_head: str = "",
+                  extra=lambda g: "") -> str:
+    """A sortable table: method, layer, images, then mean [interval] per figure present."""
+    shown = [n for n in names if any(n in g["metrics"] for g in groups)]
+    head = "".join(f"<th>{html.escape(names[n][0])}</th>" for n in shown)
+    body = "".join(f"<tr><td>{html.escape(g['method'])}</td><td>{html.escape(_short(g['layer'], 40))}</td>"
+                   f"<td data-v=\"{g['n']}\">{g['n']}</td>{extra(g)}"
+                   + "".join(_interval_cell(g["metrics"].get(n), names[n][1]) for n in shown) + "</tr>"
+                   for g in groups)
+    return (f'<table class="sortable"><thead><tr><th>method</th><th>layer</th><th>images</th>{extra_head}{head}'
+            f"</tr></thead><tbody>{body}</tbody></table>")
+
+
+def _histograms(summary: dict, names: dict[str, tuple[str, str]]) -> str:
+    plots = [histogram(h["counts"], h["edges"], f"{names[n][0].split(' (')[0]} per image", names[n][0])
+             for n, h in summary["histograms"].items() if n in names]
+    return '<div class="plots">' + "".join(f"<div>{p}</div>" for p in plots) + "</div>"
+
+
+def _thumb(view: np.ndarray | None, heat: np.ndarray | None, method: str, caption: str) -> str:
+    if view is None or heat is None:
+        return f"<td>{caption}<br><small>(image not readable now)</small></td>"
+    img = overlay(view, heat, diverging=get(method).signed)
+    return f'<td><img src="{_png(img, 150)}" alt="{html.escape(caption)}"><br>{caption}</td>'
+
+
+def _name(path: str) -> str:
+    return html.escape(_short(path.replace("\\", "/").split("/")[-1], 30))
+
+
+def _ranked(groups: list[dict], names: dict, views: dict, maps: dict, classes: dict) -> str:
+    """Per method x layer, one row per ranked figure: its worst images, then its best, with overlays."""
+    parts = []
+    for g in groups:
+        rows = []
+        for n, worst in g["worst"].items():
+            spec = names.get(n, (n, ".3f"))[1]
+            cells = [[_thumb(views.get(p["path"]), maps.get((p["path"], g["method"], g["layer"])), g["method"],
+                             f"{_name(p['path'])}<br>{format(p['value'], spec)}<br><small>"
+                             f"{_class_caption(classes, p['path'], g)}</small>") for p in picked]
+                     for picked in (worst, g["best"][n])]
+            rows.append(f"<tr><th>{html.escape(names.get(n, (n,))[0])}</th>{''.join(cells[0])}"
+                        f"<td style='border:none;width:12px'></td>{''.join(cells[1])}</tr>")
+        width = max((len(w) for w in g["worst"].values()), default=1)
+        parts.append(f"<h3>{html.escape(g['method'])} @ {html.escape(_short(g['layer'], 60))}</h3><table><tr>"
+                     f"<th>figure</th><th colspan={width}>worst images</th><td style='border:none'></td>"
+                     f"<th colspan={width}>best images</th></tr>{''.join(rows)}</table>")
+    return "".join(parts)
+
+
+def _class_caption(classes: dict, path: str, group: dict) -> str:
+    return html.escape(_short(str(classes.get((path, group["method"], group["layer"]), "")), 28))
+
+
+def picked_keys(summary: dict) -> set[tuple[str, str, str]]:
+    """(path, method, layer) of every image the report shows (dataset/picked.py reads their maps)."""
+    return {(p["path"], g["method"], g["layer"]) for g in summary["groups"]
+            for which in ("worst", "best") for picked in g[which].values() for p in picked}
+
+
+def _interval_note(summary: dict) -> str:
+    iv = summary["interval"]
+    return (f"Brackets: the {iv['level']:.0%} {iv['kind']} interval of the mean over images ({iv['resamples']} "
+            f"resamples of the images, seed {iv['seed']}). Click a column title to sort.")
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{CSS}th{{background:#f4f4f4}}</style></head><body>{body}<script>{SORTABLE_JS}</script>"
+            "</body></html>")
+
+
+def render_dataset(evaluation: dict, views: dict, maps: dict, classes: dict | None = None) -> str:
+    """HTML for a dataset evaluation (dataset/evaluate_run.dataset_evaluation): the sortable table
+    of means with intervals, mean curves, histograms of the per-image figures, and the worst and
+    best images per figure with their overlays (views {path: view}, maps {(path, method, layer): map},
+    classes {(path, method, layer): the explained class, for the captions})."""
+    groups = evaluation["groups"]
+    curves = {"methods": {}}   # the mean curves in the shape the file-run plots take
+    for g in groups:
+        c = g["mean_curves"]
+        curves["methods"].setdefault(g["method"], {"layers": {}})["layers"][g["layer"]] = {
+            "curves": {k: [v] for k, v in c.items()}}
+    plots = _plots(curves | {k: evaluation[k] for k in ("metric_score", "road_percentages")})
+    errors = f" · {evaluation['errors']} could not be read" if evaluation["errors"] else ""
+    body = (f"<h1>onnxcam evaluation of a dataset</h1><p>model {html.escape(evaluation['model'])} · "
+            f"{evaluation['images']} images{errors} · deletion/insertion with {evaluation['steps']} steps, "
+            f"baseline {html.escape(evaluation['baseline'])} · index {html.escape(evaluation['index'])}</p>"
+            f"{_figure_table(groups, DATASET_FIGURES)}<p class=note>{_interval_note(evaluation)}</p>"
+            f"<h2>Mean curves</h2>{plots}<h2>Per-image figures</h2>{_histograms(evaluation, DATASET_FIGURES)}"
+            "<h2>Worst and best images</h2><p class=note>Per figure, the images it rates worst and best, with "
+            f"the map the run computed.</p>{_ranked(groups, DATASET_FIGURES, views, maps, classes or {})}")
+    return _page("onnxcam evaluation", body)
+
+
+#: per-image figures of a dataset comparison, per layer
+COMPARISON_FIGURES = {"pearson": ("map Pearson", ".3f"), "spearman": ("map Spearman", ".3f"),
+                      "iou": ("top-k% IoU", ".3f"), "max_abs_difference": ("largest pixel difference", ".3f"),
+                      "activation_pearson": ("activation Pearson", ".4f"),
+                      "decision_agreement": ("decision agreement", ".3f"),
+                      "score_delta": ("change of the explained score", "+.3f")}
+
+
+def render_dataset_comparison(result: dict, views: dict, reference_maps: dict, candidate_maps: dict,
+                              classes: dict | None = None) -> str:
+    """HTML for a dataset comparison (dataset/compare_run.dataset_comparison): the verdict, the
+    sortable table of figures per layer with intervals, histograms of the per-image agreement, and
+    per layer the images where the candidate's evidence moved most (reference, candidate, difference)."""
+    figures = result["figures"]
+    names = dict(COMPARISON_FIGURES)
+    names["iou"] = (f"top-{result['top_percent']:g}% IoU", ".3f")
+    candidates = {m["reference"]: m["candidate"] or "–" for m in result["matching"]}
+    table = _figure_table(figures["groups"], names, "<th>candidate layer</th>",
+                          lambda g: f"<td>{html.escape(_short(candidates.get(g['layer'], '–'), 40))}</td>")
+    signed = get(result["method"]).signed
+    gate = result["gate"]
+    moved = []
+    for g in figures["groups"]:
+        rows = []
+        for p in g["worst"].get(gate, []):
+            key = (p["path"], g["method"], g["layer"])
+            view, a, b = views.get(p["path"]), reference_maps.get(key), candidate_maps.get(key)
+            cells = _pair_cells(view, a, b, signed, size=150) if view is not None and a is not None and b is not None \
+                else "<td colspan=3>(image not readable now)</td>"
+            rows.append(f"<tr><td>{_name(p['path'])}<br>{names[gate][0]} {p['value']:.3f}<br><small>"
+                        f"{_class_caption(classes or {}, p['path'], g)}</small></td>{cells}</tr>")
+        moved.append(f"<h3>{html.escape(_short(g['layer'], 60))}</h3><table><tr><th>image</th><th>reference</th>"
+                     f"<th>candidate</th><th>difference</th></tr>{''.join(rows)}</table>")
+    verdict = _verdict(result)
+    s = result["summary"]
+    errors = f" · {figures['errors']} could not be read" if figures["errors"] else ""
+    body = (f"<h1>onnxcam comparison over a dataset</h1>{verdict}<p>reference {html.escape(str(result['reference']))}"
+            f"<br>candidate {html.escape(str(result['candidate']))}<br>method {html.escape(result['method'])} · "
+            f"{result['images_total']} images{errors} · {html.escape(s['decision'])} agreement "
+            f"{s['top1_agreement']:.{2 if s['per_pixel'] else 1}%} · index {html.escape(result['index'])}</p>"
+            f"{table}<p class=note>{_interval_note(figures)}</p>"
+            f"<h2>Agreement per image</h2>{_histograms(figures, {k: names[k] for k in ('pearson', 'spearman', 'iou')})}"
+            f"<h2>Where the candidate's evidence moved most</h2><p class=note>Per layer, the images of least "
+            f"{html.escape(names[gate][0])}. Difference: red where the candidate's heatmap is higher, blue where "
+            f"it is lower, white where they agree.</p>{''.join(moved)}")
+    return _page("onnxcam comparison", body)

@@ -80,9 +80,10 @@ def _marker(kind: str, x: float, y: float, r: float, color: str) -> str:
 def line_plot(series: list[Series], title: str, xlabel: str, ylabel: str,
               x_ticks: list[float] | None = None, x_tick_labels: list[str] | None = None,
               y_range: tuple[float, float] | None = None, reference: tuple[float, str] | None = None,
-              width: int = 460, height: int = 300) -> str:
+              width: int = 460, height: int = 300, markers: bool = True) -> str:
     """One plot as an <svg> element. Non-finite points are left out (the line breaks there).
-    reference: (y, label) draws a dotted horizontal line, e.g. a threshold."""
+    reference: (y, label) draws a dotted horizontal line, e.g. a threshold; markers=False draws
+    the lines only (histogram steps)."""
     left, right, top, bottom = 58, 14, 30, 46
     pw, ph = width - left - right, height - top - bottom
     points = [(x, y) for s in series for x, y in zip(s.xs, s.ys) if math.isfinite(x) and math.isfinite(y)]
@@ -135,7 +136,7 @@ def line_plot(series: list[Series], title: str, xlabel: str, ylabel: str,
         finite = [(x, y) for x, y in zip(s.xs, s.ys) if math.isfinite(x) and math.isfinite(y)]
         every = max(1, math.ceil(len(finite) / 11))
         offset = series.index(s) % every
-        for j, (x, y) in enumerate(finite):
+        for j, (x, y) in enumerate(finite if markers else ()):
             if j % every == offset or len(finite) <= 11:
                 out.append(_marker(st.marker, px(x), py(y), st.size, st.color))
     out.append(f'<g class="legend" font-size="11">')
@@ -144,10 +145,28 @@ def line_plot(series: list[Series], title: str, xlabel: str, ylabel: str,
         st = s.style
         dash = f' stroke-dasharray="{st.dash}"' if st.dash else ""
         out.append(f'<line x1="{left}" x2="{left + 34}" y1="{y:.0f}" y2="{y:.0f}" stroke="{st.color}" '
-                   f'stroke-width="{st.width:g}"{dash}/>' + _marker(st.marker, left + 17, y, st.size, st.color))
+                   f'stroke-width="{st.width:g}"{dash}/>' + (_marker(st.marker, left + 17, y, st.size, st.color)
+                                                             if markers else ""))
         out.append(f'<text x="{left + 42}" y="{y + 4:.0f}">{html.escape(s.label)}</text>')
     out.append("</g></svg>")
     return "".join(out)
+
+
+def histogram(counts: dict[str, list[int]], edges: list[float], title: str, xlabel: str,
+              ylabel: str = "images", width: int = 460, height: int = 300) -> str:
+    """Histograms over shared bin edges as outlined steps, one style per series (a step drawn over
+    an identical one stays visible by its dash), with axes, labels and a legend."""
+    series = []
+    for k, (label, c) in enumerate(counts.items()):
+        xs, ys = [edges[0]], [0.0]
+        for i, n in enumerate(c):
+            xs += [edges[i], edges[i + 1]]
+            ys += [float(n), float(n)]
+        xs.append(edges[-1])
+        ys.append(0.0)
+        series.append(Series(label, xs, ys, style(k)))
+    return line_plot(series, title, xlabel, ylabel, x_ticks=nice_ticks(edges[0], edges[-1]), width=width,
+                     height=height, markers=False)
 
 
 def _finite_runs(xs, ys):

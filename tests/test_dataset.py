@@ -231,7 +231,8 @@ def test_killed_then_resumed_run_equals_an_uninterrupted_one(tmp_path, dataset, 
 
 
 def test_evaluate_takes_a_list_file(tmp_path, dataset):
-    """evaluate (and compare, through the same expansion) read a list file's images."""
+    """evaluate (and compare, through the same expansion) read a list file's images, streamed into
+    the index as a folder's (tests/test_dataset_report.py checks the figures)."""
     paths = sorted(dataset.rglob("*.jpg"))[:2]
     listing = tmp_path / "two.txt"
     listing.write_text("".join(f"{p}\n" for p in paths))
@@ -239,7 +240,8 @@ def test_evaluate_takes_a_list_file(tmp_path, dataset):
     assert main(["evaluate", str(LITE0), str(listing), "--methods", "gradcam", "--steps", "2", "--no-road",
                  "--out", str(out)]) == 0
     import json
-    assert json.loads((out / "evaluation.json").read_text())["images"] == [str(p) for p in paths]
+    assert json.loads((out / "evaluation.json").read_text())["images"] == 2
+    assert [r["path"] for r in read_index(out / "index").to_pylist()] == [str(p) for p in paths]
 
 
 def test_resume_with_other_methods_is_refused(tmp_path, dataset, capsys):

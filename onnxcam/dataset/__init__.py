@@ -5,6 +5,10 @@ decoder, batched onnxruntime runs, a progress bar, and a resumable Parquet index
 - prefetch: a thread pool decoding and preprocessing ahead of the runs, with a bound on memory;
 - index: the Parquet parts (pyarrow, the optional `data` extra, imported only when asked for);
 - stream: the run that ties them together (`onnxcam explain DIR --out OUT`);
+- evaluate_run, compare_run: `evaluate` and `compare` through the same run, the images' figures in the index;
+- summary: means with bootstrap intervals, worst and best images, histograms, from the index;
+- picked: the maps of the images a report shows, read back from the index;
+- choose: which detection a `--task detect` run explains in each image;
 - ray_engine: the same run on Ray Data (`--engine ray`, the optional `ray` extra).
 
 Not `onnxcam.data`: that package holds the bundled model and photos.

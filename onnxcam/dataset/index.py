@@ -53,7 +53,9 @@ def schema():
         ("raw_map", pa.list_(pa.float32())),   # the method's raw map, row-major, unnormalized
         ("files", pa.list_(pa.string())),      # overlays / npz written for this image, method and layer
         ("near_kinks", pa.int64()),            # gradient methods: gate units within rounding of a kink
-        ("metrics", pa.map_(pa.string(), pa.float64())),   # evaluate's per-image figures
+        ("metrics", pa.map_(pa.string(), pa.float64())),   # evaluate's / compare's per-image figures
+        ("curves", pa.map_(pa.string(), pa.list_(pa.float64()))),   # evaluate: deletion, insertion, ROAD
+        ("reference_map", pa.list_(pa.float32())),   # compare: the reference's raw map (raw_map: the candidate's)
         ("notes", pa.list_(pa.string())),
         ("error", pa.string()),            # why the image could not be explained; null otherwise
     ])
@@ -138,4 +140,5 @@ def read_index(folder: Path):
     parts = part_files(folder)
     if not parts:
         return schema().empty_table()
-    return pa.concat_tables([pq.read_table(p) for p in parts])
+    # parts written before the curves / reference_map columns existed read with those as nulls
+    return pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")

@@ -25,6 +25,7 @@ from ..errors import OnnxCamError
 from ..files import read_json_object
 from ..output import check_folder, write_json
 from ..progress import Progress
+from .choose import DetectionChoice, detection_fields
 from .discover import Item
 from .index import FOLDER, IndexWriter
 from .prefetch import Batch, batches
@@ -61,11 +62,12 @@ def check_output_folder(out: Path, resume: bool, overwrite: bool) -> None:
 
 def request_of(ex, methods, layers, target, options: dict) -> dict:
     """What a run asks for; a resumed run must ask for the same, or its index would mix answers."""
-    if target is not None and not isinstance(target, (int, np.integer)):
+    if target is not None and not isinstance(target, (int, np.integer, DetectionChoice)):
         raise OnnxCamError("--target for a folder, glob or list run takes top1 or one class for every "
                            "image, not one per image")
+    chosen = target.as_request() if isinstance(target, DetectionChoice) else None if target is None else int(target)
     return {"model": ex.source, "methods": list(methods), "layers": layers if isinstance(layers, str) else list(layers),
-            "target": None if target is None else int(target), "options": {m: options.get(m, {}) for m in methods}}
+            "target": chosen, "options": {m: options.get(m, {}) for m in methods}}
 
 
 def start(items: Sequence[Item], request: dict, out: Path, resume: bool, overwrite: bool, part_images: int
@@ -92,32 +94,50 @@ def stream_explain(ex, items: Sequence[Item], methods: Sequence[str], layers, ta
                    status_every: int | None = 1000, progress: bool = True, batch_size: int | None = None) -> dict:
     """Explain `items` with each method and write the index (and files); returns a summary dict.
 
-    options: {method: its keyword options}. write_files(results, items, shown, photos, overwrite, save)
-    writes the per-image files of one batch and returns {(image, result index): [paths]}
-    (cli.write_results with the chosen --save). target: None (each image's top-1) or one class."""
+    options: {method: its keyword options}. write_files(results, items, shown, photos, overwrite, save,
+    marks) writes the per-image files of one batch and returns {(image, result index): [paths]}
+    (cli.write_results with the chosen --save; marks: None or one annotate.Marks per image). target:
+    None (each image's top-1), one class, or a DetectionChoice (--task detect: detection K of each image)."""
+    stems = {str(it.path): it.stem for it in items}
+    keep_photos = bool(save) and write_files is not None or isinstance(target, DetectionChoice)
+    return run_stream(ex, items, request_of(ex, methods, layers, target, options), out, resume, overwrite,
+                      lambda batch, summary: explain_batch(ex, batch, methods, layers, target, options, stems, save,
+                                                           write_files, overwrite or resume, summary),
+                      "explain", {"methods": list(methods), "files": 0}, workers, part_images, status_every,
+                      progress, batch_size, keep_photos)
+
+
+def run_stream(ex, items: Sequence[Item], request: dict, out: Path, resume: bool, overwrite: bool,
+               rows_of: Callable, what: str = "explain", fields: dict | None = None, workers: int = 2,
+               part_images: int = 256, status_every: int | None = 1000, progress: bool = True,
+               batch_size: int | None = None, keep_photos: bool = False, quiet: Sequence = ()) -> dict:
+    """The loop every dataset run shares (explain, evaluate, compare): the checks and the index
+    (start), the images still to do decoded ahead in batches of ex's batch size, rows_of(batch,
+    summary) -> one list of rows per image, added to the index image by image, one progress bar,
+    Ctrl-C leaving whole parts (keeping_finished), and the summary written as OUT/run.json.
+    fields: the summary's own entries besides the common ones; quiet: other Explainers whose
+    inner progress is silenced for the run, as ex's."""
     out = Path(out)
-    request = request_of(ex, methods, layers, target, options)
     index, todo = start(items, request, out, resume, overwrite, part_images)
-    skipped = len(items) - len(todo)
     size = batch_size or ex.max_batch
-    keep_photos = bool(save) and write_files is not None
-    bar = Progress(len(todo), "explain", enabled=progress, every=status_every)
-    stems = {str(it.path): it.stem for it in todo}
-    summary = {"request": request, "images": len(items), "skipped_done": skipped, "explained": 0, "errors": 0,
-               "index": str(out / FOLDER), "methods": list(methods), "layers": [], "notes": [], "files": 0}
-    inner_progress, ex.progress = ex.progress, False   # one bar for the run, not one per Score-CAM image
+    bar = Progress(len(todo), what, enabled=progress, every=status_every)
+    summary = {"request": request, "images": len(items), "skipped_done": len(items) - len(todo), "explained": 0,
+               "errors": 0, "index": str(out / FOLDER), "layers": [], "notes": [], **(fields or {})}
+    silenced = [ex, *quiet]
+    before = [e.progress for e in silenced]
+    for e in silenced:   # one bar for the run, not one per Score-CAM image
+        e.progress = False
     started, first = time.monotonic(), None   # first: (time, images) after the first batch
     try:
         with keeping_finished(index, bar, len(items)):
             for batch in batches([it.path for it in todo], ex.preprocess, size, workers, keep_photos=keep_photos):
-                rows = explain_batch(ex, batch, methods, layers, target, options, stems, save, write_files,
-                                     overwrite or resume, summary)
-                for image_rows in rows:
+                for image_rows in rows_of(batch, summary):
                     index.add_image(image_rows)
                 bar.update(len(batch.items))
                 first = first or (time.monotonic(), bar.done)
     finally:
-        ex.progress = inner_progress
+        for e, p in zip(silenced, before):
+            e.progress = p
     return finish(summary, index, out, started, first, bar.done)
 
 
@@ -153,22 +173,44 @@ def keeping_finished(index: IndexWriter, bar: Progress, total: int):
 
 
 def explain_batch(ex, batch: Batch, methods, layers, target, options, stems, save, write_files, overwrite,
-                   summary) -> list[list[dict]]:
+                  summary) -> list[list[dict]]:
     """The index rows of one batch, one list per image in order (files written first)."""
+    batch, target, marks = chosen_targets(ex, batch, target)
     good = [batch.items[i] for i in batch.good]
-    results = []
-    if good:
-        results = [ex.explain(batch.x, method=m, layers=layers, target=target, **options.get(m, {}))
-                   for m in methods]
-        if not summary["layers"]:
-            summary["layers"] = results[0].layers
-            summary["provider"] = results[0].provider
-            summary["notes"] = sorted({n for r in results for n in r.notes if " in image " not in n})
+    results = [ex.explain(batch.x, method=m, layers=layers, target=target, **options.get(m, {}))
+               for m in methods] if good else []
     files = {}
     if good and save and write_files is not None:
         named = [Item(d.path, stems[str(d.path)]) for d in good]
-        files = write_files(results, named, [d.shown for d in good], [d.photo for d in good], overwrite, save)
+        files = write_files(results, named, [d.shown for d in good], [d.photo for d in good], overwrite, save,
+                            [marks[i] for i in batch.good] if marks else None)
         summary["files"] += sum(len(v) for v in files.values())
+    return batch_rows(ex, batch, results, summary, lambda j, r, layer: {
+        "files": [str(f) for f in files.get((j, r), [])], **chosen_fields(marks, batch, j)})
+
+
+def chosen_targets(ex, batch: Batch, target):
+    """(batch, target, marks): with a DetectionChoice, each image's chosen candidate (images
+    without that detection become error slots) and {position: Marks}; otherwise as given, {}."""
+    if isinstance(target, DetectionChoice):
+        return target.choose(ex, batch)
+    return batch, target, {}
+
+
+def chosen_fields(marks: dict, batch: Batch, j: int) -> dict:
+    """The row fields of the j-th image read when a detection was chosen for it (else none)."""
+    return detection_fields(marks[batch.good[j]]) if marks else {}
+
+
+def batch_rows(ex, batch: Batch, results, summary, extra=None) -> list[list[dict]]:
+    """The index rows of one batch from its Results (one per method, over the images that were
+    read), one list per image in order: a row per method x layer, or the image's error row.
+    extra(j, r, layer) -> fields that replace the row's (files, metrics, curves, ...), for the
+    j-th image read and the r-th result."""
+    if results and not summary["layers"]:
+        summary["layers"] = results[0].layers
+        summary["provider"] = results[0].provider
+        summary["notes"] = sorted({n for r in results for n in r.notes if " in image " not in n})
     probs = [ex.probabilities(r.logits) if ex.model.class_scores else None for r in results]
     out, position = [], {pos: j for j, pos in enumerate(batch.good)}
     for k, d in enumerate(batch.items):
@@ -178,12 +220,12 @@ def explain_batch(ex, batch: Batch, methods, layers, target, options, stems, sav
             continue
         j = position[k]
         summary["explained"] += 1
-        out.append([_row(ex, d.path, res, p, j, layer, files.get((j, r), []))
+        out.append([_row(ex, d.path, res, p, j, layer) | (extra(j, r, layer) if extra else {})
                     for r, (res, p) in enumerate(zip(results, probs)) for layer in res.layers])
     return out
 
 
-def _row(ex, path: Path, res, probs, j: int, layer: str, files: list) -> dict:
+def _row(ex, path: Path, res, probs, j: int, layer: str) -> dict:
     scores = res.logits[j]
     t = int(res.target[j])
     top = np.argsort(-scores, kind="stable")[:TOP_K]
@@ -198,6 +240,6 @@ def _row(ex, path: Path, res, probs, j: int, layer: str, files: list) -> dict:
             "probability": None if probs is None else float(probs[j, t]),
             "top_classes": [int(c) for c in top], "top_scores": [float(scores[c]) for c in top],
             "map_shape": list(raw.shape), "raw_map": raw.reshape(-1),   # every method's raw map is [h, w]
-            "files": [str(f) for f in files],
+            "files": [],
             "near_kinks": None if kinks is None else int(kinks[j]),
             "metrics": None, "notes": notes, "error": None}

@@ -40,4 +40,5 @@ def average_drop_increase(ex, x: np.ndarray, maps: np.ndarray, targets, variant:
     else:
         drop = float(drops.mean() * 100)
     return {"average_drop": drop, "increase_in_confidence": float((o > y).mean() * 100),
-            "per_image_drop": (drops * 100).tolist(), "variant": variant}
+            "per_image_drop": (drops * 100).tolist(), "per_image_increase": ((o > y) * 100.0).tolist(),
+            "variant": variant}
