@@ -1,0 +1,123 @@
+"""Vision transformers and hybrids from the .onnx file (issue 16): timm ViT, DeiT (distillation
+token), Swin ([N, H, W, C] windows) and MobileViT, exported by both PyTorch exporters, random init.
+
+The models are the shrunk fixtures of converters/export_timm.py (tests/fixtures/timm, NOTE.md
+there); the torch twin is rebuilt from the same seed and overrides. Tensors are matched by value:
+the torch module's output is found among the ONNX graph's tensors holding the same numbers, so no
+test knows either exporter's names.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import onnxcam
+from conftest import photo_paths
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "timm"
+EXPORTERS = ["torchscript", "dynamo"]
+ARCHS = ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224", "swin_tiny_patch4_window7_224",
+         "mobilevit_xxs"]
+# three depths per architecture (timm module paths), the last one next to the head
+BLOCKS = {
+    "vit_tiny_patch16_224": ["blocks.0", "blocks.2", "blocks.3"],
+    "deit_tiny_distilled_patch16_224": ["blocks.0", "blocks.2", "blocks.3"],
+    "swin_tiny_patch4_window7_224": ["layers.0", "layers.2", "layers.3"],
+    "mobilevit_xxs": ["stages.2", "stages.3", "stages.4"],
+}
+
+
+def fixture(arch: str, exporter: str) -> Path:
+    return FIXTURES / f"{arch}_{exporter}.onnx"
+
+
+def torch_twin(arch: str):
+    from export_timm import FIXTURES as SHRUNK, build
+    return build(arch, seed=0, **SHRUNK[arch])
+
+
+def photos(ex, n: int = 2) -> np.ndarray:
+    return onnxcam.load_images(photo_paths(n), ex.preprocess)
+
+
+def torch_gradients(net, x, modules, seed):
+    """Logits, and (activation, dS/d activation) of each module's output, S = Σ seed ⊙ logits."""
+    import torch
+    acts = {}
+    named = dict(net.named_modules())
+    hooks = [named[m].register_forward_hook(lambda mod, inp, out, m=m: acts.__setitem__(m, out)) for m in modules]
+    try:
+        logits = net(torch.from_numpy(x))
+        for a in acts.values():
+            a.retain_grad()
+        (logits * torch.from_numpy(seed)).sum().backward()
+    finally:
+        for h in hooks:
+            h.remove()
+    return logits.detach().numpy(), {m: (acts[m].detach().numpy(), acts[m].grad.numpy()) for m in modules}
+
+
+def tensor_values(model: onnx.ModelProto, x: np.ndarray, input_name: str, shape) -> dict[str, np.ndarray]:
+    """Every float tensor of the graph with this static shape but the batch, by a plain run."""
+    from onnxcam.intake.catalog import tensor_shapes
+    import onnxruntime as ort
+    names = [k for k, v in tensor_shapes(model).items() if len(v) == len(shape) and tuple(v[1:]) == tuple(shape[1:])
+             and k not in {t.name for t in model.graph.initializer}]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    return dict(zip(names, sess.run(None, {input_name: x})))
+
+
+def match(values: dict, activation: np.ndarray) -> str:
+    """The first graph tensor (in graph order) holding this torch activation."""
+    scale = np.abs(activation).max()
+    close = [k for k, v in values.items() if v.shape == activation.shape
+             and np.abs(v - activation).max() <= 1e-4 * max(scale, 1e-6)]
+    assert close, f"no ONNX tensor holds the torch activation of shape {activation.shape}"
+    return close[0]
+
+
+def pearson(a, b) -> float:
+    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
+
+
+@pytest.mark.own_process
+@pytest.mark.parametrize("arch", ARCHS)
+def test_gradients_equal_autograd_at_three_blocks(arch):
+    """dS/dA of the token tensors (or, in MobileViT, the feature maps behind its transformer
+    blocks) equals autograd's, both exporters, a one-hot and a weighted seed.
+
+    No ReLU on these paths (GELU, SiLU, softmax are smooth), so the two sides differ by float32
+    rounding only: the backward repeats the forward's sums (C, T and 4C terms) on transposed
+    weights, each within a few ulps relative to its largest terms, so 1e-4 of the largest
+    gradient (~800 ulps) is the bound, as in test_autograd_parity.py."""
+    net = torch_twin(arch)
+    for exporter in EXPORTERS:
+        ex = onnxcam.Explainer(fixture(arch, exporter))
+        x = photos(ex)
+        k = ex.model.num_classes
+        seed = np.zeros((2, k), np.float32)
+        seed[0, 7] = 1.0
+        seed[1] = np.random.default_rng(0).normal(size=k)
+        logits, ref = torch_gradients(net, x, BLOCKS[arch], seed)
+        names = []
+        for m in BLOCKS[arch]:
+            a = ref[m][0]
+            names.append(match(tensor_values(ex.model.proto, x, ex.model.input_name, a.shape), a))
+        scores, _, acts, grads = ex.gradients(x, names, target=seed)
+        np.testing.assert_allclose(scores, logits, rtol=1e-3, atol=1e-4 * np.abs(logits).max())
+        for m, name in zip(BLOCKS[arch], names):
+            g_ref, g = ref[m][1], grads[name]
+            if g.shape != g_ref.shape:   # a catalog layer in NHWC (Swin's stages) comes back as NCHW
+                g = g.transpose(0, 2, 3, 1)
+            assert np.abs(g_ref).max() > 0
+            err = np.abs(g - g_ref).max() / np.abs(g_ref).max()
+            r = pearson(g, g_ref)
+            print(f"{arch}/{exporter} {m} ({name}, {g_ref.shape}): Pearson {r:.7f}, max rel diff {err:.2e}")
+            assert err <= 1e-4 and r >= 0.99999, f"{arch}/{exporter} {m}: Pearson {r}, max rel diff {err:.2e}"
