@@ -60,12 +60,14 @@ def torch_gradients(net, x, modules, seed):
     return logits.detach().numpy(), {m: (acts[m].detach().numpy(), acts[m].grad.numpy()) for m in modules}
 
 
-def tensor_values(model: onnx.ModelProto, x: np.ndarray, input_name: str, shape) -> dict[str, np.ndarray]:
-    """Every float tensor of the graph with this static shape but the batch, by a plain run."""
+def tensor_values(model: onnx.ModelProto, x: np.ndarray, input_name: str, shape=None,
+                  names=None) -> dict[str, np.ndarray]:
+    """The named tensors, or every tensor of the graph with this static shape but the batch, by a plain run."""
     from onnxcam.intake.catalog import tensor_shapes
     import onnxruntime as ort
-    names = [k for k, v in tensor_shapes(model).items() if len(v) == len(shape) and tuple(v[1:]) == tuple(shape[1:])
-             and k not in {t.name for t in model.graph.initializer}]
+    if names is None:
+        names = [k for k, v in tensor_shapes(model).items() if len(v) == len(shape)
+                 and tuple(v[1:]) == tuple(shape[1:]) and k not in {t.name for t in model.graph.initializer}]
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     del probe.graph.output[:]
@@ -121,3 +123,55 @@ def test_gradients_equal_autograd_at_three_blocks(arch):
             r = pearson(g, g_ref)
             print(f"{arch}/{exporter} {m} ({name}, {g_ref.shape}): Pearson {r:.7f}, max rel diff {err:.2e}")
             assert err <= 1e-4 and r >= 0.99999, f"{arch}/{exporter} {m}: Pearson {r}, max rel diff {err:.2e}"
+
+
+# ----- token grids as layers (onnxcam/intake/tokens.py)
+
+GRIDS = {   # (extra tokens, h, w, C) of the auto layer
+    "vit_tiny_patch16_224": (1, 14, 14, 96),
+    "deit_tiny_distilled_patch16_224": (2, 14, 14, 96),
+    "swin_tiny_patch4_window7_224": (0, 7, 7, 128),
+}
+
+
+def plain_logits(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("arch", list(GRIDS))
+def test_token_grids_are_layers_and_auto_is_the_last_attention_input(arch, exporter):
+    """Token tensors are listed as [C, h, w] grids (extra tokens dropped), the rebuilt graph
+    computes the exported logits, the grid holds the patch tokens row by row, and `auto` is
+    the last block's norm1 output for class-token heads, the input of the final norm for Swin."""
+    from onnxcam.intake.tokens import GRID_SUFFIX
+    path = fixture(arch, exporter)
+    ex = onnxcam.Explainer(path)
+    extra, h, w, c = GRIDS[arch]
+    auto = ex.model.auto_layer
+    assert auto.shape == (c, h, w) and auto.layout == "NCHW" and auto.name.endswith(GRID_SUFFIX)
+    grids = [layer for layer in ex.layers if layer.name.endswith(GRID_SUFFIX)]
+    assert len(grids) >= 8
+    x = photos(ex)
+    scores, acts = ex.forward(x, [auto.name])
+    np.testing.assert_allclose(scores, plain_logits(path, x), rtol=1e-5, atol=1e-6)
+    tokens = auto.name[:-len(GRID_SUFFIX)]
+    raw = tensor_values(ex.model.proto, x, ex.model.input_name, names=[tokens])[tokens]
+    assert raw.shape == (len(x), extra + h * w, c)
+    expected = raw[:, extra:].reshape(len(x), h, w, c).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(acts[auto.name], expected)
+    op = next(n for n in ex.model.proto.graph.node if n.output[0] == tokens).op_type
+    if arch.startswith("swin"):
+        assert op == "Add"                                 # the last block's output
+    else:
+        assert op == "LayerNormalization"                  # blocks[-1].norm1
+        last = max((layer for layer in grids if layer.op == "LayerNormalization"), key=lambda l: l.depth)
+        assert auto.depth < last.depth                     # not the final norm: its patch tokens have no gradient
+
+
+def test_token_grid_names_an_unknown_layer_helpfully():
+    ex = onnxcam.Explainer(fixture("vit_tiny_patch16_224", "torchscript"))
+    with pytest.raises(onnxcam.OnnxCamError, match="close matches: .*/grid"):
+        ex.model.layer("/blocks/blocks.3/norm1/LayerNormalization_output_0")
