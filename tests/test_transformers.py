@@ -175,3 +175,74 @@ def test_token_grid_names_an_unknown_layer_helpfully():
     ex = onnxcam.Explainer(fixture("vit_tiny_patch16_224", "torchscript"))
     with pytest.raises(onnxcam.OnnxCamError, match="close matches: .*/grid"):
         ex.model.layer("/blocks/blocks.3/norm1/LayerNormalization_output_0")
+
+
+# ----- every CAM method on them
+
+CAM_METHODS = ["gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigengradcam", "scorecam",
+               "eigencam"]
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_cam_method_at_the_auto_layer(arch, exporter):
+    """Each method gives a finite map at the input size that is not constant, on one photo
+    (Score-CAM on its 16 most varied channels, to stay cheap)."""
+    ex = onnxcam.Explainer(fixture(arch, exporter))
+    x = photos(ex, 1)
+    for method in CAM_METHODS:
+        options = {"top_k": 16} if method == "scorecam" else {}
+        res = ex.explain(x, method=method, **options)
+        m = res.maps[res.layers[0]][0]
+        assert m.shape == ex.model.image_shape[1:], method
+        assert np.all(np.isfinite(m)) and np.ptp(m) > 0, f"{arch}/{exporter} {method}: constant or non-finite map"
+
+
+# ----- parity with pytorch-grad-cam and its reshape_transform
+
+def pgc_layer_and_transform(net, arch: str):
+    """pytorch-grad-cam's target layer and reshape_transform as its tutorials write them for the layer
+    onnxcam picks as `auto` (ViT/DeiT: blocks[-1].norm1 with the extra tokens dropped; Swin: the
+    last block's [N, H, W, C] output; MobileViT: its last conv, no transform)."""
+    if arch.startswith(("vit", "deit")):
+        extra, h, w, _ = GRIDS[arch]
+
+        def tokens(t):
+            return t[:, extra:, :].reshape(t.size(0), h, w, t.size(2)).transpose(2, 3).transpose(1, 2)
+        return net.blocks[-1].norm1, tokens
+    if arch.startswith("swin"):
+        return net.layers[-1].blocks[-1], lambda t: t.permute(0, 3, 1, 2)
+    return net.final_conv, None
+
+
+@pytest.mark.own_process
+@pytest.mark.parametrize("arch", ARCHS)
+def test_gradcam_equals_pytorch_grad_cam_with_reshape_transform(arch):
+    """onnxcam's Grad-CAM at `auto` against pytorch-grad-cam's GradCAM on the same weights, both
+    exporters, two photos: Pearson >= 0.999 of the raw maps (feature resolution) and of the final
+    maps, which differ by float32 rounding only (no ReLU on the path: see the autograd test)."""
+    import torch
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    net = torch_twin(arch)
+    layer, transform = pgc_layer_and_transform(net, arch)
+    for exporter in EXPORTERS:
+        ex = onnxcam.Explainer(fixture(arch, exporter))
+        x = photos(ex)
+        res = ex.explain(x, method="gradcam")
+        auto = res.layers[0]
+        cam = pgc.GradCAM(model=net, target_layers=[layer], reshape_transform=transform)
+        targets = [ClassifierOutputTarget(int(t)) for t in res.target]
+        xt = torch.from_numpy(x)
+        maps = cam(input_tensor=xt, targets=targets)
+        acts = cam.activations_and_grads.activations[0].numpy()
+        grads = cam.activations_and_grads.gradients[0].numpy()
+        raw = cam.get_cam_image(xt, layer, targets, acts, grads, False)
+        for i in range(len(x)):
+            r_raw = pearson(res.raw[auto][i], raw[i])
+            r_map = pearson(res.maps[auto][i], maps[i])
+            diff = np.abs(res.raw[auto][i] - raw[i]).max() / np.abs(raw[i]).max()
+            print(f"{arch}/{exporter} image {i} at {auto}: Pearson raw {r_raw:.6f}, map {r_map:.6f}, "
+                  f"max rel diff raw {diff:.2e}")
+            assert r_raw >= 0.999 and r_map >= 0.999, f"{arch}/{exporter} image {i}: {r_raw}, {r_map}"
