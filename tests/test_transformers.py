@@ -43,23 +43,6 @@ def photos(ex, n: int = 2) -> np.ndarray:
     return onnxcam.load_images(photo_paths(n), ex.preprocess)
 
 
-def torch_gradients(net, x, modules, seed):
-    """Logits, and (activation, dS/d activation) of each module's output, S = Σ seed ⊙ logits."""
-    import torch
-    acts = {}
-    named = dict(net.named_modules())
-    hooks = [named[m].register_forward_hook(lambda mod, inp, out, m=m: acts.__setitem__(m, out)) for m in modules]
-    try:
-        logits = net(torch.from_numpy(x))
-        for a in acts.values():
-            a.retain_grad()
-        (logits * torch.from_numpy(seed)).sum().backward()
-    finally:
-        for h in hooks:
-            h.remove()
-    return logits.detach().numpy(), {m: (acts[m].detach().numpy(), acts[m].grad.numpy()) for m in modules}
-
-
 def tensor_values(model: onnx.ModelProto, x: np.ndarray, input_name: str, shape=None,
                   names=None) -> dict[str, np.ndarray]:
     """The named tensors, or every tensor of the graph with this static shape but the batch, by a plain run."""
@@ -99,6 +82,7 @@ def test_gradients_equal_autograd_at_three_blocks(arch):
     rounding only: the backward repeats the forward's sums (C, T and 4C terms) on transposed
     weights, each within a few ulps relative to its largest terms, so 1e-4 of the largest
     gradient (~800 ulps) is the bound, as in test_autograd_parity.py."""
+    from test_autograd_parity import torch_gradients
     net = torch_twin(arch)
     for exporter in EXPORTERS:
         ex = onnxcam.Explainer(fixture(arch, exporter))

@@ -133,10 +133,10 @@ def add_token_layers(model: onnx.ModelProto, input_name: str, image_hw, layers: 
     for depth, node, kind, extra, h, w, c in found:
         out = node.output[0]
         if kind == "nhwc":
-            added.append(LayerInfo(out, node.op_type, c, h, w, depth, NHWC, True))
+            added.append(LayerInfo(out, node.op_type, c, h, w, depth, NHWC, True, token_grid=True))
             continue
         views[out] = (extra, h, w, c)   # value_info carries the input's batch symbol from here on
-        added.append(LayerInfo(out + GRID_SUFFIX, node.op_type, c, h, w, depth, NCHW, True))
+        added.append(LayerInfo(out + GRID_SUFFIX, node.op_type, c, h, w, depth, NCHW, True, token_grid=True))
     _insert_views(model, views, tensor_shapes(model)[input_name][0])
     return sorted(layers + added, key=lambda layer: layer.depth)
 
@@ -202,8 +202,7 @@ def choose_token_auto(model: onnx.ModelProto, layers: list[LayerInfo], fallback:
     the last block's attention as LayerNorm left it (pytorch-grad-cam's ViT example,
     `model.blocks[-1].norm1`). A head that pools all tokens (Swin, mean-pooled ViTs) takes the
     input of the final norm: the last block's output."""
-    tokens = [layer for layer in layers if layer.name.endswith(GRID_SUFFIX) or layer.layout == NHWC]
-    tokens = [layer for layer in tokens if layer.preferred]
+    tokens = [layer for layer in layers if layer.token_grid]
     if not tokens:
         return fallback
     if _reads_extra_tokens(model, layers):
@@ -275,20 +274,16 @@ def _reads_extra_tokens(model: onnx.ModelProto, layers: list[LayerInfo]) -> bool
 
 
 def _ancestors_of_last_softmax(model: onnx.ModelProto) -> set[str]:
-    """Tensors the last attention softmax (over [.., T, T], not the classifier's [N, K]) reads."""
-    producers = {o: n for n in model.graph.node for o in n.output}
+    """Tensors the last attention softmax (over [.., T, T], not the classifier's [N, K]) reads,
+    gathered in one pass back over the (topologically sorted) nodes before it."""
     shapes = tensor_shapes(model)
-    last = next((n for n in reversed(model.graph.node)
-                 if n.op_type == "Softmax" and len(shapes.get(n.input[0], ())) >= 3), None)
-    if last is None:
+    nodes = list(model.graph.node)
+    at = next((k for k in range(len(nodes) - 1, -1, -1)
+               if nodes[k].op_type == "Softmax" and len(shapes.get(nodes[k].input[0], ())) >= 3), None)
+    if at is None:
         return set()
-    seen, stack = set(), list(last.input)
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        node = producers.get(name)
-        if node is not None:
-            stack.extend(i for i in node.input if i)
-    return seen
+    needed = set(nodes[at].input)
+    for node in reversed(nodes[:at]):
+        if any(o in needed for o in node.output):
+            needed.update(i for i in node.input if i)
+    return needed
