@@ -230,3 +230,27 @@ def test_gradcam_equals_pytorch_grad_cam_with_reshape_transform(arch):
             print(f"{arch}/{exporter} image {i} at {auto}: Pearson raw {r_raw:.6f}, map {r_map:.6f}, "
                   f"max rel diff raw {diff:.2e}")
             assert r_raw >= 0.999 and r_map >= 0.999, f"{arch}/{exporter} image {i}: {r_raw}, {r_map}"
+
+
+# ----- command line
+
+@pytest.mark.parametrize("arch", ["deit_tiny_distilled_patch16_224", "swin_tiny_patch4_window7_224"])
+def test_cli_lists_token_layers_and_explains_with_gradcam_and_scorecam(arch, tmp_path, capsys):
+    """`onnxcam layers` marks the token grid `auto` picks; `onnxcam explain vit.onnx photo.jpg
+    --method gradcam,scorecam` writes both overlays and a montage from the dynamo export (weights in
+    external data, preprocessing from the sidecar)."""
+    import json
+    from onnxcam.cli import main
+    model = str(fixture(arch, "dynamo"))
+    assert main(["layers", model, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    auto = next(layer for layer in listed if layer["auto"])
+    assert auto["name"].endswith("/grid") and auto["shape"][1:] in ([14, 14], [7, 7])
+    rc = main(["explain", model, str(photo_paths(1)[0]), "--method", "gradcam,scorecam", "--top-k", "8",
+               "--out", str(tmp_path), "--json"])
+    assert rc == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert [r["method"] for r in runs] == ["gradcam", "scorecam"]
+    assert all(r["layers"] == [auto["name"]] for r in runs)
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert len(pngs) == 3 and any("montage" in p for p in pngs), pngs
