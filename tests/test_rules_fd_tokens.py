@@ -67,3 +67,28 @@ def test_attention_softmax_and_gelu():
     nodes = [n("Softmax", ["x"], ["p"], axis=-1), n("Mul", ["p", "half"], ["q"]),
              n("Erf", ["q"], ["e"]), n("Mul", ["e", "p"])]
     check(nodes, {"x": rnd(2, 3, 5, 5)}, ["x"], consts={"half": np.array(0.7071)})
+
+
+def test_gelu_opset20_tanh():
+    """Opset 20's Gelu op (exporters at opset >= 20 write it instead of the Erf chain)."""
+    check([n("Gelu", ["x"], approximate="tanh")], {"x": rnd(3, 7) * 2}, ["x"], opset=20)
+
+
+def test_gelu_opset20_exact():
+    """The reference evaluator computes exact Gelu in float32 (onnx 1.23), too coarse for finite
+    differences: the rule's graph, run by onnxruntime, is checked against float64 central
+    differences of x Φ(x) instead (float32 rounding of the rule's few ops: 1e-6)."""
+    import math
+    import onnxruntime as ort
+    from gradcheck import build, with_backward
+    x = np.linspace(-6, 6, 97)
+    model = build([n("Gelu", ["x"])], {"x": x.astype(np.float32)}, {}, "y", np.float32, opset=20)
+    sess = ort.InferenceSession(with_backward(model, "y", ["x"]).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x.astype(np.float32), "seed": np.ones_like(x, np.float32)})[0]
+    erf = np.vectorize(math.erf)
+
+    def f(v):
+        return v * 0.5 * (1 + erf(v / math.sqrt(2)))
+    h = 1e-6
+    np.testing.assert_allclose(got, (f(x + h) - f(x - h)) / (2 * h), rtol=1e-6, atol=1e-6)
