@@ -92,3 +92,22 @@ def test_gelu_opset20_exact():
         return v * 0.5 * (1 + erf(v / math.sqrt(2)))
     h = 1e-6
     np.testing.assert_allclose(got, (f(x + h) - f(x - h)) / (2 * h), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("attrs,mask", [
+    ({}, None),
+    ({"scale": 0.25}, None),     # exact in float32, as is its square root (the reference scales Q and K by it)
+    ({"is_causal": 1}, None),
+    ({}, "additive"),
+])
+def test_fused_attention_opset23(attrs, mask):
+    """Opset 23's Attention op, which the dynamo exporter writes for scaled_dot_product_attention."""
+    inputs = {"q": rnd(2, 3, 5, 4), "k": rnd(2, 3, 6, 4), "v": rnd(2, 3, 6, 4)}
+    names = ["q", "k", "v"]
+    consts = {}
+    if mask == "additive":
+        consts["m"] = rnd(5, 6)
+        names.append("m")
+    if attrs.get("is_causal"):
+        inputs["k"], inputs["v"] = rnd(2, 3, 5, 4), rnd(2, 3, 5, 4)
+    check([n("Attention", names, **attrs)], inputs, ["q", "k", "v"], consts=consts, opset=23)
