@@ -254,3 +254,40 @@ def test_cli_lists_token_layers_and_explains_with_gradcam_and_scorecam(arch, tmp
     assert all(r["layers"] == [auto["name"]] for r in runs)
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert len(pngs) == 3 and any("montage" in p for p in pngs), pngs
+
+
+@pytest.mark.own_process
+def test_fused_attention_and_gelu_ops_of_opset23_equal_autograd_and_pytorch_grad_cam():
+    """From opset 23 the dynamo exporter writes one Attention op per block and Gelu ops: gradients
+    through them equal autograd at both blocks' outputs, `auto` is still blocks[-1].norm1, and
+    Grad-CAM there equals pytorch-grad-cam's (the bounds of the tests above)."""
+    import torch
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from export_timm import FUSED, build
+    from test_autograd_parity import torch_gradients
+    arch, overrides, opset = FUSED
+    path = fixture(arch, f"dynamo_opset{opset}")
+    assert {"Attention", "Gelu"} <= {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+    net = build(arch, seed=0, **overrides)
+    ex = onnxcam.Explainer(path)
+    x = photos(ex)
+    seed = np.zeros((2, ex.model.num_classes), np.float32)
+    seed[:, 3] = 1.0
+    blocks = ["blocks.0", "blocks.1"]
+    logits, ref = torch_gradients(net, x, blocks, seed)
+    names = [match(tensor_values(ex.model.proto, x, ex.model.input_name, ref[m][0].shape), ref[m][0]) for m in blocks]
+    _, _, _, grads = ex.gradients(x, names, target=seed)
+    for m, name in zip(blocks, names):
+        g_ref = ref[m][1]
+        err = np.abs(grads[name] - g_ref).max() / np.abs(g_ref).max()
+        print(f"opset {opset} {m}: Pearson {pearson(grads[name], g_ref):.7f}, max rel diff {err:.2e}")
+        assert err <= 1e-4
+    res = ex.explain(x, method="gradcam")
+    cam = pgc.GradCAM(model=net, target_layers=[net.blocks[-1].norm1],
+                      reshape_transform=pgc_layer_and_transform(net, arch)[1])
+    maps = cam(input_tensor=torch.from_numpy(x), targets=[ClassifierOutputTarget(int(t)) for t in res.target])
+    for i in range(len(x)):
+        r = pearson(res.maps[res.layers[0]][i], maps[i])
+        print(f"opset {opset} Grad-CAM image {i}: Pearson {r:.6f}")
+        assert r >= 0.999

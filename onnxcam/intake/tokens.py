@@ -274,12 +274,12 @@ def _reads_extra_tokens(model: onnx.ModelProto, layers: list[LayerInfo]) -> bool
 
 
 def _ancestors_of_last_softmax(model: onnx.ModelProto) -> set[str]:
-    """Tensors the last attention softmax (over [.., T, T], not the classifier's [N, K]) reads,
-    gathered in one pass back over the (topologically sorted) nodes before it."""
+    """Tensors the last attention reads (its softmax over [.., T, T], not the classifier's [N, K],
+    or opset 23's fused Attention), gathered in one pass back over the sorted nodes before it."""
     shapes = tensor_shapes(model)
     nodes = list(model.graph.node)
-    at = next((k for k in range(len(nodes) - 1, -1, -1)
-               if nodes[k].op_type == "Softmax" and len(shapes.get(nodes[k].input[0], ())) >= 3), None)
+    at = next((k for k in range(len(nodes) - 1, -1, -1) if nodes[k].op_type == "Attention" or
+               nodes[k].op_type == "Softmax" and len(shapes.get(nodes[k].input[0], ())) >= 3), None)
     if at is None:
         return set()
     needed = set(nodes[at].input)
