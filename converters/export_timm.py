@@ -36,13 +36,13 @@ import _common as C  # noqa: E402
 ARCHS = ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224", "swin_tiny_patch4_window7_224",
          "mobilevit_xxs"]
 # The test fixtures (tests/fixtures/timm): each model's block types at a fraction of its weights, so
-# both exporters' files of all four stay under 25 MB, all with 100-class heads. ViT/DeiT: 4 blocks of
+# both exporters' files of all four stay under 25 MB, all with 100-class heads. ViT/DeiT: 3 blocks of
 # width 96 (3 heads); Swin: width 16, two blocks in each of the first three stages (the second one
 # shifted, with its attention mask) and one in the last (7x7 = one window: timm never shifts there);
 # MobileViT-XXS as is.
 FIXTURES = {
-    "vit_tiny_patch16_224": {"depth": 4, "embed_dim": 96, "num_heads": 3, "num_classes": 100},
-    "deit_tiny_distilled_patch16_224": {"depth": 4, "embed_dim": 96, "num_heads": 3, "num_classes": 100},
+    "vit_tiny_patch16_224": {"depth": 3, "embed_dim": 96, "num_heads": 3, "num_classes": 100},
+    "deit_tiny_distilled_patch16_224": {"depth": 3, "embed_dim": 96, "num_heads": 3, "num_classes": 100},
     "swin_tiny_patch4_window7_224": {"embed_dim": 16, "depths": (2, 2, 2, 1), "num_heads": (1, 2, 4, 8),
                                      "num_classes": 100},
     "mobilevit_xxs": {"num_classes": 100},

@@ -23,8 +23,8 @@ ARCHS = ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224", "swin_tiny_p
          "mobilevit_xxs"]
 # three depths per architecture (timm module paths), the last one next to the head
 BLOCKS = {
-    "vit_tiny_patch16_224": ["blocks.0", "blocks.2", "blocks.3"],
-    "deit_tiny_distilled_patch16_224": ["blocks.0", "blocks.2", "blocks.3"],
+    "vit_tiny_patch16_224": ["blocks.0", "blocks.1", "blocks.2"],
+    "deit_tiny_distilled_patch16_224": ["blocks.0", "blocks.1", "blocks.2"],
     "swin_tiny_patch4_window7_224": ["layers.0", "layers.2", "layers.3"],
     "mobilevit_xxs": ["stages.2", "stages.3", "stages.4"],
 }
@@ -72,9 +72,7 @@ def pearson(a, b) -> float:
     return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
 
 
-@pytest.mark.own_process
-@pytest.mark.parametrize("arch", ARCHS)
-def test_gradients_equal_autograd_at_three_blocks(arch):
+def check_gradients_equal_autograd_at_three_blocks(arch, net):
     """dS/dA of the token tensors (or, in MobileViT, the feature maps behind its transformer
     blocks) equals autograd's, both exporters, a one-hot and a weighted seed.
 
@@ -83,7 +81,6 @@ def test_gradients_equal_autograd_at_three_blocks(arch):
     weights, each within a few ulps relative to its largest terms, so 1e-4 of the largest
     gradient (~800 ulps) is the bound, as in test_autograd_parity.py."""
     from test_autograd_parity import torch_gradients
-    net = torch_twin(arch)
     for exporter in EXPORTERS:
         ex = onnxcam.Explainer(fixture(arch, exporter))
         x = photos(ex)
@@ -158,7 +155,7 @@ def test_token_grids_are_layers_and_auto_is_the_last_attention_input(arch, expor
 def test_token_grid_names_an_unknown_layer_helpfully():
     ex = onnxcam.Explainer(fixture("vit_tiny_patch16_224", "torchscript"))
     with pytest.raises(onnxcam.OnnxCamError, match="close matches: .*/grid"):
-        ex.model.layer("/blocks/blocks.3/norm1/LayerNormalization_output_0")
+        ex.model.layer("/blocks/blocks.2/norm1/LayerNormalization_output_0")
 
 
 # ----- every CAM method on them
@@ -199,9 +196,7 @@ def pgc_layer_and_transform(net, arch: str):
     return net.final_conv, None
 
 
-@pytest.mark.own_process
-@pytest.mark.parametrize("arch", ARCHS)
-def test_gradcam_equals_pytorch_grad_cam_with_reshape_transform(arch):
+def check_gradcam_equals_pytorch_grad_cam_with_reshape_transform(arch, net):
     """onnxcam's Grad-CAM at `auto` against pytorch-grad-cam's GradCAM on the same weights, both
     exporters, two photos: Pearson >= 0.999 of the raw maps (feature resolution) and of the final
     maps, which differ by float32 rounding only (no ReLU on the path: see the autograd test)."""
@@ -209,7 +204,6 @@ def test_gradcam_equals_pytorch_grad_cam_with_reshape_transform(arch):
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    net = torch_twin(arch)
     layer, transform = pgc_layer_and_transform(net, arch)
     for exporter in EXPORTERS:
         ex = onnxcam.Explainer(fixture(arch, exporter))
@@ -230,6 +224,16 @@ def test_gradcam_equals_pytorch_grad_cam_with_reshape_transform(arch):
             print(f"{arch}/{exporter} image {i} at {auto}: Pearson raw {r_raw:.6f}, map {r_map:.6f}, "
                   f"max rel diff raw {diff:.2e}")
             assert r_raw >= 0.999 and r_map >= 0.999, f"{arch}/{exporter} image {i}: {r_raw}, {r_map}"
+
+
+@pytest.mark.own_process
+@pytest.mark.parametrize("arch", ARCHS)
+def test_parity_with_autograd_and_pytorch_grad_cam(arch):
+    """One process per architecture (torch's import is most of the cost): gradients at three blocks
+    = autograd, then Grad-CAM at `auto` = pytorch-grad-cam with its reshape_transform."""
+    net = torch_twin(arch)
+    check_gradients_equal_autograd_at_three_blocks(arch, net)
+    check_gradcam_equals_pytorch_grad_cam_with_reshape_transform(arch, net)
 
 
 # ----- command line
