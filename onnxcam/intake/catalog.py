@@ -33,7 +33,8 @@ _REDUCES = {"ReduceMean", "ReduceMax", "ReduceSum"}
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One explainable tensor: name, producing op, (C, h, w), topological depth, layout."""
+    """One explainable tensor: name, producing op, (C, h, w), topological depth, layout; token_grid
+    marks a transformer's token tensor (intake/tokens.py)."""
     name: str
     op: str
     channels: int
@@ -42,6 +43,7 @@ class LayerInfo:
     depth: int
     layout: str
     preferred: bool
+    token_grid: bool = False
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from ..errors import OnnxCamError, describe
-from . import bnfold, canonical
+from . import bnfold, canonical, tokens
 from .catalog import NCHW, NHWC, LayerInfo, build_catalog, choose_auto, input_layout, tensor_shapes
 from .batching import batching_problem
 from .loading import load_model
@@ -271,7 +271,8 @@ def load(source, score: str = "logits", image_size=None, target=None) -> Model:
             score_name, act = output_name, None
         else:
             notes.append(f"explaining the input of the final {act} (pre-activation score)")
-        layers = build_catalog(proto, input_name, layout)
+        layers = tokens.add_token_layers(proto, input_name, image_shape[1:],
+                                         build_catalog(proto, input_name, layout))
         conv_biases = bnfold.conv_biases(proto, bn_folds)
         notes.extend(filter(None, [bnfold.note(conv_biases)]))
         c, h, w = image_shape
@@ -281,7 +282,8 @@ def load(source, score: str = "logits", image_size=None, target=None) -> Model:
         if problem:
             notes.append(f"{problem}: explaining image by image")
     return Model(proto, input_name, layout, image_shape, output_name, score_name, act, k,
-                 layers, target.auto_layer(proto, layers) if target is not None else choose_auto(proto, layers),
+                 layers, target.auto_layer(proto, layers) if target is not None else
+                 tokens.choose_token_auto(proto, layers, choose_auto(proto, layers)),
                  batchable=batchable, batch_problem=problem, notes=notes,
                  first_linear=_first_linear(proto, input_name), output_activation=output_activation,
                  conv_biases=conv_biases, default_target=default,

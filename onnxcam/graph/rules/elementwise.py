@@ -112,6 +112,31 @@ def erf(ctx, node, g, wants):
     return [ctx.op("Mul", [g[0], d], hint="erf_grad")]
 
 
+@rule("Gelu")
+def gelu(ctx, node, g, wants):
+    """Opset 20's Gelu. Exact: y = x Φ(x), y' = Φ(x) + x φ(x). approximate="tanh": y = x (1 + t) / 2
+    with t = tanh(√(2/π) (x + 0.044715 x³)), y' = (1 + t) / 2 + x (1 - t²) √(2/π) (1 + 3 · 0.044715 x²) / 2."""
+    x = node.input[0]
+    approx = ctx.attr(node, "approximate", b"none")
+    xx = ctx.op("Mul", [x, x])
+    if (approx.decode() if isinstance(approx, bytes) else approx) == "tanh":
+        k, c = math.sqrt(2 / math.pi), 0.044715
+        inner = ctx.op("Mul", [ctx.op("Add", [ctx.scalar(1, x), ctx.op("Mul", [xx, ctx.scalar(c, x)])]), x])
+        t = ctx.op("Tanh", [ctx.op("Mul", [inner, ctx.scalar(k, x)])])
+        slope = ctx.op("Mul", [ctx.op("Add", [ctx.scalar(1, x), ctx.op("Mul", [xx, ctx.scalar(3 * c, x)])]),
+                               ctx.scalar(k / 2, x)])
+        d = ctx.op("Add", [ctx.op("Mul", [ctx.op("Add", [ctx.scalar(1, x), t]), ctx.scalar(0.5, x)]),
+                           ctx.op("Mul", [ctx.op("Mul", [x, ctx.op("Sub", [ctx.scalar(1, x), ctx.op("Mul", [t, t])])]),
+                                          slope])])
+    else:
+        cdf = ctx.op("Mul", [ctx.op("Add", [ctx.scalar(1, x), ctx.op("Erf", [ctx.op("Mul", [x, ctx.scalar(
+            1 / math.sqrt(2), x)])])]), ctx.scalar(0.5, x)])
+        pdf = ctx.op("Mul", [ctx.op("Exp", [ctx.op("Mul", [xx, ctx.scalar(-0.5, x)])]),
+                             ctx.scalar(1 / math.sqrt(2 * math.pi), x)])
+        d = ctx.op("Add", [cdf, ctx.op("Mul", [x, pdf])])
+    return [ctx.op("Mul", [g[0], d], hint="gelu_grad")]
+
+
 @rule("Exp")
 def exp(ctx, node, g, wants):
     return [ctx.op("Mul", [g[0], node.output[0]], hint="exp_grad")]

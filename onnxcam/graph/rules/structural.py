@@ -47,27 +47,44 @@ def split(ctx, node, g, wants):
 
 @rule("Slice")
 def slice_(ctx, node, g, wants):
-    """Step-1 slices: the gradient is the cotangent zero-padded back to the input's shape."""
+    """Constant step-1 slices: the cotangent zero-padded back to the input's shape. Any other
+    (steps, negative steps, bounds computed at run time: Swin's patch merging x[:, 0::2, 1::2]):
+    scattered back through the positions the same Slice picks out of an index tensor."""
     x = node.input[0]
     dims = ctx.static_shape(x, node)
-    vals = [ctx.const(n) if n else None for n in node.input[1:]] + [None] * (5 - len(node.input))
+    vals = [ctx.folded(n) if n else None for n in node.input[1:]] + [None] * (5 - len(node.input))
     starts, ends, axes, steps = vals[:4]
-    if starts is None or ends is None or (len(node.input) > 3 and node.input[3] and axes is None):
-        ctx.fail(node, "Slice with non-constant bounds")
+    given = [bool(n) for n in node.input[1:]] + [False] * (5 - len(node.input))
     rank = len(dims)
-    axes = list(range(len(starts))) if axes is None else [int(a) % rank for a in axes]
-    steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
-    if any(s != 1 for s in steps):
-        ctx.fail(node, "Slice with steps other than 1")
+    plain = starts is not None and ends is not None and (axes is not None or not given[2]) and \
+        (steps is None and not given[3] or steps is not None and all(int(s) == 1 for s in steps))
+    if plain:
+        axes = list(range(len(starts))) if axes is None else [int(a) % rank for a in axes]
+        plain = all(dims[a] >= 0 for a in axes)
+    if not plain:
+        return [_scatter_back(ctx, node, g[0])] + [None] * (len(node.input) - 1)
     pads = [0] * (2 * rank)
     for a, st, en in zip(axes, starts, ends):
         size = dims[a]
-        if size < 0:
-            ctx.fail(node, "Slice along a dynamic axis")
         st = int(np.clip(st + size if st < 0 else st, 0, size))
         en = int(np.clip(en + size if en < 0 else en, 0, size))
         pads[a], pads[a + rank] = st, size - max(en, st)
     return [ctx.op("Pad", [g[0], ctx.ints(pads)], hint="slice_grad")] + [None] * (len(node.input) - 1)
+
+
+def _scatter_back(ctx, node, g):
+    """dx of y = Slice(x, ...): run the node's own Slice (same bound tensors, so the same clamping
+    and step semantics) on the flat positions 0..numel-1 shaped like x, then scatter g to them."""
+    x = node.input[0]
+    shape = ctx.shape_of(x)
+    count = ctx.b.reduce("ReduceProd", shape, [0], keepdims=0, hint="numel")
+    positions = ctx.op("Reshape", [ctx.op("Range", [ctx.ints(0), count, ctx.ints(1)], hint="positions"), shape])
+    picked = ctx.op("Slice", [positions] + list(node.input[1:]), hint="slice_positions")
+    flat = ctx.ints([-1])
+    zeros = ctx.op("Reshape", [ctx.zeros_like(x), flat])
+    gx = ctx.op("ScatterElements", [zeros, ctx.op("Reshape", [picked, flat]), ctx.op("Reshape", [g, flat])],
+                hint="slice_scatter", axis=0)
+    return ctx.op("Reshape", [gx, shape], hint="slice_grad")
 
 
 @rule("Pad")
