@@ -55,6 +55,7 @@ class Composite:
     positive_pooling: bool = False   # Relevance-CAM: pooling z-rule on clamp(x, 0)
     bn_aware: bool = False           # split conv and folded BN as intake recorded (intake/bnfold.py)
     norm_epsilon: float = 1e-6       # stabilizer of the z-rule (pooling, Add)
+    attention: bool = False          # AttnLRP's Softmax, LayerNorm and bilinear MatMul rules (lrp_attention.py)
 
     def rule_for(self, node, depth: int, is_first: bool) -> Rule:
         for key in node.output[:1]:
@@ -117,6 +118,9 @@ def _divide(ctx, r, z, eps, nonneg=False):
 def _linear_parts(ctx, node):
     x, w = node.input[:2]
     weight = ctx.folded(w)
+    if weight is None and node.op_type == "MatMul":
+        ctx.fail(node, "this MatMul multiplies two activations (attention); explain the model with the "
+                 "attnlrp composite (--composite attnlrp), whose rules cover it")
     if weight is None:
         ctx.fail(node, "LRP needs weights that do not depend on the input")
     bias = None
@@ -363,6 +367,9 @@ def relevance_rules(composite: Composite, first_linear: str | None, bounds=None,
     for op in ("ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"):
         table[op] = _dynamic_int8
     table["Div"] = lambda ctx, node, r, wants: [r[0], None]
+    if composite.attention:
+        from .lrp_attention import attention_rules
+        table.update(attention_rules(composite, table))
     return table
 
 
@@ -381,6 +388,9 @@ def _composites() -> dict[str, Composite]:
         "epsilon-alpha2-beta1": Composite("epsilon-alpha2-beta1", Rule("alphabeta"), dense),
         "epsilon": Composite("epsilon", eps),
         "zplus": Composite("zplus", zplus),
+        # AttnLRP (Achtibat et al., ICML 2024): ε on every linear layer, the attention rules of
+        # lrp_attention.py on Softmax, LayerNorm and the matmuls of two activations
+        "attnlrp": Composite("attnlrp", eps, attention=True),
         # Relevance-CAM's code (see _relevance_cam): the conv's own bias in both z+ sums, a folded
         # BN's shift left out and its negative scales flipping W+/W- (what intake recorded)
         "relevance-cam": _relevance_cam("relevance-cam", "own", bn_aware=True),
