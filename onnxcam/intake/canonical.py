@@ -163,10 +163,10 @@ def _downstream_of_inputs(model: onnx.ModelProto) -> set[str]:
 
 
 def patch_batch_constants(model: onnx.ModelProto, static_batch: int | None) -> int:
-    """Rewrite Reshape targets that hard-code the exported batch (e.g. [1, -1]) to copy dim 0.
+    """Rewrite Reshape targets that hard-code the exported batch (e.g. [1, -1]) to the batch.
 
-    A Reshape with shape [1, -1] on a batch-N tensor silently mixes images (onnx#3483). Setting
-    the first entry to 0 means "copy the input's dim 0" (allowzero=0), which is the batch.
+    A Reshape with shape [1, -1] on a batch-N tensor silently mixes images (onnx#3483). The first
+    entry becomes -1 when no other entry is -1, else 0 ("copy the input's dim 0", allowzero=0).
     Returns how many Reshapes were patched; the caller verifies batching with a real run.
     """
     if not static_batch:
@@ -190,7 +190,10 @@ def patch_batch_constants(model: onnx.ModelProto, static_batch: int | None) -> i
         if arr.ndim != 1 or arr.size < 2 or arr[0] != static_batch:
             continue
         new = arr.copy()
-        new[0] = 0
+        # -1 (inferred) is exact whenever the target has no other -1: the element count is the
+        # batch times the rest. 0 (copy the input's dim 0) is the batch only when the input's dim 0
+        # is: the dynamo exporter's attention reshapes [B*heads, d, T] to [1, heads, d, T].
+        new[0] = 0 if -1 in arr[1:] else -1
         new_name = f"{name}__onnxcam_batch{patched}"
         model.graph.initializer.append(numpy_helper.from_array(new.astype(np.int64), new_name))
         node.input[1] = new_name
