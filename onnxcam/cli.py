@@ -159,7 +159,8 @@ def _add_method_flags(p: argparse.ArgumentParser, target: bool = True) -> None:
                             "case-insensitive), or one per image: 3,7,1")
     p.add_argument("--top-k", type=_positive_int, help="Score-CAM: keep the k channels of largest spatial variance")
     p.add_argument("--composite", help="LRP: epsilon-plus-flat (default), epsilon-gamma-box, "
-                                       "epsilon-alpha2-beta1, epsilon, zplus")
+                                       "epsilon-alpha2-beta1, epsilon, zplus, attnlrp (the default on "
+                                       "graphs with attention)")
     p.add_argument("--start", choices=["logit", "onehot", "contrastive"], help="LRP start relevance")
     p.add_argument("--path-steps", type=_positive_int, help="integrated-gradients: points on the path (default 32)")
     p.add_argument("--path-rule", choices=list(attribution.RULES),

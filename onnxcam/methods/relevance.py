@@ -7,7 +7,8 @@
   BN itself, the conv bias is presumed all BN shift (intake/bnfold.py says what that matches).
 - `relevancecam-bias`: the same with every exported conv bias taken as the conv's own (raw in
   both z+ sums, BN shift included): onnxcam's recipe before BN folding was told apart.
-- `lrp`: signed pixel relevance at the input for a composite (default EpsilonPlusFlat), start
+- `lrp`: signed pixel relevance at the input for a composite (default EpsilonPlusFlat; AttnLRP,
+  "attnlrp", on graphs with attention: graph/rules/lrp_attention.py), start
   = logit of the target; `Result.pixels['input']` holds R [N, C, H, W] and `Result.raw` Σ_c R,
   untouched; the map is Σ_c R scaled symmetrically at the 99.5th percentile of |R| to [0, 1]
   around 0.5 (0.5 = no relevance) for a diverging colormap (postprocess.signed_scale says why).
@@ -25,9 +26,16 @@ from .base import Method, Request, register, weighted_sum
 INPUT = "input"
 
 
+def _composite(req: Request, cnn: str):
+    """The composite asked for, else AttnLRP on graphs with attention and `cnn` on the others."""
+    from ..graph.rules.lrp_attention import default_composite
+
+    return req.options.get("composite") or default_composite(req.explainer.model, cnn)
+
+
 def _relevancecam(req: Request, default_composite: str = "relevance-cam") -> dict[str, np.ndarray]:
     ex = req.explainer
-    composite = req.options.get("composite", default_composite)
+    composite = _composite(req, default_composite)
     start = req.options.get("start", "contrastive")
     req.scores, req.targets, acts, rel = ex.relevance_run(req.x, req.layers, composite, req.targets, start)
     out = {}
@@ -59,7 +67,7 @@ def _input_relevance(req: Request, composite: str, start: str, method: str) -> n
 
 
 def _lrp(req: Request) -> dict[str, np.ndarray]:
-    pixels = _input_relevance(req, req.options.get("composite", "epsilon-plus-flat"),
+    pixels = _input_relevance(req, _composite(req, "epsilon-plus-flat"),
                               req.options.get("start", "logit"), "lrp")
     return {INPUT: pixels.sum(axis=1)}
 

@@ -92,3 +92,9 @@ def has_attention(proto: onnx.ModelProto, input_name: str) -> bool:
     live = _live_tensors(proto, [input_name], elem_types(proto))
     return any(n.op_type == "MatMul" and len(n.input) >= 2 and n.input[0] in live and n.input[1] in live
                for n in proto.graph.node)
+
+
+def default_composite(model, cnn: str) -> str:
+    """The composite a relevance method uses when none is given: "attnlrp" for a graph with
+    attention (model: an intake Model), `cnn` otherwise."""
+    return "attnlrp" if has_attention(model.proto, model.input_name) else cnn
