@@ -17,7 +17,7 @@ from onnxcam.graph.rules.lrp import COMPOSITES, relevance_rules
 from conftest import photo_paths, random_images
 from nets import small_cnn
 
-EPS = 1e-6   # the attnlrp composite's stabilizer (Composite.norm_epsilon and Rule("epsilon"))
+EPS = 1e-9   # the attnlrp composite's stabilizer (Composite.norm_epsilon and Rule("epsilon"))
 
 
 def tiny_vit(seed: int = 0, mask: bool = False, biases: bool = True) -> onnx.ModelProto:
@@ -133,6 +133,12 @@ def test_lrp_picks_attnlrp_on_attention_and_cnn_composites_name_it():
     with pytest.raises(OnnxCamError, match="attnlrp") as err:
         vit.explain(x, method="lrp", composite="epsilon-plus-flat")
     assert "\n" not in str(err.value)
+    # Relevance-CAM too: on attention graphs its default composite is attnlrp (token layers of a
+    # ViT are catalog layers once intake lists them; here the patch conv's output)
+    cam = vit.explain(x, method="relevancecam", layers="patches")
+    same = vit.explain(x, method="relevancecam", layers="patches", composite="attnlrp")
+    np.testing.assert_array_equal(cam.weights["patches"], same.weights["patches"])
+    assert np.isfinite(cam.weights["patches"]).all() and np.abs(cam.weights["patches"]).sum() > 0
     cnn = onnxcam.Explainer(small_cnn())
     res = cnn.explain(random_images(1, (3, 32, 32)), method="lrp")
     assert any("lrp (epsilon-plus-flat)" in n for n in res.notes)
@@ -284,9 +290,9 @@ def _pearson(a, b):
 @pytest.mark.own_process
 def test_vit_tiny_relevance_equals_lxt_block_by_block_and_cli(tmp_path, capsys):
     """TorchScript export of vit_tiny_patch16_224 with random biases: input relevance Pearson with
-    lxt ≥ 0.999 per image, Σ R at every block boundary within 1e-3 of Σ|R| there of lxt's (the two
-    differ by float32 rounding and our ε = 1e-6 stabilizers), and `onnxcam explain --method lrp`
-    choosing attnlrp by itself."""
+    lxt ≥ 0.9999 per image (measured 0.99999995; the issue asks 0.99), Σ R at every block boundary
+    within 1e-4 of Σ|R| there of lxt's (measured 1e-6: float32 rounding in two runtimes' kernels),
+    and `onnxcam explain --method lrp` choosing attnlrp by itself."""
     model = _timm_vit("vit_tiny_patch16_224", perturb=True)
     path = _export(model, tmp_path / "vit.onnx", "torchscript")
     ex = onnxcam.Explainer(path)
@@ -301,13 +307,13 @@ def test_vit_tiny_relevance_equals_lxt_block_by_block_and_cli(tmp_path, capsys):
     for i in range(len(x)):
         r = _pearson(ours[i], ref[i])
         with capsys.disabled():
-            print(f"vit_tiny torchscript image {i}: Pearson with lxt {r:.6f}, Σ R input {ours[i].sum():.4g} "
-                  f"(lxt {ref[i].sum():.4g})")
-        assert r >= 0.999
+            print(f"vit_tiny torchscript image {i}: Pearson with lxt {r:.8f}, Σ R input {ours[i].sum():.6g} "
+                  f"(lxt {ref[i].sum():.6g})")
+        assert r >= 0.9999
     for name, theirs in zip(stream, ref_sums):
         mine = rel[name].reshape(len(x), -1).sum(1)
         size = np.abs(rel[name]).reshape(len(x), -1).sum(1)
-        assert np.all(np.abs(mine - theirs) <= 1e-3 * size), (name, mine, theirs, size)
+        assert np.all(np.abs(mine - theirs) <= 1e-4 * size), (name, mine, theirs, size)
     # the CLI: lrp picks attnlrp on this graph
     args = ["explain", str(path), str(photos[0]), "--method", "lrp", "--out", str(tmp_path / "o"), "--json"]
     from onnxcam.cli import main
@@ -323,9 +329,11 @@ def test_deit_tiny_dynamo_equals_lxt_and_conserves_block_by_block(tmp_path):
     every Linear and LayerNorm bias is 0. Then AttnLRP's only non-conservative rule inside a block is
     the Softmax's (the uniform, ε, identity and σ-constant LayerNorm rules conserve when no bias
     takes a share), so at every block Σ R(input) − Σ R(output) must equal Σ R(softmax input) −
-    Σ R(softmax output) within 2e-4 of Σ|R| at the block's output: float32 sums over 197 x 192
-    values and the ε = 1e-6 stabilizers on small denominators (largest measured 1.2e-5). The
-    Softmax's own share is far above that in some blocks (checked), so the test can fail."""
+    Σ R(softmax output) within 1e-5 of Σ|R| at the block's output: the relevances are float32, each
+    value a few ulp (~1e-7 relative) off after a block's dozen ops, and the ε = 1e-9 stabilizers
+    change nothing above that (largest measured 3e-8). The Softmax's own share is far above the
+    tolerance in some blocks (checked), so the test can fail. Input relevance Pearson with lxt ≥
+    0.9999 as above."""
     model = _timm_vit("deit_tiny_patch16_224", perturb=False)
     path = _export(model, tmp_path / "deit.onnx", "dynamo")
     ex = onnxcam.Explainer(path)
@@ -338,8 +346,8 @@ def test_deit_tiny_dynamo_equals_lxt_and_conserves_block_by_block(tmp_path):
     ref, _ = _lxt_relevance(_lxt_attnlrp(model), x, targets)
     for i in range(len(x)):
         r = _pearson(rel[ex.model.input_name][i], ref[i])
-        print(f"deit_tiny dynamo image {i}: Pearson with lxt {r:.6f}")
-        assert r >= 0.999
+        print(f"deit_tiny dynamo image {i}: Pearson with lxt {r:.8f}")
+        assert r >= 0.9999
 
     def total(name):
         return rel[name].reshape(len(x), -1).sum(1)
@@ -347,10 +355,10 @@ def test_deit_tiny_dynamo_equals_lxt_and_conserves_block_by_block(tmp_path):
     for b, (soft_in, soft_out) in enumerate(softmax):
         block_in, block_out = stream[2 * b], stream[2 * b + 2]
         leak = total(soft_in) - total(soft_out)
-        tol = 2e-4 * np.abs(rel[block_out]).reshape(len(x), -1).sum(1)
+        tol = 1e-5 * np.abs(rel[block_out]).reshape(len(x), -1).sum(1)
         gap = total(block_in) - total(block_out) - leak
         print(f"block {b}: Σ R in - out {total(block_in) - total(block_out)}, softmax {leak}, rest {gap} "
               f"(tolerance {tol})")
         assert np.all(np.abs(gap) <= tol)
         largest_leak = max(largest_leak, float((np.abs(leak) / tol).max()))
-    assert largest_leak > 20
+    assert largest_leak > 100

@@ -389,8 +389,10 @@ def _composites() -> dict[str, Composite]:
         "epsilon": Composite("epsilon", eps),
         "zplus": Composite("zplus", zplus),
         # AttnLRP (Achtibat et al., ICML 2024): ε on every linear layer, the attention rules of
-        # lrp_attention.py on Softmax, LayerNorm and the matmuls of two activations
-        "attnlrp": Composite("attnlrp", eps, attention=True),
+        # lrp_attention.py on Softmax, LayerNorm and the matmuls of two activations. ε = 1e-9: the
+        # authors' lxt computes with ε -> 0 (plain gradients); Zennit's 1e-6 moved Σ R at ViT-Tiny's
+        # block boundaries by up to 5e-4 of Σ|R| from lxt's, 1e-9 by 1e-6 (tests/test_attnlrp.py)
+        "attnlrp": Composite("attnlrp", Rule("epsilon", epsilon=1e-9), attention=True, norm_epsilon=1e-9),
         # Relevance-CAM's code (see _relevance_cam): the conv's own bias in both z+ sums, a folded
         # BN's shift left out and its negative scales flipping W+/W- (what intake recorded)
         "relevance-cam": _relevance_cam("relevance-cam", "own", bn_aware=True),
