@@ -63,7 +63,8 @@ def tiny_vit(seed: int = 0, mask: bool = False, biases: bool = True) -> onnx.Mod
               helper.make_node("LayerNormalization", ["x1", "g2", "be2"], ["n2"], axis=-1),
               helper.make_node("ReduceMean", ["n2"], ["pooled"], axes=[1], keepdims=0),
               helper.make_node("Gemm", ["pooled", "wh", "bh"], ["logits"], transB=1)]
-    graph = helper.make_graph(nodes, "tiny_vit", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+    image = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
+    graph = helper.make_graph(nodes, "tiny_vit", [image],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
                               [numpy_helper.from_array(v, k) for k, v in params.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -192,10 +193,10 @@ def _lxt_rules():
 
 def _lxt_attnlrp(model):
     """AttnLRP on a timm ViT the way lxt applies it to its transformers (lxt.efficient): LayerNorm's
-    σ detached (patches.layer_norm_forward), GELU's identity rule (patches.non_linear_forward), and
-    the gradient divided by 4 at q and k and by 2 at v before attention (patches.wrap_attention_forward,
-    the uniform rule through both matmuls). Linear layers keep their gradient (ε-rule); the
-    relevance is input x gradient."""
+    σ detached (patches.layer_norm_forward), GELU's and SiLU's identity rule
+    (patches.non_linear_forward), and the gradient divided by 4 at q and k and by 2 at v before
+    attention (patches.wrap_attention_forward: the uniform rule through both matmuls). Linear layers
+    keep their gradient (ε-rule); the relevance is input x gradient."""
     import types
 
     import torch
@@ -210,14 +211,31 @@ def _lxt_attnlrp(model):
         x = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, t, self.attn_dim)
         return self.proj_drop(self.proj(self.norm(x)))
 
+    def window_attention(self, x, mask=None):
+        """Swin's (timm WindowAttention): the same with its relative position bias and shift mask."""
+        n, t, _ = x.shape
+        q, k, v = self.qkv(x).reshape(n, t, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = rules.divide_gradient(q, 4), rules.divide_gradient(k, 4), rules.divide_gradient(v, 2)
+        bias = self._get_rel_pos_bias()
+        if mask is not None:
+            windows = mask.shape[0]
+            mask = mask.view(1, windows, 1, t, t).expand(n // windows, -1, self.num_heads, -1, -1)
+            bias = bias + mask.reshape(-1, self.num_heads, t, t)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias).transpose(1, 2).reshape(n, t, -1)
+        return self.proj_drop(self.proj(x))
+
+    forwards = {"Attention": attention, "WindowAttention": window_attention}
     for module in model.modules():
         if isinstance(module, torch.nn.LayerNorm):
             module.forward = types.MethodType(patches.layer_norm_forward, module)
-        elif isinstance(module, torch.nn.GELU):
+        elif isinstance(module, (torch.nn.GELU, torch.nn.SiLU)):
+            # lxt's identity rule divides f(x) by x after calling f: an in-place f (timm's convs use
+            # SiLU(inplace=True)) would have overwritten x with f(x), and the rule would be the gradient
+            module.inplace = False
             module.original_forward = module.forward
             module.forward = types.MethodType(patches.non_linear_forward, module)
-        elif type(module).__name__ == "Attention":
-            module.forward = types.MethodType(attention, module)
+        elif type(module).__name__ in forwards:
+            module.forward = types.MethodType(forwards[type(module).__name__], module)
     return model
 
 
