@@ -330,14 +330,17 @@ class Explainer:
         _, _, acts, grads = self.gradients(x, chosen, target)
         return {layer.name: (acts[layer.name], grads[layer.name]) for layer in chosen}
 
-    def relevance(self, x: np.ndarray, layers: Layers = ("input",), composite: Any = "epsilon-plus-flat",
+    def relevance(self, x: np.ndarray, layers: Layers = ("input",), composite: Any = None,
                   target: Target = None, start: str = "logit") -> dict[str, np.ndarray]:
         """LRP relevance {layer | 'input': R} from one run per batch.
 
         composite: a name in onnxcam.lrp.COMPOSITES or a Composite (your own mapping of layers to
-        rules). start: "logit" (R = y_c at the target), "onehot" (R = 1) or "contrastive"
-        (1 at the target, -1/K elsewhere).
+        rules); None: "attnlrp" on a graph with attention, else "epsilon-plus-flat". start: "logit"
+        (R = y_c at the target), "onehot" (R = 1) or "contrastive" (1 at the target, -1/K elsewhere).
         """
+        if composite is None:
+            from .graph.rules.lrp_attention import default_composite
+            composite = default_composite(self.model, "epsilon-plus-flat")
         return self.relevance_run(x, layers, composite, target, start)[3]
 
     def relevance_run(self, x, layers, composite, target, start):

@@ -131,6 +131,7 @@ def test_lrp_picks_attnlrp_on_attention_and_cnn_composites_name_it():
     res = vit.explain(x, method="lrp")
     assert any("lrp (attnlrp)" in n for n in res.notes)
     assert np.isfinite(res.pixels["input"]).all() and np.abs(res.pixels["input"]).sum() > 0
+    np.testing.assert_array_equal(vit.relevance(x)["input"], vit.relevance(x, composite="attnlrp")["input"])
     with pytest.raises(OnnxCamError, match="attnlrp") as err:
         vit.explain(x, method="lrp", composite="epsilon-plus-flat")
     assert "\n" not in str(err.value)
