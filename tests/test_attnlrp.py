@@ -20,10 +20,11 @@ from nets import small_cnn
 EPS = 1e-9   # the attnlrp composite's stabilizer (Composite.norm_epsilon and Rule("epsilon"))
 
 
-def tiny_vit(seed: int = 0, mask: bool = False, biases: bool = True) -> onnx.ModelProto:
+def tiny_vit(seed: int = 0, mask: bool = False, biases: bool = True, fused: bool = False) -> onnx.ModelProto:
     """A one-block ViT on 8x8 images: 4x4 patch conv (6 channels, 4 tokens), position Add,
     LayerNorm, single-head attention (q, k, v, output projection), residual Add, LayerNorm,
-    mean over tokens, dense head (10 classes). mask: a causal -inf mask before the Softmax."""
+    mean over tokens, dense head (10 classes). mask: a causal -inf mask before the Softmax.
+    fused: the attention as one ONNX Attention op (opset 23), as the dynamo exporter writes it there."""
     rng = np.random.default_rng(seed)
     c, t = 6, 4
 
@@ -50,25 +51,33 @@ def tiny_vit(seed: int = 0, mask: bool = False, biases: bool = True) -> onnx.Mod
         nodes += [helper.make_node("MatMul", ["n1", f"w{name}"], [f"{name}_lin"]),
                   helper.make_node("Add", [f"{name}_lin", f"b{name}"], [name])]
     softmax_in = "masked" if mask else "scores"
-    nodes += [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
-              helper.make_node("MatMul", ["q", "kt"], ["qk"]),
-              helper.make_node("Mul", ["qk", "scale"], ["scores"])]
-    if mask:
-        nodes.append(helper.make_node("Add", ["scores", "causal"], ["masked"]))
-    nodes += [helper.make_node("Softmax", [softmax_in], ["attn"], axis=-1),
-              helper.make_node("MatMul", ["attn", "v"], ["ctx"]),
-              helper.make_node("MatMul", ["ctx", "wo"], ["proj_lin"]),
+    params["heads_axis"] = np.array([1], np.int64)
+    params["token_axis"] = np.array([1], np.int64)
+    if fused:
+        nodes += [helper.make_node("Unsqueeze", [name, "heads_axis"], [f"{name}4"]) for name in "qkv"]
+        nodes += [helper.make_node("Attention", ["q4", "k4", "v4"] + (["causal"] if mask else []), ["ctx4"],
+                                   scale=float(c ** -0.5)),
+                  helper.make_node("Squeeze", ["ctx4", "heads_axis"], ["ctx"])]
+    else:
+        nodes += [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+                  helper.make_node("MatMul", ["q", "kt"], ["qk"]),
+                  helper.make_node("Mul", ["qk", "scale"], ["scores"])]
+        if mask:
+            nodes.append(helper.make_node("Add", ["scores", "causal"], ["masked"]))
+        nodes += [helper.make_node("Softmax", [softmax_in], ["attn"], axis=-1),
+                  helper.make_node("MatMul", ["attn", "v"], ["ctx"])]
+    nodes += [helper.make_node("MatMul", ["ctx", "wo"], ["proj_lin"]),
               helper.make_node("Add", ["proj_lin", "bo"], ["proj"]),
               helper.make_node("Add", ["x0", "proj"], ["x1"]),
               helper.make_node("LayerNormalization", ["x1", "g2", "be2"], ["n2"], axis=-1),
-              helper.make_node("ReduceMean", ["n2"], ["pooled"], axes=[1], keepdims=0),
+              helper.make_node("ReduceMean", ["n2", "token_axis"], ["pooled"], keepdims=0),
               helper.make_node("Gemm", ["pooled", "wh", "bh"], ["logits"], transB=1)]
     image = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
     graph = helper.make_graph(nodes, "tiny_vit", [image],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
                               [numpy_helper.from_array(v, k) for k, v in params.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23 if fused else 18)])
+    model.ir_version = 10 if fused else 8
     onnx.checker.check_model(model)
     return model
 
@@ -123,6 +132,18 @@ def test_each_rule_is_its_closed_form(mask):
     sigma = np.sqrt(a["x1"].var(-1, keepdims=True) + 1e-5)
     _close(r["x1"], a["x1"] * (t - t.mean(-1, keepdims=True)) / sigma, "LayerNormalization")
     np.testing.assert_allclose(r["x1"].sum((1, 2)), (r["n2"] - be2 * s).sum((1, 2)), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("mask", [False, True])
+def test_fused_attention_op_gets_the_same_relevance_as_its_parts(mask):
+    """ONNX Attention (opset 23) recomputes its scores, softmax and products in the backward graph:
+    the input relevance equals that of the same network written as MatMul, Softmax, MatMul."""
+    x = random_images(3, (3, 8, 8))
+    parts = onnxcam.Explainer(tiny_vit(mask=mask)).relevance(x, composite="attnlrp")["input"]
+    fused = onnxcam.Explainer(tiny_vit(mask=mask, fused=True))
+    ours = fused.relevance(x)["input"]    # and the default picks attnlrp for the Attention op
+    assert np.isfinite(ours).all()
+    np.testing.assert_allclose(ours, parts, rtol=1e-4, atol=1e-5 * np.abs(parts).max())
 
 
 def test_lrp_picks_attnlrp_on_attention_and_cnn_composites_name_it():
@@ -261,16 +282,18 @@ _SIDECAR = {"input_size": [224, 224], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5,
 
 
 def _export(model, path, exporter: str):
-    """torch.onnx export at 224x224 (TorchScript with a dynamic batch, or dynamo at batch 1 as its
-    default gives) and the preprocessing sidecar."""
+    """torch.onnx export at the model's input size (TorchScript with a dynamic batch, or dynamo at
+    batch 1 as its default gives; "dynamo23": dynamo at opset 23, which writes attention as one
+    Attention op) and the preprocessing sidecar."""
     import torch
-    kw = {"dynamo": exporter == "dynamo", "opset_version": 18}
+    kw = {"dynamo": exporter.startswith("dynamo"), "opset_version": 23 if exporter == "dynamo23" else 18}
     if exporter == "torchscript":
         kw["dynamic_axes"] = {"input": {0: "N"}, "logits": {0: "N"}}
     with torch.no_grad():
-        torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(path), input_names=["input"],
+        size = model.pretrained_cfg.get("input_size", (3, 224, 224))[1:]
+        torch.onnx.export(model, (torch.zeros(1, 3, *size),), str(path), input_names=["input"],
                           output_names=["logits"], **kw)
-    (path.parent / f"{path.name}.json").write_text(json.dumps(_SIDECAR))
+    (path.parent / f"{path.name}.json").write_text(json.dumps(_SIDECAR | {"input_size": list(size)}))
     return path
 
 

@@ -4,7 +4,8 @@ vs lxt on the same random-init weights (biases perturbed, as tests/test_attnlrp.
 For vit_tiny_patch16_224, deit_tiny_distilled_patch16_224 (class and distillation tokens) and
 swin_tiny_patch4_window7_224 (windows, relative position bias, shift masks; its patch merging needs
 the Slice backward of strided slices of the vit branch) and mobilevit_xxs (convolutions with
-BatchNorm and SiLU around transformer blocks), each through both torch.onnx exporters:
+BatchNorm and SiLU around transformer blocks), each through both torch.onnx exporters (and ViT
+through dynamo at opset 23 too, "dynamo23": one ONNX Attention op per block):
 Pearson of the input relevance per image (min over the bundled photos), the largest difference of
 Σ R at a LayerNorm input (the residual stream at every block boundary) as a fraction of Σ|R|
 there, and the time of one onnxcam AttnLRP pass and of lxt's (forward + backward) on one image,
@@ -46,9 +47,10 @@ def main():
     args = parse_args(__doc__)
     rows, tiles, captions = [], [], []
     tmp = Path(tempfile.mkdtemp())
-    for arch in ("vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224", "swin_tiny_patch4_window7_224",
-                 "mobilevit_xxs"):
-        for exporter in ("torchscript", "dynamo"):
+    both = ("torchscript", "dynamo")
+    for arch, exporters in (("vit_tiny_patch16_224", both + ("dynamo23",)), ("deit_tiny_distilled_patch16_224", both),
+                            ("swin_tiny_patch4_window7_224", both), ("mobilevit_xxs", both)):
+        for exporter in exporters:
             model = _timm_vit(arch, perturb=True)
             ex = onnxcam.Explainer(_export(model, tmp / f"{arch}_{exporter}.onnx", exporter))
             x = onnxcam.load_images(PHOTOS, ex.preprocess)

@@ -27,6 +27,7 @@ tests/test_attnlrp.py checks our input relevance against it on the same weights.
 """
 from __future__ import annotations
 
+import numpy as np
 import onnx
 
 from . import RULES as GRADIENT_RULES
@@ -48,7 +49,8 @@ def attention_rules(composite, table: dict) -> dict:
         return linear(ctx, node, r, wants)
 
     return {"MatMul": matmul, "Softmax": lambda ctx, node, r, wants: [softmax(ctx, node, r[0])],
-            "LayerNormalization": lambda ctx, node, r, wants: layer_norm(ctx, node, r[0], eps)}
+            "LayerNormalization": lambda ctx, node, r, wants: layer_norm(ctx, node, r[0], eps),
+            "Attention": lambda ctx, node, r, wants: fused_attention(ctx, node, r[0], wants, eps)}
 
 
 def bilinear_matmul(ctx, node, r: str, eps: float) -> list[str]:
@@ -86,11 +88,58 @@ def layer_norm(ctx, node, r: str, eps: float) -> list[str | None]:
     return [rx] + [None] * (len(node.input) - 1)
 
 
+def _uniform(ctx, a: str, b: str, out: str, r: str, eps: float) -> tuple[str, str]:
+    """The bilinear rule on out = a @ b, for tensors the graph has no MatMul node for."""
+    s = _divide(ctx, r, out, eps)
+    half = ctx.scalar(0.5, a)
+    perm = lambda name: ctx.op("Transpose", [name], perm=[0, 1, 3, 2])  # noqa: E731
+    ra = ctx.op("Mul", [ctx.op("Mul", [a, ctx.op("MatMul", [s, perm(b)])]), half], hint="attnlrp_uniform_a")
+    rb = ctx.op("Mul", [ctx.op("Mul", [b, ctx.op("MatMul", [perm(a), s])]), half], hint="attnlrp_uniform_b")
+    return ra, rb
+
+
+def fused_attention(ctx, node, r: str, wants, eps: float) -> list[str | None]:
+    """ONNX Attention (opset 23; the dynamo exporter writes it for scaled_dot_product_attention from
+    opset 23 on): the same rules on its parts, recomputed from Q, K, V in the backward graph:
+    scores = (Q Kᵀ)·scale (+ mask), A = softmax(scores), Y = A V. 4-D Q, K, V with as many key
+    as query heads, no cache, softcap or causal flag (what exporters write for vision models)."""
+    q, k, v = node.input[:3]
+    mask = node.input[3] if len(node.input) > 3 and node.input[3] else None
+    if any(len(ctx.shape(t)) != 4 for t in (q, k, v)) or len(node.input) > 4 or ctx.attr(node, "is_causal", 0) \
+            or ctx.attr(node, "softcap", 0.0) or ctx.attr(node, "q_num_heads") or \
+            ctx.shape(q)[1] != ctx.shape(k)[1]:
+        ctx.fail(node, "AttnLRP covers Attention with 4-D Q, K, V of equal head counts and no cache, "
+                 "causal flag or softcap; export attention unfused (opset 18) for LRP")
+    head = ctx.shape(q)[3]
+    scale = ctx.attr(node, "scale", None) or (1.0 / np.sqrt(head) if isinstance(head, int) else None)
+    if scale is None:
+        ctx.fail(node, "Attention without a scale needs a static head size")
+    qk = ctx.op("MatMul", [q, ctx.op("Transpose", [k], perm=[0, 1, 3, 2])], hint="attnlrp_qk")
+    logits = ctx.op("Mul", [qk, ctx.scalar(scale, q)])
+    if mask is not None:
+        if ctx.types.get(mask) == onnx.TensorProto.BOOL:
+            mask = ctx.op("Where", [mask, ctx.scalar(0.0, q), ctx.scalar(-np.inf, q)])
+        logits = ctx.op("Add", [logits, mask])
+    probs = ctx.op("Softmax", [logits], axis=-1)
+    r_probs, r_v = _uniform(ctx, probs, v, node.output[0], r, eps)
+    total = ctx.b.reduce("ReduceSum", r_probs, [3], keepdims=1)
+    finite = ctx.op("Where", [ctx.op("IsInf", [logits]), ctx.scalar(0.0, q), logits])
+    r_logits = ctx.op("Mul", [finite, ctx.op("Sub", [r_probs, ctx.op("Mul", [probs, total])])])
+    if mask is not None:   # the z-rule of the mask's Add: the constant keeps its share
+        scaled = ctx.op("Mul", [qk, ctx.scalar(scale, q)])
+        r_logits = ctx.op("Mul", [scaled, _divide(ctx, r_logits, logits, eps)])
+    r_q, r_kt = _uniform(ctx, q, ctx.op("Transpose", [k], perm=[0, 1, 3, 2]), qk, r_logits, eps)
+    out = [r_q, ctx.op("Transpose", [r_kt], perm=[0, 1, 3, 2]), r_v] + [None] * (len(node.input) - 3)
+    return [g if w else None for g, w in zip(out, wants)]
+
+
 def has_attention(proto: onnx.ModelProto, input_name: str) -> bool:
     """True when a MatMul multiplies two tensors that both depend on the input (attention's q·kᵀ
-    and attention·v): the CNN composites cannot explain such a graph, AttnLRP can."""
+    and attention·v), or an ONNX Attention op sees the input: the CNN composites cannot explain
+    such a graph, AttnLRP can."""
     live = _live_tensors(proto, [input_name], elem_types(proto))
-    return any(n.op_type == "MatMul" and len(n.input) >= 2 and n.input[0] in live and n.input[1] in live
+    return any((n.op_type == "MatMul" and len(n.input) >= 2 and n.input[0] in live and n.input[1] in live)
+               or (n.op_type == "Attention" and any(i in live for i in n.input[:3]))
                for n in proto.graph.node)
 
 
