@@ -27,7 +27,6 @@ tests/test_attnlrp.py checks our input relevance against it on the same weights.
 """
 from __future__ import annotations
 
-import numpy as np
 import onnx
 
 from . import RULES as GRADIENT_RULES
@@ -100,33 +99,18 @@ def _uniform(ctx, a: str, b: str, out: str, r: str, eps: float) -> tuple[str, st
 
 def fused_attention(ctx, node, r: str, wants, eps: float) -> list[str | None]:
     """ONNX Attention (opset 23; the dynamo exporter writes it for scaled_dot_product_attention from
-    opset 23 on): the same rules on its parts, recomputed from Q, K, V in the backward graph:
-    scores = (Q Kᵀ)·scale (+ mask), A = softmax(scores), Y = A V. 4-D Q, K, V with as many key
-    as query heads, no cache, softcap or causal flag (what exporters write for vision models)."""
+    opset 23 on): the same rules on its parts, which attention.recompute rebuilds in the backward
+    graph (and refuses what it does not cover: caches, softcap, grouped heads, 3-D inputs):
+    scores = (Q Kᵀ)·scale, logits z = scores with the masks, A = softmax(z), Y = A V."""
+    from .attention import recompute
+
     q, k, v = node.input[:3]
-    mask = node.input[3] if len(node.input) > 3 and node.input[3] else None
-    if any(len(ctx.shape(t)) != 4 for t in (q, k, v)) or len(node.input) > 4 or ctx.attr(node, "is_causal", 0) \
-            or ctx.attr(node, "softcap", 0.0) or ctx.attr(node, "q_num_heads") or \
-            ctx.shape(q)[1] != ctx.shape(k)[1]:
-        ctx.fail(node, "AttnLRP covers Attention with 4-D Q, K, V of equal head counts and no cache, "
-                 "causal flag or softcap; export attention unfused (opset 18) for LRP")
-    head = ctx.shape(q)[3]
-    scale = ctx.attr(node, "scale", None) or (1.0 / np.sqrt(head) if isinstance(head, int) else None)
-    if scale is None:
-        ctx.fail(node, "Attention without a scale needs a static head size")
-    qk = ctx.op("MatMul", [q, ctx.op("Transpose", [k], perm=[0, 1, 3, 2])], hint="attnlrp_qk")
-    logits = ctx.op("Mul", [qk, ctx.scalar(scale, q)])
-    if mask is not None:
-        if ctx.types.get(mask) == onnx.TensorProto.BOOL:
-            mask = ctx.op("Where", [mask, ctx.scalar(0.0, q), ctx.scalar(-np.inf, q)])
-        logits = ctx.op("Add", [logits, mask])
-    probs = ctx.op("Softmax", [logits], axis=-1)
+    qk, _, scaled, logits, probs = recompute(ctx, node)
     r_probs, r_v = _uniform(ctx, probs, v, node.output[0], r, eps)
     total = ctx.b.reduce("ReduceSum", r_probs, [3], keepdims=1)
     finite = ctx.op("Where", [ctx.op("IsInf", [logits]), ctx.scalar(0.0, q), logits])
     r_logits = ctx.op("Mul", [finite, ctx.op("Sub", [r_probs, ctx.op("Mul", [probs, total])])])
-    if mask is not None:   # the z-rule of the mask's Add: the constant keeps its share
-        scaled = ctx.op("Mul", [qk, ctx.scalar(scale, q)])
+    if logits != scaled:   # a mask's z-rule: an added constant keeps its share (-inf entries have none)
         r_logits = ctx.op("Mul", [scaled, _divide(ctx, r_logits, logits, eps)])
     r_q, r_kt = _uniform(ctx, q, ctx.op("Transpose", [k], perm=[0, 1, 3, 2]), qk, r_logits, eps)
     out = [r_q, ctx.op("Transpose", [r_kt], perm=[0, 1, 3, 2]), r_v] + [None] * (len(node.input) - 3)
