@@ -5,6 +5,7 @@ authors' package) on random-init timm ViT-Tiny / DeiT-Tiny exports, with conserv
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -144,6 +145,26 @@ def test_fused_attention_op_gets_the_same_relevance_as_its_parts(mask):
     ours = fused.relevance(x)["input"]    # and the default picks attnlrp for the Attention op
     assert np.isfinite(ours).all()
     np.testing.assert_allclose(ours, parts, rtol=1e-4, atol=1e-5 * np.abs(parts).max())
+
+
+TIMM_FIXTURES = sorted((Path(__file__).parent / "fixtures" / "timm").glob("*.onnx"))
+
+
+@pytest.mark.parametrize("path", TIMM_FIXTURES, ids=[p.stem for p in TIMM_FIXTURES])
+def test_lrp_and_relevancecam_on_every_timm_fixture(path):
+    """ViT, DeiT (distillation token), Swin (windows), MobileViT (conv hybrid), both exporters and
+    opset 23: lrp picks attnlrp and reaches the pixels; Relevance-CAM weighs the auto token grid's
+    channels by their mean relevance over the patch tokens (class tokens dropped by the grid)."""
+    ex = onnxcam.Explainer(path)
+    x = onnxcam.load_images(photo_paths(1), ex.preprocess)
+    res = ex.explain(x, method="lrp")
+    assert any("lrp (attnlrp)" in n for n in res.notes)
+    assert np.isfinite(res.pixels["input"]).all() and np.abs(res.pixels["input"]).sum() > 0
+    cam = ex.explain(x, method="relevancecam")
+    layer = cam.layers[0]
+    assert layer == ex.model.layer("auto").name
+    w = cam.weights[layer]
+    assert w.shape == (1, ex.model.layer(layer).shape[0]) and np.isfinite(w).all() and np.abs(w).sum() > 0
 
 
 def test_lrp_picks_attnlrp_on_attention_and_cnn_composites_name_it():
