@@ -107,7 +107,9 @@ def build_explainer_model(ex, method: str = "gradcam", layer="auto", target: str
     top1 = target == "top1"
     if method == "relevancecam":
         from .graph.rules.lrp import COMPOSITES, relevance_rules
-        rules = relevance_rules(COMPOSITES["relevance-cam"], renamed.get(m.first_linear, m.first_linear),
+        from .graph.rules.lrp_attention import default_composite
+        rules = relevance_rules(COMPOSITES[default_composite(m, "relevance-cam")],
+                                renamed.get(m.first_linear, m.first_linear),
                                 ex.box_bounds(), {renamed.get(k, k): v for k, v in m.conv_biases.items()})
         graph, carried = gradient_graph(proto, score, [layer_name], top1, rules, "contrastive")
     else:

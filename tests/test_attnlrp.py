@@ -167,6 +167,21 @@ def test_lrp_and_relevancecam_on_every_timm_fixture(path):
     assert w.shape == (1, ex.model.layer(layer).shape[0]) and np.isfinite(w).all() and np.abs(w).sum() > 0
 
 
+def test_exported_relevancecam_explainer_on_a_vit_equals_explain():
+    """export-explainer's relevancecam takes the composite the graph needs, as explain does: on a
+    ViT the standalone graph uses AttnLRP and its heatmap equals explain's map (float32 rounding)."""
+    import onnxruntime as ort
+    from onnxcam.deploy import build_explainer_model
+    ex = onnxcam.Explainer(Path(__file__).parent / "fixtures" / "timm" / "vit_tiny_patch16_224_torchscript.onnx")
+    x = onnxcam.load_images(photo_paths(2), ex.preprocess)
+    sess = ort.InferenceSession(build_explainer_model(ex, "relevancecam").SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    _, heat, cls = sess.run(None, {ex.model.input_name: x})
+    res = ex.explain(x, method="relevancecam")
+    np.testing.assert_allclose(heat, res.maps[ex.model.auto_layer.name], atol=1e-5)
+    np.testing.assert_array_equal(cls, res.target)
+
+
 def test_lrp_picks_attnlrp_on_attention_and_cnn_composites_name_it():
     vit = onnxcam.Explainer(tiny_vit())
     x = random_images(2, (3, 8, 8))
