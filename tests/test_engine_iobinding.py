@@ -24,7 +24,9 @@ def test_bound_image_and_masks_give_a_plain_sessions_scores_bit_for_bit():
     maps = np.abs(random_images(10, (1, 8, 8), seed=5))
     ours = ex.masked_scores(x, maps, align_corners=False, eps=0.0)   # three runs of at most 4 maps
     plain = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-    want = np.concatenate([plain.run(None, {IMAGE: x, MAPS: maps[i:i + 4]})[0] for i in range(0, 10, 4)])
+    batches = engine.even_batches(10, 4)
+    assert batches == [(0, 4), (4, 7), (7, 10)]
+    want = np.concatenate([plain.run(None, {IMAGE: x, MAPS: maps[a:b]})[0] for a, b in batches])
     assert ours.shape == (10, m.num_classes)
     np.testing.assert_array_equal(ours, want)
 
@@ -51,3 +53,14 @@ def test_relevance_through_iobinding_equals_a_plain_run_of_the_same_graph():
     plain = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     out = dict(zip([o.name for o in plain.get_outputs()], plain.run(None, {ex.model.input_name: x})))
     np.testing.assert_array_equal(rel, out[carried[ex.model.input_name][1]])
+
+
+def test_even_batches_cover_the_rows_in_the_fewest_batches_of_alike_size():
+    for total in range(1, 200):
+        for step in range(1, 70):
+            batches = engine.even_batches(total, step)
+            sizes = [b - a for a, b in batches]
+            assert batches[0][0] == 0 and batches[-1][1] == total
+            assert all(prev[1] == nxt[0] for prev, nxt in zip(batches, batches[1:]))
+            assert len(batches) == -(-total // step) and max(sizes) <= step and max(sizes) - min(sizes) <= 1
+    assert engine.even_batches(0, 8) == []
