@@ -86,7 +86,16 @@ def add_providers(ap) -> None:
 
 
 def providers_of(args) -> list[str]:
-    return [p for p in args.providers.split(",") if p]
+    """The --providers list, checked against this onnxruntime build before any timing starts (a
+    CUDA run on a CPU-only build stops here with onnxcam's one-line reason)."""
+    from onnxcam import engine
+    from onnxcam.errors import OnnxCamError
+
+    try:
+        return engine.choose_providers([p for p in args.providers.split(",") if p])
+    except OnnxCamError as exc:
+        print(f"error: {exc}", file=sys.__stderr__)
+        raise SystemExit(2) from None
 
 
 def peak_rss_mb(code: str) -> float:
