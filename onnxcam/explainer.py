@@ -414,10 +414,10 @@ class Explainer:
         rows = np.ascontiguousarray(rows, np.float32)
         out = []
         bar = Progress(len(rows), f"{what} forwards", enabled=self.progress and progress)
-        for i in range(0, len(rows), step):
-            out.append(self._run(sess, fixed | {rows_name: rows[i:i + step]},
+        for i, stop in engine.even_batches(len(rows), step):
+            out.append(self._run(sess, fixed | {rows_name: rows[i:stop]},
                                  {SCORES: f"the scores of the {what} images"})[SCORES])
-            bar.update(min(step, len(rows) - i))
+            bar.update(stop - i)
         bar.close()
         return np.concatenate(out) if out else np.zeros((0, self.model.num_classes), np.float32)
 

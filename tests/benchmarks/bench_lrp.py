@@ -12,7 +12,10 @@ Per model (random-weight torchvision ResNet-50 and VGG-16, the bundled Efficient
 Then for one 224x224 image on Lite0: the SR map / one forward (goal <= 20) and the context-aware
 saliency step alone, in seconds.
 
+Per-op time of the LRP graph against the forward: tests/benchmarks/profile_lrp.py.
+
     python tests/benchmarks/bench_lrp.py [--repeat 3] [--models resnet50,vgg16,lite0] [--batches 1,16]
+                                         [--providers CUDAExecutionProvider,CPUExecutionProvider]
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchtools import PHOTOS, ROOT, best_time, peak_rss_mb, plain_forward, print_table
+from benchtools import PHOTOS, ROOT, add_providers, best_time, peak_rss_mb, plain_forward, print_table, providers_of
 
 import onnxcam  # noqa: E402
 
@@ -82,19 +85,21 @@ def main():
     ap.add_argument("--rc-batches", default="1", help="batches for Relevance-CAM at every layer (it returns "
                     "activations and relevances of all layers: ResNet-50 at batch 16 outgrew 14 GB)")
     ap.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak memory runs")
+    add_providers(ap)
     args = ap.parse_args()
+    providers = providers_of(args)
     load_start = os.getloadavg()[0]
     batches = [int(b) for b in args.batches.split(",")]
     rc_batches = [int(b) for b in args.rc_batches.split(",")]
     rows = []
     for arch in args.models.split(","):
         path = LITE0 if arch == "lite0" else export(arch)
-        ex = onnxcam.Explainer(path)
+        ex = onnxcam.Explainer(path, providers=providers)
         x1 = onnxcam.load_images(PHOTOS, ex.preprocess)
         n_layers = len([l for l in ex.layers if l.preferred])
         for n in batches:
             xb = np.ascontiguousarray(np.resize(x1, (n,) + x1.shape[1:]))
-            t_fwd = plain_forward(path, xb, args.repeat)
+            t_fwd = plain_forward(path, xb, args.repeat, providers)
             ex.relevance(xb, ["input"])
             t_pass = best_time(lambda: ex.relevance(xb, ["input"]), args.repeat)
             res = ex.explain(xb, method="lrp")
@@ -112,9 +117,10 @@ def main():
             else:
                 peak_lrp, peak_fwd = peak_ratio(path, n)
                 mem = f"{peak_lrp / peak_fwd:.2f} ({peak_lrp:.0f} / {peak_fwd:.0f} MB)"
+            provider = ex.sessions.provider or "-"
             ex.sessions.clear()
             rows.append([arch, n, f"{t_fwd * 1e3:.0f}", f"{t_pass / t_fwd:.2f}", f"{t_lrp / t_fwd:.2f}",
-                         rc, zen, mem, ex.sessions.provider or "-"])
+                         rc, zen, mem, provider])
             print("... " + " | ".join(str(c) for c in rows[-1]), file=sys.__stdout__, flush=True)
         del ex
     print_table("LRP and Relevance-CAM: time / one plain onnxruntime forward of the same batch, same run "
@@ -123,16 +129,16 @@ def main():
                  "Relevance-CAM, all layers (goal <= 4)", "Zennit / onnxcam pass (goal >= 4 at batch 1)",
                  "peak memory LRP / forward (goal <= 2)", "provider"], rows)
 
-    lite = onnxcam.Explainer(LITE0)
+    lite = onnxcam.Explainer(LITE0, providers=providers)
     x = onnxcam.load_images(PHOTOS[:1], lite.preprocess)
-    t_fwd = plain_forward(LITE0, x, args.repeat)
+    t_fwd = plain_forward(LITE0, x, args.repeat, providers)
     lite.explain(x, method="srmap")
     t_sr = best_time(lambda: lite.explain(x, method="srmap"), args.repeat)
     t_lrp = best_time(lambda: lite.explain(x, method="lrp", composite="sr"), args.repeat)
     print_table("EfficientNet-Lite0, one 224x224 image: time / one plain onnxruntime forward",
-                ["what", "ratio"],
-                [["SR map (LRP + context-aware saliency; goal <= 20)", f"{t_sr / t_fwd:.1f}"],
-                 ["  of which context-aware saliency", f"{(t_sr - t_lrp) / t_fwd:.1f}"]])
+                ["what", "ratio", "provider"],
+                [["SR map (LRP + context-aware saliency; goal <= 20)", f"{t_sr / t_fwd:.1f}", lite.provider],
+                 ["  of which context-aware saliency (numpy, CPU)", f"{(t_sr - t_lrp) / t_fwd:.1f}", "-"]])
     print(f"\ncontext-aware saliency of one 224x224 image: {t_sr - t_lrp:.2f} s on this machine")
 
 

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parents[2]
+CPU_ONLY = ("CPUExecutionProvider",)
 sys.path.insert(0, str(ROOT / "converters"))
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -24,16 +24,26 @@ def best_time(fn, repeat: int = 3) -> float:
     return best
 
 
+def plain_session(model_path, providers=CPU_ONLY):
+    """onnxcam's own IOBinding session over the unmodified model: the plain floor runs the way the
+    explain graphs run (input bound on the session's device once, outputs copied back), so on CUDA
+    the comparison is device-resident against device-resident."""
+    from onnxcam import engine
+
+    sess = engine.Session(Path(model_path).read_bytes(), engine.choose_providers(list(providers)),
+                          label="plain forward")
+    return sess, sess.sess.get_inputs()[0].name
+
+
 def plain_inference_per_image(model_path, x1: np.ndarray, batches=(1, 8, 16, 32, 64),
-                              repeat: int = 3) -> tuple[float, int]:
+                              repeat: int = 3, providers=CPU_ONLY) -> tuple[float, int]:
     """Seconds per image of plain onnxruntime inference at its best batch size (and that size)."""
-    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
+    sess, name = plain_session(model_path, providers)
     best = (float("inf"), 1)
     for b in batches:
-        xb = np.repeat(x1, b, axis=0)
-        sess.run(None, {name: xb})
-        per = best_time(lambda: sess.run(None, {name: xb}), repeat) / b
+        xb = sess.to_device(np.repeat(x1, b, axis=0))
+        sess.run({name: xb})
+        per = best_time(lambda: sess.run({name: xb}), repeat) / b
         best = min(best, (per, b))
     return best
 
@@ -47,6 +57,7 @@ def parse_args(doc: str, **defaults):
 
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=defaults.get("repeat", 3))
+    add_providers(ap)
     return ap.parse_args()
 
 
@@ -60,12 +71,31 @@ def export_resnet50():
                   size=224, seed=0, verify=False)[1]
 
 
-def plain_forward(model_path, xb: np.ndarray, repeat: int = 3) -> float:
+def plain_forward(model_path, xb: np.ndarray, repeat: int = 3, providers=CPU_ONLY) -> float:
     """Best time of one plain onnxruntime run of the batch (session built and warmed first)."""
-    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    sess.run(None, {name: xb})
-    return best_time(lambda: sess.run(None, {name: xb}), repeat)
+    sess, name = plain_session(model_path, providers)
+    xb = sess.to_device(xb)
+    sess.run({name: xb})
+    return best_time(lambda: sess.run({name: xb}), repeat)
+
+
+def add_providers(ap) -> None:
+    """--providers: the execution providers the benchmark asks for (onnxcam and the plain floor)."""
+    ap.add_argument("--providers", default="CPUExecutionProvider",
+                    help="comma-separated onnxruntime providers, e.g. CUDAExecutionProvider,CPUExecutionProvider")
+
+
+def providers_of(args) -> list[str]:
+    """The --providers list, checked against this onnxruntime build before any timing starts (a
+    CUDA run on a CPU-only build stops here with onnxcam's one-line reason)."""
+    from onnxcam import engine
+    from onnxcam.errors import OnnxCamError
+
+    try:
+        return engine.choose_providers([p for p in args.providers.split(",") if p])
+    except OnnxCamError as exc:
+        print(f"error: {exc}", file=sys.__stderr__)
+        raise SystemExit(2) from None
 
 
 def peak_rss_mb(code: str) -> float:
