@@ -251,6 +251,17 @@ def test_resume_with_other_methods_is_refused(tmp_path, dataset, capsys):
     assert "holds a run with other methods" in capsys.readouterr().err
     assert _run(dataset / "c0", "--method", "gradcam", "--save", "none", "--out", out, "--resume") == 0
     assert "(15 already in the index)" in capsys.readouterr().out
+    # another command's index: evaluate on explain's, and explain on that refused too
+    assert main(["evaluate", str(LITE0), str(dataset / "c0"), "--methods", "gradcam", "--steps", "2",
+                 "--no-road", "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "onnxcam: error:" in err and "another command" in err and "Traceback" not in err
+    ev = tmp_path / "ev"
+    assert main(["evaluate", str(LITE0), str(dataset / "c0"), "--methods", "gradcam", "--steps", "2",
+                 "--no-road", "--out", str(ev), "--part-size", "8"]) == 0
+    capsys.readouterr()
+    assert _run(dataset / "c0", "--method", "gradcam", "--save", "none", "--out", ev, "--resume") == 2
+    assert "another command" in capsys.readouterr().err
 
 
 def test_resume_redoes_images_whose_part_was_lost_and_rewrites_their_files(tmp_path, dataset, capsys):

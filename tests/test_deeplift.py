@@ -39,6 +39,17 @@ def test_deeplift_is_complete_through_relu_and_maxpool_in_either_layout(layout):
     assert res.pixels["input"].shape == (2, 3, 32, 32) and list(res.target) == [1, 4]
 
 
+def test_deeplift_batch_equals_one_image_at_a_time_where_a_tensor_folds_the_batch():
+    """MobileViT's unfold folds the batch into the first axis ([N·P, ...]): the baseline's values,
+    taken at batch 1, are repeated per image, so a batch gives what the images give one by one."""
+    from pathlib import Path
+    ex = onnxcam.Explainer(Path(__file__).parent / "fixtures" / "timm" / "mobilevit_xxs_torchscript.onnx")
+    x = onnxcam.load_images(photo_paths(2), ex.preprocess)
+    both = ex.explain(x, "deeplift").pixels["input"]
+    one = np.concatenate([ex.explain(x[i:i + 1], "deeplift").pixels["input"] for i in range(2)])
+    np.testing.assert_allclose(both, one, rtol=0, atol=1e-6 * np.abs(one).max())   # float32 rounding
+
+
 def test_deeplift_refuses_a_per_image_baseline(lite0):
     with pytest.raises(OnnxCamError, match="baseline") as e:
         lite0.explain(photo_paths(1), "deeplift", baseline="blur")

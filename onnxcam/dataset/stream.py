@@ -80,10 +80,15 @@ def start(items: Sequence[Item], request: dict, out: Path, resume: bool, overwri
     record = out / "run.json"
     if resume and index.done and record.is_file():
         before = read_json_object(record, "run record").get("request")
-        changed = [k for k in request if k != "model" and before and before.get(k) != request[k]]
+        before = before if isinstance(before, dict) else {}
+        # both ways: an explain run's request lacks the "evaluate"/"compare" part an evaluate or
+        # compare run adds, and resuming one command's index with the other would mix their rows
+        changed = [k for k in dict.fromkeys([*before, *request])
+                   if k != "model" and before.get(k) != request.get(k)]
         if changed:
-            raise OnnxCamError(f"{out} holds a run with other {', '.join(changed)} ({', '.join(str(before[k]) for k in changed)}); "
-                               "resume with the same flags, or choose another --out")
+            was = ", ".join(str(before.get(k, "none")) for k in changed)
+            raise OnnxCamError(f"{out} holds a run with other {', '.join(changed)} ({was}), or of another command; "
+                               "resume with the same command and flags, or choose another --out")
     write_json(record, {"request": request})
     return index, [it for it in items if str(it.path) not in index.done]
 

@@ -139,6 +139,8 @@ def aise_search(score, width: float, iterations: int, hw: tuple[int, int]) -> tu
     centres, gains = [], []
 
     def objective(args):
+        if len(gains) >= iterations:   # DIRECT's overrun past maxfun: discarded, so not run
+            return -gains[-1]
         centres.append((float(args[0]), float(args[1])))
         gains.append(float(score(gaussian_mask(args, width, hw))))
         return -gains[-1]

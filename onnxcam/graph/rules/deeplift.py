@@ -53,7 +53,16 @@ def deeplift_rules(references: dict[str, np.ndarray]) -> dict:
     """The rule table: the gradient rules with the rescale rule on RESCALE ops and Captum's
     MaxPool rule. references: {tensor: its value [1, ...] at the baseline} (reference_tensors)."""
     def ref(ctx, name):
-        return ctx.tensor(references[name], name, "deeplift_ref")
+        value = references[name]
+        const = ctx.tensor(value, name, "deeplift_ref")
+        if value.ndim == 0 or value.shape[0] == 1:
+            return const   # broadcasts over the batch
+        # a tensor that folds the batch into its first axis (MobileViT's unfold: [N·P, ...], batch
+        # outermost) holds P rows at the batch-1 baseline: repeat them N = first axis / P times
+        first = ctx.op("Slice", [ctx.shape_of(name), ctx.ints([0]), ctx.ints([1])])
+        reps = ctx.op("Concat", [ctx.op("Div", [first, ctx.ints([value.shape[0]])]),
+                                 ctx.ints([1] * (value.ndim - 1))], axis=0)
+        return ctx.op("Tile", [const, reps], hint="deeplift_ref")
 
     def rescale(ctx, node, g, wants):
         plain = GRADIENT_RULES[node.op_type](ctx, node, g, wants)
