@@ -47,6 +47,15 @@ def require_torch():
     return torch
 
 
+def default_sigint() -> None:
+    """preexec_fn for a child a test will Ctrl-C: SIGINT back to its default. A suite started as
+    an asynchronous command of a shell without job control (`(cmd &)`, nohup) inherits SIGINT
+    ignored, and an ignored SIGINT stays ignored across exec, so Python would never raise
+    KeyboardInterrupt in the child and the test would measure how it was launched."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def random_images(n: int, shape, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n,) + tuple(shape)).astype(np.float32)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import LITE0, ROOT
+from conftest import LITE0, ROOT, default_sigint
 from dataset_images import make_dataset
 from onnxcam.cli import main
 from onnxcam.dataset import expand_inputs, is_dataset
@@ -150,7 +150,7 @@ def test_explain_a_folder_writes_the_index_files_and_error_rows(tmp_path, datase
     out = tmp_path / "out"
     assert _run(tmp_path / "imgs", "--method", "gradcam,hirescam", "--out", out, "--part-size", "2") == 0
     said = capsys.readouterr().out
-    assert "explained 5 of 6 images" in said and "1 could not be read" in said
+    assert "explained 5 of 6 images" in said and "1 could not be explained" in said
     rows = read_index(out / "index").to_pylist()
     assert len(rows) == 5 * 2 + 1 and len(list((out / "index").glob("part-*.parquet"))) == 3
     broken = [r for r in rows if r["error"]]
@@ -208,7 +208,7 @@ def test_killed_then_resumed_run_equals_an_uninterrupted_one(tmp_path, dataset, 
     uninterrupted run, none twice (SIGINT: exit 130 and the finished images kept)."""
     env, flags, cut = ENV, FLAGS, tmp_path / "cut"
     proc = subprocess.Popen(_cli(dataset, "--out", cut, *flags), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 300
     while not list((cut / "index").glob("part-*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -166,12 +166,13 @@ def test_ctrl_c_keeps_whole_images_and_resume_finishes_the_report(folder, tmp_pa
     import sys
     import time
 
-    from conftest import ROOT
+    from conftest import ROOT, default_sigint
     out = tmp_path / "cut"
     argv = [sys.executable, "-m", "onnxcam", "evaluate", str(LITE0), str(folder), "--methods", "gradcam,hirescam",
             "--steps", "4", "--no-road", "--max-batch", "1", "--part-size", "1", "--workers", "1", "--out", str(out)]
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 300
     while not list((out / "index").glob("part-*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

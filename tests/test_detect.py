@@ -181,14 +181,17 @@ def test_detections_use_the_head_before_the_sigmoid_and_pick_its_candidates():
     assert head.values(flat).shape == (2, 24, 2100)
 
 
-def test_lrp_to_the_pixels_of_yolo11_says_why_not():
-    """YOLO11's C2PSA block multiplies two activations (attention); LRP has no rule for an
-    input-dependent MatMul, so LRP to the input refuses in one line (Relevance-CAM at the neck,
-    downstream of the attention, works: test above)."""
+def test_lrp_to_the_pixels_of_yolo11_takes_attnlrp_and_cnn_composites_say_why_not():
+    """YOLO11's C2PSA block multiplies two activations (attention): LRP picks the attnlrp composite
+    there by itself and reaches the pixels; a CNN composite asked for by name refuses in one line
+    that names attnlrp."""
     ex = onnxcam.Explainer(YOLO / "yolo11_torchscript.onnx", target=Detect())
     x = onnxcam.load_images([PHOTOS / "chelsea.jpg"], ex.preprocess)
-    with pytest.raises(OnnxCamError, match="MatMul node .*LRP needs weights that do not depend on the input"):
-        ex.explain(x, "lrp")   # auto: the input pixels and the layers LRP shows
+    res = ex.explain(x, "lrp")   # auto: the input pixels and the layers LRP shows
+    assert any("lrp (attnlrp)" in n for n in res.notes)
+    assert np.isfinite(res.pixels["input"]).all() and np.abs(res.pixels["input"]).sum() > 0
+    with pytest.raises(OnnxCamError, match="attnlrp"):
+        ex.explain(x, "lrp", composite="epsilon-plus-flat")
 
 
 # ----- the CLI

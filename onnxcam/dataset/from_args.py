@@ -89,7 +89,7 @@ def explain_dataset(args, ex, target, options: dict, write_files) -> int:
         print(json.dumps(summary, indent=2))
     else:
         done = f" ({summary['skipped_done']} already in the index)" if summary["skipped_done"] else ""
-        bad = f"; {summary['errors']} could not be read (the index's error column says why)" \
+        bad = f"; {summary['errors']} could not be explained (the index's error column says why)" \
             if summary["errors"] else ""
         rate = summary["images_per_second"]
         print(f"explained {summary['explained']} of {summary['images']} images{done} with "
@@ -157,7 +157,7 @@ def evaluate_dataset(args, ex, methods: list[str], target, options: dict, boxes,
                             for name, f in g["metrics"].items() if name != "pointing_hit")
         print(f"{g['method']:<14} {g['layer'][:40]:<40} {figures}")
     if run["errors"]:
-        print(f"# {run['errors']} images could not be read (the index's error column says why)")
+        print(f"# {run['errors']} images could not be explained (the index's error column says why)")
     print(f"wrote {out / 'evaluation.json'}, {out / 'report.html'} and {run['index']} ({run['parts']} parts)")
     return 0
 
