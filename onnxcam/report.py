@@ -412,7 +412,7 @@ def render_dataset(evaluation: dict, views: dict, maps: dict, classes: dict | No
         curves["methods"].setdefault(g["method"], {"layers": {}})["layers"][g["layer"]] = {
             "curves": {k: [v] for k, v in c.items()}}
     plots = _plots(curves | {k: evaluation[k] for k in ("metric_score", "road_percentages")})
-    errors = f" · {evaluation['errors']} could not be explained (see the index's error column)" if evaluation["errors"] else ""
+    errors = _unexplained(evaluation["errors"])
     body = (f"<h1>onnxcam evaluation of a dataset</h1><p>model {html.escape(evaluation['model'])} · "
             f"{evaluation['images']} images{errors} · deletion/insertion with {evaluation['steps']} steps, "
             f"baseline {html.escape(evaluation['baseline'])} · index {html.escape(evaluation['index'])}</p>"
@@ -421,6 +421,11 @@ def render_dataset(evaluation: dict, views: dict, maps: dict, classes: dict | No
             "<h2>Worst and best images</h2><p class=note>Per figure, the images it rates worst and best, with "
             f"the map the run computed.</p>{_ranked(groups, DATASET_FIGURES, views, maps, classes or {})}")
     return _page("onnxcam evaluation", body)
+
+
+def _unexplained(count: int) -> str:
+    """The header's note on the images a dataset run could not explain (none: nothing)."""
+    return f" · {count} could not be explained (see the index's error column)" if count else ""
 
 
 #: per-image figures of a dataset comparison, per layer
@@ -458,7 +463,7 @@ def render_dataset_comparison(result: dict, views: dict, reference_maps: dict, c
                      f"<th>candidate</th><th>difference</th></tr>{''.join(rows)}</table>")
     verdict = _verdict(result)
     s = result["summary"]
-    errors = f" · {figures['errors']} could not be explained (see the index's error column)" if figures["errors"] else ""
+    errors = _unexplained(figures["errors"])
     body = (f"<h1>onnxcam comparison over a dataset</h1>{verdict}<p>reference {html.escape(str(result['reference']))}"
             f"<br>candidate {html.escape(str(result['candidate']))}<br>method {html.escape(result['method'])} · "
             f"{result['images_total']} images{errors} · {html.escape(s['decision'])} agreement "

@@ -38,6 +38,7 @@ class Model:
     notes: list[str] = field(default_factory=list)
     first_linear: str | None = None  # output of the first Conv/Gemm/MatMul after the image (LRP)
     output_activation: str | None = None  # Softmax / Sigmoid that ends the graph, even when explained
+    attention: bool | None = None  # attention in the graph (AttnLRP's test), found on first use
     conv_biases: dict = field(default_factory=dict)  # conv output -> bnfold.ConvBias (Relevance-CAM)
     default_target: int | None = None  # the column of the score explained when none is given (targets' cls)
     class_scores: bool = True          # the score's columns are classes with probabilities (targets' class_scores)

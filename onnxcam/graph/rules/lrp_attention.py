@@ -129,5 +129,8 @@ def has_attention(proto: onnx.ModelProto, input_name: str) -> bool:
 
 def default_composite(model, cnn: str) -> str:
     """The composite a relevance method uses when none is given: "attnlrp" for a graph with
-    attention (model: an intake Model), `cnn` otherwise."""
-    return "attnlrp" if has_attention(model.proto, model.input_name) else cnn
+    attention (model: an intake Model), `cnn` otherwise. The graph walk runs once per model, not
+    on every explain call."""
+    if model.attention is None:
+        model.attention = has_attention(model.proto, model.input_name)
+    return "attnlrp" if model.attention else cnn
