@@ -189,6 +189,8 @@ class Explainer:
         if not self.allow_nonfinite:
             for name, words in what.items():
                 arr = out[name]
+                if np.isfinite(arr.sum(dtype=np.float64)):
+                    continue   # all finite (a float64 sum of finite float32 cannot overflow): one pass, no mask
                 bad = ~np.isfinite(arr.reshape(arr.shape[0] if arr.ndim else 1, -1)).all(axis=1)
                 if bad.any():
                     images = ", ".join(str(first + int(i)) for i in np.flatnonzero(bad)[:5])
@@ -260,10 +262,10 @@ class Explainer:
         step = self._batch(("forward", names))
         what = {out: f"activations of layer {n}" for n, out in carried.items()} | {SCORES: "the scores"}
         outs = [self._run(sess, {self.model.input_name: x[i:i + step]}, what, i) for i in range(0, len(x), step)]
-        scores = np.concatenate([o[SCORES] for o in outs])
+        scores = engine.join_batches(outs, SCORES)
         acts = {}
         for layer in self.model.resolve_layers(list(names)) if names else []:
-            a = np.concatenate([o[carried[layer.name]] for o in outs])
+            a = engine.join_batches(outs, carried[layer.name])
             acts[layer.name] = a.transpose(0, 3, 1, 2) if layer.layout == "NHWC" else a
         return scores, acts
 
@@ -301,7 +303,7 @@ class Explainer:
             if seed is not None:
                 feeds[SEED] = seed[i:i + step]
             outs.append(self._run(sess, feeds, what, i))
-        scores = np.concatenate([o[SCORES] for o in outs])
+        scores = engine.join_batches(outs, SCORES)
         if targets is None:
             targets = scores.argmax(axis=1)
         layouts = {layer.name: layer.layout for layer in self.model.layers}
@@ -309,14 +311,13 @@ class Explainer:
         acts, grads = {}, {}
         for name in names:
             a_name, g_name = carried[name]
-            a = np.concatenate([o[a_name] for o in outs])
-            g = np.concatenate([o[g_name] for o in outs])
+            a, g = engine.join_batches(outs, a_name), engine.join_batches(outs, g_name)
             if layouts.get(name) == "NHWC":
                 a, g = a.transpose(0, 3, 1, 2), g.transpose(0, 3, 1, 2)
             acts[name], grads[name] = a, g
             if near_kinks is not None and rules is None:
                 out = near_kinks_output(name)
-                near_kinks[name] = (np.concatenate([o[out] for o in outs]).astype(np.int64)
+                near_kinks[name] = (engine.join_batches(outs, out).astype(np.int64)
                                     if out in outs[0] else np.zeros(len(x), np.int64))
         return scores, targets, acts, grads
 

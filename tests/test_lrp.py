@@ -413,6 +413,20 @@ def test_context_aware_saliency_finds_the_odd_patch_and_is_deterministic():
     np.testing.assert_array_equal(context_aware_saliency(img), s)
 
 
+def test_context_aware_saliency_keeps_the_k_nearest_of_numpys_partition():
+    """The K nearest are selected by onnxruntime's TopK: the same set as numpy's partition, so the
+    same mean up to float32 summation order (|mean| <= max d; 1e-6 relative is ~8 float32 ulps),
+    also where many distances tie (flat image regions give many equal patches) and for k = 1."""
+    from onnxcam.saliency import _mean_of_smallest
+    rng = np.random.default_rng(0)
+    d = rng.random((300, 977), dtype=np.float32)
+    d[:100, ::3] = 0.25                                 # ties across the k-th value
+    d[5] = np.inf                                       # a row of masked-out candidates
+    d[6, :40] = np.inf
+    for k in (1, 7, 64):
+        ref = np.partition(d, k - 1, axis=1)[:, :k].astype(np.float64).mean(axis=1)
+        np.testing.assert_allclose(_mean_of_smallest(d, k), ref, rtol=1e-6)
+
 def test_sr_map_is_invariant_to_the_scale_of_relevance_and_runs_on_photos(lite0):
     from onnxcam.methods.relevance import sr_from_relevance
     x = onnxcam.load_images(photo_paths(2), lite0.preprocess)
