@@ -189,8 +189,9 @@ class Explainer:
         if not self.allow_nonfinite:
             for name, words in what.items():
                 arr = out[name]
-                if np.isfinite(arr.sum(dtype=np.float64)):
-                    continue   # all finite (a float64 sum of finite float32 cannot overflow): one pass, no mask
+                if np.isfinite(arr.sum()):
+                    continue   # all finite: one summing pass, no mask (a sum that overflows on finite
+                    # values, or any NaN/inf, goes on to the exact per-image check)
                 bad = ~np.isfinite(arr.reshape(arr.shape[0] if arr.ndim else 1, -1)).all(axis=1)
                 if bad.any():
                     images = ", ".join(str(first + int(i)) for i in np.flatnonzero(bad)[:5])

@@ -40,7 +40,7 @@ def _relevancecam(req: Request, default_composite: str = "relevance-cam") -> dic
     req.scores, req.targets, acts, rel = ex.relevance_run(req.x, req.layers, composite, req.targets, start)
     out = {}
     for layer in req.layers:
-        w = rel[layer.name].astype(np.float64).mean(axis=(2, 3))
+        w = rel[layer.name].mean(axis=(2, 3), dtype=np.float64)
         req.weights[layer.name] = w.astype(np.float32)
         out[layer.name] = weighted_sum(w, acts[layer.name])
     return out

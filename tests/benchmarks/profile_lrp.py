@@ -67,6 +67,32 @@ def saved_bytes(graph: onnx.ModelProto, forward_names: set, batch: int) -> tuple
     return saved, sum(shapes.get(t, 0) for t in forward_names)
 
 
+LINEAR_OPS = {"Conv", "FusedConv", "NchwcConv", "ConvTranspose", "Gemm", "FusedGemm", "MatMul", "FusedMatMul"}
+
+
+def linear_macs(graph: onnx.ModelProto, batch: int) -> int:
+    """Multiply-adds of the graph's Conv, ConvTranspose, Gemm and MatMul nodes at `batch`, from
+    inferred shapes: Conv N·Cout·out·(Cin/g)·k, ConvTranspose N·Cin·in·(Cout/g)·k, matmul M·K·N."""
+    dims = {}
+    for vi in list(graph.graph.value_info) + list(graph.graph.output) + list(graph.graph.input):
+        d = vi.type.tensor_type.shape.dim
+        dims[vi.name] = [x.dim_value if x.HasField("dim_value") and x.dim_value > 0 else batch for x in d]
+    for t in graph.graph.initializer:
+        dims[t.name] = list(t.dims)
+    total = 0
+    for n in graph.graph.node:
+        if n.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul") or not all(i in dims for i in n.input[:2]):
+            continue
+        a, w = dims[n.input[0]], dims[n.input[1]]
+        if n.op_type == "Conv" and n.output[0] in dims:
+            total += int(np.prod(dims[n.output[0]])) * int(np.prod(w[1:]))
+        elif n.op_type == "ConvTranspose":
+            total += int(np.prod(a)) * int(np.prod(w[1:]))
+        elif len(a) >= 2 and len(w) >= 2:
+            total += int(np.prod(a)) * w[-1]
+    return total
+
+
 STAGES = """
 import sys, numpy as np
 def mb(key):
@@ -151,6 +177,11 @@ def main():
 
     model = onnx.load(str(path))
     inferred = onnx.shape_inference.infer_shapes(lrp)
+    macs = linear_macs(inferred, args.batch) / linear_macs(onnx.shape_inference.infer_shapes(ex.model.proto), args.batch)
+    lin = sum(v for k, v in lrp_ms.items() if k in LINEAR_OPS) / sum(v for k, v in fwd_ms.items() if k in LINEAR_OPS)
+    print(f"\nthe floor of the rules as written: the LRP graph's linear ops do {macs:.2f}x the forward's "
+          f"multiply-adds, and their kernels take {lin:.2f}x the forward's linear kernel time; the elementwise "
+          f"ops and layout reorders add the rest ({lrp_total / fwd_total:.2f}x in all, profiled)")
     forward_names = {o for n in model.graph.node for o in n.output} | {ex.model.input_name}
     saved, every = saved_bytes(inferred, forward_names, args.batch)
     print(f"\nforward tensors the LRP backward reads (kept alive until it does): {saved / 2**20:.0f} MB of "
