@@ -138,7 +138,7 @@ def main():
     print_table("EfficientNet-Lite0, one 224x224 image: time / one plain onnxruntime forward",
                 ["what", "ratio", "provider"],
                 [["SR map (LRP + context-aware saliency; goal <= 20)", f"{t_sr / t_fwd:.1f}", lite.provider],
-                 ["  of which context-aware saliency (numpy, CPU)", f"{(t_sr - t_lrp) / t_fwd:.1f}", "-"]])
+                 ["  of which context-aware saliency (numpy and onnxruntime, CPU)", f"{(t_sr - t_lrp) / t_fwd:.1f}", "-"]])
     print(f"\ncontext-aware saliency of one 224x224 image: {t_sr - t_lrp:.2f} s on this machine")
 
 
