@@ -189,7 +189,9 @@ class Explainer:
         if not self.allow_nonfinite:
             for name, words in what.items():
                 arr = out[name]
-                if np.isfinite(arr.sum()):
+                with np.errstate(over="ignore", invalid="ignore"):  # no numpy warning lines
+                    total = arr.sum()
+                if np.isfinite(total):
                     continue   # all finite: one summing pass, no mask (a sum that overflows on finite
                     # values, or any NaN/inf, goes on to the exact per-image check)
                 bad = ~np.isfinite(arr.reshape(arr.shape[0] if arr.ndim else 1, -1)).all(axis=1)

@@ -10,12 +10,13 @@ pixels above 0.8 max(S) and S <- S (1 - normalized distance to the foci).
 Our choices where the paper is silent: patches are sampled every ceil(size/2) px ("half a patch";
 the MATLAB reimplementation rounds down, which at 3 px means every pixel and costs ~10x more),
 a patch is not its own neighbour, and d_color is divided by the patch area so the scales weigh
-alike (the reimplementation's 49/size² factor). Deterministic; numpy + OpenCV only.
+alike (the reimplementation's 49/size² factor). Deterministic; numpy + OpenCV, and onnxruntime's
+TopK for the K nearest.
 """
 from __future__ import annotations
 
-import functools
 import math
+import threading
 
 import cv2
 import numpy as np
@@ -60,7 +61,7 @@ def _patches(img: np.ndarray, size: int, step: int, norm: float):
     return vec, pos, (len(ys), len(xs))
 
 
-def _scale_saliency(lab: np.ndarray, r: float, size: int) -> np.ndarray:
+def _scale_saliency(lab: np.ndarray, r: float, size: int, threads: int | None = None) -> np.ndarray:
     img = _resize(lab, r)
     step = max(1, math.ceil(size / 2))
     longest = max(lab.shape[:2])
@@ -98,44 +99,55 @@ def _scale_saliency(lab: np.ndarray, r: float, size: int) -> np.ndarray:
         d /= pos
         rows = np.arange(d.shape[0])
         d[rows, start + rows] = np.inf  # a patch is not its own neighbour (candidates start with q)
-        sal[start:start + d.shape[0]] = 1.0 - np.exp(-_mean_of_smallest(d, k))
+        sal[start:start + d.shape[0]] = 1.0 - np.exp(-_mean_of_smallest(d, k, threads))
     coarse = sal.reshape(grid)
     return cv2.resize(coarse, (lab.shape[1], lab.shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
-@functools.lru_cache(maxsize=1)
-def _smallest_session():
+_SESSIONS: dict = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _smallest_session(threads: int | None):
     """TopK(largest=0) then ReduceMean over each row, as one onnxruntime graph: its multi-threaded
     selection is ~3x faster than numpy's single-threaded partition, which was ~70% of this
-    module's time (tests/benchmarks/bench_saliency.py). Same values: the K smallest as a set."""
-    ort = import_onnxruntime()
-    graph = helper.make_graph(
-        [helper.make_node("TopK", ["d", "k"], ["v", "i"], axis=1, largest=0, sorted=0),
-         helper.make_node("ReduceMean", ["v"], ["m"], axes=[1], keepdims=0)], "k_smallest_mean",
-        [helper.make_tensor_value_info("d", TensorProto.FLOAT, ["n", "m"]),
-         helper.make_tensor_value_info("k", TensorProto.INT64, [1])],
-        [helper.make_tensor_value_info("m", TensorProto.FLOAT, ["n"])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # its idle threads would
-    # otherwise spin between runs, taking the cores from the numpy and BLAS work around each one
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    module's time (tests/benchmarks/bench_saliency.py). Same values: the K smallest as a set.
+    One session per thread count (a Ray CPU worker asks for 1), built once under a lock."""
+    with _SESSIONS_LOCK:
+        if threads not in _SESSIONS:
+            ort = import_onnxruntime()
+            graph = helper.make_graph(
+                [helper.make_node("TopK", ["d", "k"], ["v", "i"], axis=1, largest=0, sorted=0),
+                 helper.make_node("ReduceMean", ["v"], ["m"], axes=[1], keepdims=0)], "k_smallest_mean",
+                [helper.make_tensor_value_info("d", TensorProto.FLOAT, ["n", "m"]),
+                 helper.make_tensor_value_info("k", TensorProto.INT64, [1])],
+                [helper.make_tensor_value_info("m", TensorProto.FLOAT, ["n"])])
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 4
+            if threads:
+                opts.intra_op_num_threads = threads
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # its idle threads would
+            # otherwise spin between runs, taking the cores from the numpy and BLAS work around each one
+            _SESSIONS[threads] = ort.InferenceSession(model.SerializeToString(), opts,
+                                                      providers=["CPUExecutionProvider"])
+        return _SESSIONS[threads]
 
 
-def _mean_of_smallest(d: np.ndarray, k: int) -> np.ndarray:
+def _mean_of_smallest(d: np.ndarray, k: int, threads: int | None = None) -> np.ndarray:
     """Mean of the k smallest values of each row of d [n, m] (float32)."""
-    return _smallest_session().run(["m"], {"d": d, "k": np.array([k], np.int64)})[0]
+    return _smallest_session(threads).run(["m"], {"d": d, "k": np.array([k], np.int64)})[0]
 
 
-def context_aware_saliency(rgb01: np.ndarray) -> np.ndarray:
-    """Saliency [H, W] in [0, 1] of an RGB image with values in [0, 1] (any size)."""
+def context_aware_saliency(rgb01: np.ndarray, threads: int | None = None) -> np.ndarray:
+    """Saliency [H, W] in [0, 1] of an RGB image with values in [0, 1] (any size); threads: of the
+    K-nearest selection (None: onnxruntime's default)."""
     h, w = rgb01.shape[:2]
     f = LONG_SIDE / max(h, w)
     small = cv2.resize(rgb01.astype(np.float32), (max(1, round(w * f)), max(1, round(h * f))),
                        interpolation=cv2.INTER_LINEAR)
     lab = _lab01(small)
-    s = np.mean([_scale_saliency(lab, r, p) for r, p in zip(SCALES, PATCHES)], axis=0)
+    s = np.mean([_scale_saliency(lab, r, p, threads) for r, p in zip(SCALES, PATCHES)], axis=0)
     if s.max() > 0:
         foci = (s > FOCI * s.max()).astype(np.uint8)
         dist = cv2.distanceTransform(1 - foci, cv2.DIST_L2, 5)

@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import warnings
 
 import cv2
 import numpy as np
@@ -238,8 +239,26 @@ def test_finite_input_that_overflows_is_refused(capsys, tmp_path, image):
     path = tmp_path / "big.onnx"
     onnx.save(model, str(path))
     out = tmp_path / "o"
-    cli_error(capsys, ["explain", path, image, "--method", "gradcam", "--out", out], match="the scores")
+    with warnings.catch_warnings():   # a numpy warning would be a second stderr line outside pytest
+        warnings.simplefilter("error", RuntimeWarning)
+        cli_error(capsys, ["explain", path, image, "--method", "gradcam", "--out", out], match="the scores")
     assert not out.exists()
+
+
+def test_finite_values_whose_sum_overflows_pass_the_finite_check_silently():
+    """The finite check sums each output first; a sum that overflows on finite values (here ~1e36
+    each) goes on to the exact per-image check, which passes them, without a numpy warning."""
+    model = small_cnn()
+    for name in ("w2", "b2"):
+        t = next(t for t in model.graph.initializer if t.name == name)
+        t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * np.float32(1e35), name))
+    ex = onnxcam.Explainer(model, progress=False)
+    x = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error", RuntimeWarning)
+        _, acts = ex.forward(x, ["feat"])
+    with np.errstate(over="ignore"):
+        assert np.isfinite(acts["feat"]).all() and not np.isfinite(acts["feat"].sum(dtype=np.float32))
 
 
 def test_a_constant_map_is_fine():

@@ -420,12 +420,13 @@ def test_context_aware_saliency_keeps_the_k_nearest_of_numpys_partition():
     from onnxcam.saliency import _mean_of_smallest
     rng = np.random.default_rng(0)
     d = rng.random((300, 977), dtype=np.float32)
-    d[:100, ::3] = 0.25                                 # ties across the k-th value
+    d[:100, ::3] = 0.01                                 # ties across the k-th value (k = 7, 64)
     d[5] = np.inf                                       # a row of masked-out candidates
     d[6, :40] = np.inf
     for k in (1, 7, 64):
         ref = np.partition(d, k - 1, axis=1)[:, :k].astype(np.float64).mean(axis=1)
         np.testing.assert_allclose(_mean_of_smallest(d, k), ref, rtol=1e-6)
+        np.testing.assert_allclose(_mean_of_smallest(d, k, threads=1), ref, rtol=1e-6)
 
 def test_sr_map_is_invariant_to_the_scale_of_relevance_and_runs_on_photos(lite0):
     from onnxcam.methods.relevance import sr_from_relevance

@@ -88,12 +88,13 @@ def _srmap(req: Request) -> dict[str, np.ndarray]:
     """SR map (Li et al., 2019): LRP pixel relevance with the "sr" composite (LRP-0 with bias on
     convolutions, z+ on dense layers, winner-take-all MaxPool; start = logit of the target), |R| per
     channel scaled by its global maximum and read as an image, then context-aware saliency."""
-    return {INPUT: sr_from_relevance(_input_relevance(req, "sr", "logit", "srmap"))}
+    return {INPUT: sr_from_relevance(_input_relevance(req, "sr", "logit", "srmap"), req.explainer.threads)}
 
 
-def sr_from_relevance(pixels: np.ndarray) -> np.ndarray:
+def sr_from_relevance(pixels: np.ndarray, threads: int | None = None) -> np.ndarray:
     """[N, C, H, W] pixel relevance -> [N, H, W] SR maps: |R| scaled by its global maximum (so the
-    map does not depend on the scale of R), read as an RGB image, context-aware saliency."""
+    map does not depend on the scale of R), read as an RGB image, context-aware saliency (on
+    `threads` onnxruntime threads, as the Explainer's sessions; None: onnxruntime's default)."""
     from ..saliency import context_aware_saliency
 
     maps = []
@@ -102,7 +103,7 @@ def sr_from_relevance(pixels: np.ndarray) -> np.ndarray:
         img = img / img.max() if img.max() > 0 else img
         if img.shape[2] != 3:
             img = np.repeat(img.mean(axis=2, keepdims=True), 3, axis=2)
-        maps.append(context_aware_saliency(img))
+        maps.append(context_aware_saliency(img, threads))
     return np.stack(maps)
 
 

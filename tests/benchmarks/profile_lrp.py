@@ -72,7 +72,9 @@ LINEAR_OPS = {"Conv", "FusedConv", "NchwcConv", "ConvTranspose", "Gemm", "FusedG
 
 def linear_macs(graph: onnx.ModelProto, batch: int) -> int:
     """Multiply-adds of the graph's Conv, ConvTranspose, Gemm and MatMul nodes at `batch`, from
-    inferred shapes: Conv N·Cout·out·(Cin/g)·k, ConvTranspose N·Cin·in·(Cout/g)·k, matmul M·K·N."""
+    inferred shapes: Conv N·Cout·out·(Cin/g)·k, ConvTranspose N·Cin·in·(Cout/g)·k, matmul M·K·N.
+    Every symbolic dim is read as the batch: give it a graph whose other dims are static (the
+    canonical graph of `Explainer.model`, not a raw export with dynamic pads)."""
     dims = {}
     for vi in list(graph.graph.value_info) + list(graph.graph.output) + list(graph.graph.input):
         d = vi.type.tensor_type.shape.dim
@@ -88,8 +90,9 @@ def linear_macs(graph: onnx.ModelProto, batch: int) -> int:
             total += int(np.prod(dims[n.output[0]])) * int(np.prod(w[1:]))
         elif n.op_type == "ConvTranspose":
             total += int(np.prod(a)) * int(np.prod(w[1:]))
-        elif len(a) >= 2 and len(w) >= 2:
-            total += int(np.prod(a)) * w[-1]
+        elif len(a) >= 2 and len(w) >= 2:   # [.., M, K] x [K, N] (Gemm transB: W is [N, K])
+            trans_b = any(at.name == "transB" and at.i for at in n.attribute)
+            total += int(np.prod(a)) * (w[0] if trans_b else w[-1])
     return total
 
 
