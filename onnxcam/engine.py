@@ -176,6 +176,27 @@ def _header(number: int, size: int) -> bytes:
     return _varint(number << 3 | 2) + _varint(size)
 
 
+_MALLOC_TRIM = None   # glibc's malloc_trim once looked up; False where there is none
+
+
+def release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc's malloc_trim; a no-op where there is none).
+
+    glibc keeps the pages of a freed message resident in its heap, while the joined bytes of a
+    large graph (over 32 MB) come from a fresh mmap: without the trim the freed graph still counts
+    in the peak, and serializing in parts saves nothing (ResNet-50's LRP build peaked at ~1330 MB
+    either way; with the trim at ~1070 MB, below the run's own peak)."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            import ctypes
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
 def serialized_parts(model: onnx.ModelProto) -> list[bytes]:
     """model.SerializeToString() in parts, to be joined after the caller drops `model`.
 
@@ -225,6 +246,7 @@ class SessionCache:
             per_sample, weights = per_sample_bytes(graph), weight_bytes(graph)
             parts = serialized_parts(graph)
             del graph
+            release_freed_memory()
             data = b"".join(parts)
             del parts
             kind = key[0] if isinstance(key, tuple) and isinstance(key[0], str) else "explain"
