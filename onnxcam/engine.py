@@ -163,6 +163,7 @@ def weight_bytes(model: onnx.ModelProto) -> int:
 
 
 def _varint(n: int) -> bytes:
+    """n >= 0 as a protobuf base-128 varint (7 bits per byte, low first, high bit = more follows)."""
     out = bytearray()
     while True:
         low, n = n & 0x7F, n >> 7

@@ -428,6 +428,7 @@ def test_context_aware_saliency_keeps_the_k_nearest_of_numpys_partition():
         np.testing.assert_allclose(_mean_of_smallest(d, k), ref, rtol=1e-6)
         np.testing.assert_allclose(_mean_of_smallest(d, k, threads=1), ref, rtol=1e-6)
 
+
 def test_sr_map_is_invariant_to_the_scale_of_relevance_and_runs_on_photos(lite0):
     from onnxcam.methods.relevance import sr_from_relevance
     x = onnxcam.load_images(photo_paths(2), lite0.preprocess)
